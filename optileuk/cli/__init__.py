@@ -1,0 +1,120 @@
+"""The ``optileuk`` command line (typer). User mistakes end in one message and exit code 2."""
+
+from __future__ import annotations
+
+import functools
+import sys
+from pathlib import Path
+from typing import Callable, Optional
+
+import typer
+from rich.console import Console
+
+from optileuk.errors import OptileukError
+from optileuk.storage import DEFAULT_STORAGE
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="Tune leukemia-microscopy pipelines with PSO, GA, salp swarm, sine-cosine and TPE; "
+                       "every candidate is an Optuna trial.")
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+out = Console(highlight=False)
+
+StorageOpt = typer.Option(None, "--storage", help=f"Optuna storage URL (default: the study file's, else {DEFAULT_STORAGE})")
+
+
+def user_errors(fn: Callable) -> Callable:
+    """Print an :class:`OptileukError` as its message (no traceback) and exit with code 2."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        from optileuk.runner import RunFailed
+
+        try:
+            return fn(*args, **kwargs)
+        except RunFailed as exc:
+            err.print(f"error: {exc}", markup=False)
+            raise typer.Exit(1)
+        except OptileukError as exc:
+            for line in str(exc).splitlines():
+                err.print(f"error: {line}", markup=False)
+            raise typer.Exit(2)
+
+    return wrapper
+
+
+@app.command()
+@user_errors
+def run(
+    study: Path = typer.Argument(..., help="study file (YAML)"),
+    storage: Optional[str] = StorageOpt,
+    trials: Optional[int] = typer.Option(None, "--trials", min=1, help="override budget.trials"),
+    seed: Optional[int] = typer.Option(None, "--seed", min=0, help="override the study seed"),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bar"),
+) -> None:
+    """Run (or resume) the study in STUDY until its budget is spent."""
+    from optileuk.cli._run import run_study
+
+    run_study(study, storage=storage, trials=trials, seed=seed, quiet=quiet, out=out, err=err)
+
+
+@app.command("list")
+@user_errors
+def list_studies(storage: str = typer.Option(DEFAULT_STORAGE, "--storage", help="Optuna storage URL")) -> None:
+    """List the studies in a storage with their best values."""
+    from optileuk.cli._inspect import list_table
+
+    out.print(list_table(storage))
+
+
+@app.command()
+@user_errors
+def export(
+    name: str = typer.Argument(..., help="study name"),
+    storage: str = typer.Option(DEFAULT_STORAGE, "--storage", help="Optuna storage URL"),
+    fmt: str = typer.Option("yaml", "--format", help="yaml or json"),
+    output: Optional[Path] = typer.Option(None, "-o", "--output", help="file to write (default: print)"),
+    top: int = typer.Option(1, "--top", min=1, help="export the K best trials"),
+) -> None:
+    """Export the best config of study NAME, merged with its objective config, for training."""
+    from optileuk.cli._inspect import export_text
+
+    text = export_text(name, storage, fmt, top)
+    if output is None:
+        sys.stdout.write(text)
+    else:
+        output.write_text(text)
+        err.print(f"wrote {output}")
+
+
+@app.command()
+@user_errors
+def dashboard(
+    storage: str = typer.Option(DEFAULT_STORAGE, "--storage", help="Optuna storage URL"),
+    port: int = typer.Option(8080, "--port"),
+) -> None:
+    """Open optuna-dashboard on the storage (127.0.0.1 only)."""
+    try:
+        import optuna_dashboard
+    except ImportError:
+        err.print("optuna-dashboard is not installed: pip install 'optileuk[dashboard]'")
+        raise typer.Exit(1)
+    from optileuk.cli._inspect import open_existing
+
+    st = open_existing(storage)
+    err.print(f"optuna-dashboard on http://127.0.0.1:{port} (Ctrl+C to stop)")
+    optuna_dashboard.run_server(st, host="127.0.0.1", port=port)
+
+
+@app.command()
+def optimizers() -> None:
+    """List the registered optimizers (built-ins and plug-ins)."""
+    from optileuk.registry import OPTIMIZERS
+
+    for name in OPTIMIZERS.names():
+        obj = OPTIMIZERS.resolve(name) or OPTIMIZERS.resolve(name + ":x")
+        shown = f"{name}:<Module>.<Class>" if obj and obj[1] else name
+        out.print(f"{shown:28s} {getattr(obj[0], 'summary', '') if obj else ''}")
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,100 @@
+"""``optileuk list`` and ``optileuk export``: reading studies back from a storage."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import numpy as np
+import optuna
+import yaml
+from rich.table import Table
+
+from optileuk.errors import StorageError
+from optileuk.runner import STUDY_ATTR
+from optileuk.space import SearchSpace
+from optileuk.storage import open_storage
+
+
+def open_existing(url: str):
+    """Open a storage that must already exist (never create an empty SQLite file)."""
+    if url.startswith("sqlite:///"):
+        from pathlib import Path
+
+        path = Path(url.split(":///", 1)[1].split("?", 1)[0])
+        if not path.exists():
+            raise StorageError(f"storage: '{url}' does not exist (no study has been run there yet)")
+    return open_storage(url)
+
+
+def list_table(url: str) -> Table:
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    storage = open_existing(url)
+    table = Table(title=f"studies in {url}")
+    for col in ("study", "optimizer", "direction", "complete", "failed", "best value"):
+        table.add_column(col)
+    for fs in storage.get_all_studies():
+        trials = storage.get_all_trials(fs._study_id, deepcopy=False)
+        complete = [t for t in trials if t.state == optuna.trial.TrialState.COMPLETE]
+        failed = sum(t.state == optuna.trial.TrialState.FAIL for t in trials)
+        best = "-"
+        if complete and len(fs.directions) == 1:
+            pick = min if fs.directions[0] == optuna.study.StudyDirection.MINIMIZE else max
+            best = f"{pick(t.value for t in complete):.6g}"
+        table.add_row(fs.study_name, str(fs.user_attrs.get("optimizer", "-")),
+                      ",".join(d.name.lower() for d in fs.directions), str(len(complete)), str(failed), best)
+    return table
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, np.ndarray):
+        return [int(i) for i in np.flatnonzero(value)]
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def export_config(name: str, url: str, top: int = 1) -> dict[str, Any]:
+    """Best trial(s) of study ``name`` merged with the objective config, as plain data."""
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    storage = open_existing(url)
+    try:
+        study = optuna.load_study(study_name=name, storage=storage)
+    except KeyError:
+        names = [s.study_name for s in storage.get_all_studies()]
+        raise StorageError(f"storage: no study named '{name}' in {url} (studies: {', '.join(names) or 'none'})") from None
+    raw = study.user_attrs.get(STUDY_ATTR)
+    complete = [t for t in study.get_trials(deepcopy=False) if t.state == optuna.trial.TrialState.COMPLETE]
+    if not complete:
+        raise StorageError(f"storage: study '{name}' has no complete trial to export")
+    reverse = study.direction == optuna.study.StudyDirection.MAXIMIZE
+    ranked = sorted(complete, key=lambda t: t.value, reverse=reverse)[:top]
+    space = SearchSpace.from_dict(raw["search_space"]) if raw else None
+
+    def entry(t) -> dict[str, Any]:
+        params = space.from_record(t.params, t.user_attrs) if space else dict(t.params)
+        return {"trial": t.number, "value": t.value,
+                "params": {k: _plain(v) for k, v in params.items()},
+                "attrs": {k: v for k, v in t.user_attrs.items() if k not in (space.params if space else {})
+                          and k != "traceback"}}
+
+    out: dict[str, Any] = {"study": name, "storage": url, "direction": study.direction.name.lower()}
+    if raw:
+        out["objective"] = raw["objective"]
+        out["seed"] = raw["seed"]
+        out["optimizer"] = raw["optimizer"]
+    best = entry(ranked[0])
+    out["value"] = best["value"]
+    out["params"] = best["params"]
+    if top > 1:
+        out["top"] = [entry(t) for t in ranked]
+    return out
+
+
+def export_text(name: str, url: str, fmt: str, top: int) -> str:
+    if fmt not in ("yaml", "json"):
+        raise StorageError(f"--format must be yaml or json, got {fmt!r}")
+    data = export_config(name, url, top)
+    if fmt == "json":
+        return json.dumps(data, indent=2) + "\n"
+    return yaml.safe_dump(data, sort_keys=False)

@@ -1,0 +1,48 @@
+"""``optileuk run``: progress bar while the runner works, a summary when it ends."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+
+from optileuk.config import load_study
+from optileuk.runner import Runner, Summary
+
+
+def run_study(path: Path, *, storage: str | None, trials: int | None, seed: int | None, quiet: bool,
+              out: Console, err: Console) -> Summary:
+    study = load_study(path, trials=trials, seed=seed, storage=storage)
+    total = study.file.budget.trials
+    columns = [TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+               TextColumn("best {task.fields[best]}"), TextColumn("gen {task.fields[gen]}"),
+               TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn()]
+    with Progress(*columns, console=err, disable=quiet, transient=False) as bar:
+        task = bar.add_task(study.name, total=total, best="-", gen=0)
+
+        def on_progress(p) -> None:
+            bar.update(task, completed=p.done, best="-" if p.best is None else f"{p.best:.6g}", gen=p.generation)
+
+        summary = Runner(study, on_progress=on_progress).run()
+        bar.update(task, completed=summary.trials if total else summary.trials)
+    out.print(summary_table(summary, study.direction))
+    return summary
+
+
+def summary_table(s: Summary, direction: str) -> Table:
+    table = Table(title=f"study {s.study_name}", show_header=False, title_justify="left")
+    table.add_column(style="bold")
+    table.add_column()
+    best = "-" if s.best_value is None else f"{s.best_value:.6g} ({direction})"
+    table.add_row("best value", best)
+    for k, v in s.best_params.items():
+        table.add_row(f"  {k}", f"{v:.6g}" if isinstance(v, float) else str(v))
+    table.add_row("trials", f"{s.trials} finished (this run: {s.evaluated} evaluated, {s.reused} reused, "
+                            f"{s.failed} failed)")
+    table.add_row("generations", str(s.generation))
+    table.add_row("stopped by", s.stopped_by)
+    table.add_row("time", f"{s.seconds:.1f} s")
+    table.add_row("stored in", f"{s.storage} (study '{s.study_name}')")
+    return table

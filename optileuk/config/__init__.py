@@ -1,0 +1,5 @@
+"""Study files and search-space files: loading and validation (all errors at once)."""
+
+from optileuk.config._study import Budget, RunnerConfig, Study, load_study
+
+__all__ = ["Budget", "RunnerConfig", "Study", "load_study"]

@@ -1,0 +1,202 @@
+"""Study files: one YAML file naming an objective, a search space, an optimizer and a budget.
+
+Example (``studies/rastrigin_pso.yaml``)::
+
+    name: rastrigin-pso
+    seed: 1
+    objective: {type: analytic, function: rastrigin}
+    search_space: ../search_spaces/box10.yaml
+    optimizer: {name: pso, population: 20}
+    budget: {trials: 600}
+
+Everything is validated before anything runs, and every problem is reported at once.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal, Optional, Union
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from optileuk.config._load import join, problems_from, read_yaml, validate
+from optileuk.errors import ConfigError, Problem
+from optileuk.storage import DEFAULT_STORAGE
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Budget(_Strict):
+    """When to stop: whichever limit comes first. ``trials`` counts finished trials."""
+
+    trials: Optional[int] = Field(None, ge=1)
+    generations: Optional[int] = Field(None, ge=1)
+    timeout: Optional[float] = Field(None, gt=0, description="seconds of this run")
+
+    @model_validator(mode="after")
+    def _one(self) -> "Budget":
+        if self.trials is None and self.generations is None and self.timeout is None:
+            raise ValueError("needs at least one of trials, generations, timeout")
+        return self
+
+
+class RunnerConfig(_Strict):
+    """Where candidates are evaluated (used by the parallel executors)."""
+
+    devices: Union[Literal["auto", "cpu"], list[str]] = "auto"
+    trials_per_device: int = Field(1, ge=1)
+    workers: Optional[int] = Field(None, ge=1, description="local worker processes (default: one per device slot)")
+    max_consecutive_failures: int = Field(10, ge=1)
+    flush_seconds: float = Field(0.5, ge=0, description="how long finished trials may wait to be written")
+
+    @field_validator("devices")
+    @classmethod
+    def _devices(cls, v):
+        if isinstance(v, list):
+            if not v:
+                raise ValueError("devices must not be an empty list")
+            for d in v:
+                if not re.fullmatch(r"cpu|cuda(:\d+)?|mps", str(d)):
+                    raise ValueError(f"each device must be cpu, cuda:N or mps, got {d!r}")
+        return v
+
+
+class StudyFile(_Strict):
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
+    description: str = ""
+    storage: str = DEFAULT_STORAGE
+    seed: int = Field(0, ge=0)
+    direction: Optional[Literal["minimize", "maximize"]] = None
+    objective: dict[str, Any]
+    search_space: Union[str, dict[str, Any]]
+    optimizer: dict[str, Any]
+    budget: Budget
+    runner: RunnerConfig = RunnerConfig()
+
+
+@dataclass
+class Study:
+    """A validated study: its file, the typed pieces and the plug-ins they name."""
+
+    path: Path
+    file: StudyFile
+    space: Any  # SearchSpace (not bound to the objective yet)
+    optimizer_name: str
+    optimizer: Any  # Registered
+    optimizer_config: Any
+    objective_type: str
+    objective_cls: Any
+    objective_config: Any
+
+    @property
+    def name(self) -> str:
+        return self.file.name
+
+    def objective(self):
+        """A fresh objective object for this study."""
+        return self.objective_cls(self.objective_config, space=self.space, seed=self.file.seed)
+
+    @property
+    def direction(self) -> str:
+        return self.file.direction or self.objective_cls.direction
+
+    def raw(self) -> dict[str, Any]:
+        """The study as plain data (stored with the study, used by ``export``)."""
+        data = self.file.model_dump(mode="json")
+        data["search_space"] = self.space.to_dict()
+        return data
+
+
+def load_study(path: str | Path, *, trials: int | None = None, seed: int | None = None,
+               storage: str | None = None) -> Study:
+    """Read and validate a study file (and its search-space file); raise :class:`ConfigError`.
+
+    The overrides mirror ``optileuk run --trials/--seed/--storage``.
+    """
+    from optileuk.registry import OBJECTIVES, OPTIMIZERS
+    from optileuk.space import SearchSpace
+
+    path = Path(path)
+    src = str(path)
+    data = read_yaml(path, what="study file")
+    if not isinstance(data, dict):
+        raise ConfigError([Problem(src, "", "must be a YAML mapping (name, objective, search_space, optimizer, budget, ...)", data)])
+    data = dict(data)
+    if trials is not None:
+        data["budget"] = {**(data.get("budget") or {}), "trials": trials} if isinstance(data.get("budget", {}), dict) else data["budget"]
+    if seed is not None:
+        data["seed"] = seed
+    if storage is not None:
+        data["storage"] = storage
+
+    problems: list[Problem] = []
+    file, errs = validate(StudyFile, data, src)
+    problems += _explain_extra(errs, StudyFile)
+
+    # The plug-ins and the space are checked even when the top level has problems elsewhere.
+    space = None
+    ss = data.get("search_space")
+    try:
+        if isinstance(ss, str):
+            ss_path = (path.parent / ss) if not Path(ss).is_absolute() else Path(ss)
+            space = SearchSpace.from_file(ss_path)
+        elif isinstance(ss, dict):
+            space = SearchSpace.from_dict(ss, source=src, prefix=("search_space",))
+    except ConfigError as exc:
+        problems += exc.problems
+
+    opt_entry = opt_cfg = opt_name = None
+    spec = data.get("optimizer")
+    if isinstance(spec, dict):
+        opt_name = spec.get("name")
+        found = OPTIMIZERS.resolve(opt_name) if isinstance(opt_name, str) else None
+        if opt_name is None:
+            problems.append(Problem(src, "optimizer.name", "is required"))
+        elif found is None:
+            problems.append(Problem(src, "optimizer.name", f"must be one of {', '.join(OPTIMIZERS.display_names())}", opt_name))
+        else:
+            opt_entry, arg = found
+            rest = {k: v for k, v in spec.items() if k != "name"}
+            try:
+                opt_cfg = opt_entry.make_config(rest, arg)
+            except Exception as exc:  # pydantic ValidationError
+                problems += _explain_extra(problems_from(exc, src, ("optimizer",)), opt_entry.config_model())
+
+    obj_cls = obj_cfg = obj_type = None
+    spec = data.get("objective")
+    if isinstance(spec, dict):
+        obj_type = spec.get("type")
+        found = OBJECTIVES.resolve(obj_type) if isinstance(obj_type, str) else None
+        if obj_type is None:
+            problems.append(Problem(src, "objective.type", "is required"))
+        elif found is None:
+            problems.append(Problem(src, "objective.type", f"must be one of {', '.join(OBJECTIVES.display_names())}", obj_type))
+        else:
+            obj_cls = found[0]
+            cfg, errs = validate(obj_cls.Config, {k: v for k, v in spec.items() if k != "type"}, src, ("objective",))
+            problems += _explain_extra(errs, obj_cls.Config)
+            obj_cfg = cfg
+            if cfg is not None and space is not None:
+                for msg in obj_cls(cfg, space=space).check_space(space):
+                    problems.append(Problem(src, "search_space", msg))
+
+    if problems:
+        raise ConfigError(problems)
+    return Study(path, file, space, opt_name, opt_entry, opt_cfg, obj_type, obj_cls, obj_cfg)
+
+
+def _explain_extra(problems: list[Problem], model: type[BaseModel]) -> list[Problem]:
+    out = []
+    for p in problems:
+        if p.rule == "is not a known key":
+            keys = [k for k in model.model_fields]
+            p = Problem(p.file, p.path, f"is not a known key (valid keys: {', '.join(keys)})")
+        out.append(p)
+    return out
+
+
+__all__ = ["Budget", "RunnerConfig", "Study", "StudyFile", "load_study", "join"]

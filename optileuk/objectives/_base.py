@@ -1,0 +1,87 @@
+"""The objective contract: a plain Optuna objective *and* ``evaluate(config)`` for the runner."""
+
+from __future__ import annotations
+
+import time
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Mapping
+
+import optuna
+from pydantic import BaseModel, ConfigDict
+
+from optileuk.space import SearchSpace
+
+
+class ObjectiveConfig(BaseModel):
+    """Base of every objective's typed config (the study file's ``objective`` keys)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+@dataclass
+class Score:
+    """What one evaluation gives: the value(s) and facts worth keeping as trial user attrs."""
+
+    value: float | tuple[float, ...]
+    attrs: dict[str, Any] = field(default_factory=dict)
+
+
+class Objective(ABC):
+    """Base class of objectives.
+
+    Subclasses set ``Config`` and implement :meth:`evaluate`. The same object works in a plain
+    Optuna study::
+
+        objective = AnalyticObjective({"function": "sphere"}, space=space)
+        optuna.create_study().optimize(objective, n_trials=20)
+
+    Args:
+        config: the objective's settings (a mapping or its ``Config`` model).
+        space: the search space ``__call__`` suggests from (not needed for ``evaluate``).
+        seed: seed of everything random in the objective.
+    """
+
+    Config: ClassVar[type[ObjectiveConfig]] = ObjectiveConfig
+    direction: ClassVar[str] = "minimize"
+    takes_argument: ClassVar[bool] = False
+
+    def __init__(self, config: ObjectiveConfig | Mapping[str, Any] | None = None, *,
+                 space: SearchSpace | None = None, seed: int = 0):
+        self.config = config if isinstance(config, self.Config) else self.Config.model_validate(dict(config or {}))
+        self.seed = seed
+        self._space = space
+        self._bound: SearchSpace | None = None
+
+    # ---- the search space -----------------------------------------------------------------------
+    def mask_lengths(self) -> dict[str, int]:
+        """Lengths of ``length: auto`` masks (e.g. the feature count). Default: none."""
+        return {}
+
+    def check_space(self, space: SearchSpace) -> list[str]:
+        """Problems with using ``space`` for this objective (one sentence each)."""
+        return []
+
+    def bind(self, space: SearchSpace) -> SearchSpace:
+        return space.bind(self.mask_lengths()) if any(
+            getattr(p, "length", None) == "auto" for p in space.params.values()) else space
+
+    @property
+    def space(self) -> SearchSpace:
+        if self._bound is None:
+            if self._space is None:
+                raise ValueError(f"{type(self).__name__} was created without a search space; pass space=...")
+            self._bound = self.bind(self._space)
+        return self._bound
+
+    # ---- evaluation -----------------------------------------------------------------------------
+    @abstractmethod
+    def evaluate(self, config: Mapping[str, Any], *, trial: optuna.trial.BaseTrial | None = None) -> Score:
+        """Score one configuration. ``trial`` (when given) receives intermediate reports."""
+
+    def __call__(self, trial: optuna.trial.BaseTrial) -> float | tuple[float, ...]:
+        start = time.perf_counter()
+        score = self.evaluate(self.space.suggest(trial), trial=trial)
+        for key, value in {**score.attrs, "seconds": time.perf_counter() - start}.items():
+            trial.set_user_attr(key, value)
+        return score.value

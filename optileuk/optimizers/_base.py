@@ -1,0 +1,126 @@
+"""The optimizer adapter contract and its registry.
+
+An adapter drives one library (pyswarms, DEAP, mealpy, an Optuna sampler) one generation at a
+time: ``step(evaluate)`` where ``evaluate(X) -> values`` is supplied by the runner and always
+*minimises*. ``state_dict()`` holds everything needed to continue (RNG state included).
+Adapters do no I/O and never touch a storage.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import random
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Any, Callable, ClassVar, Iterator
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict
+
+from optileuk.box import Box
+
+Evaluate = Callable[[np.ndarray], np.ndarray]
+
+
+class OptimizerConfig(BaseModel):
+    """Base of every optimizer's typed config (YAML keys = argument names)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Optimizer(ABC):
+    """Base class of the adapters.
+
+    Args:
+        box: the encoded search space.
+        config: the adapter's validated config.
+        seed: seed of every random choice the adapter makes.
+        max_generations: how many generations the runner expects to ask for (schedules such
+            as SSA's ``c1`` or SCA's ``r1`` depend on it); ``None`` when unknown.
+    """
+
+    Config: ClassVar[type[OptimizerConfig]] = OptimizerConfig
+
+    def __init__(self, box: Box, config: OptimizerConfig, *, seed: int, max_generations: int | None = None):
+        self.box = box
+        self.config = config
+        self.seed = seed
+        self.max_generations = max_generations
+
+    @property
+    @abstractmethod
+    def population_size(self) -> int:
+        """Candidates evaluated per generation (for budget planning)."""
+
+    @abstractmethod
+    def step(self, evaluate: Evaluate) -> None:
+        """Run one generation; call ``evaluate`` on batches of box points (rows)."""
+
+    @abstractmethod
+    def state_dict(self) -> dict[str, Any]:
+        """Everything needed to continue after the last completed ``step``."""
+
+    @abstractmethod
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Continue from a state returned by :meth:`state_dict`."""
+
+
+@dataclass(frozen=True)
+class Registered:
+    """A registered optimizer: an adapter class plus preset defaults (variants are presets)."""
+
+    cls: type[Optimizer]
+    defaults: dict[str, Any] = field(default_factory=dict)
+    summary: str = ""
+    takes_argument: bool = False  # e.g. ``mealpy:<Module>.<Class>``
+
+    def config_model(self) -> type[OptimizerConfig]:
+        return self.cls.Config
+
+    def make_config(self, data: dict[str, Any], argument: str | None = None) -> OptimizerConfig:
+        merged = {**self.defaults, **data}
+        if self.takes_argument:
+            merged["algorithm"] = argument
+        return self.cls.Config.model_validate(merged)
+
+    def build(self, box: Box, config: OptimizerConfig, *, seed: int, max_generations: int | None) -> Optimizer:
+        return self.cls(box, config, seed=seed, max_generations=max_generations)
+
+
+# ---- the libraries' global RNGs, swapped in and out so that no global state leaks -------------
+
+
+@contextlib.contextmanager
+def numpy_global_rng(state: dict[str, Any]) -> Iterator[None]:
+    """Run a block with ``np.random``'s global state set to ``state['np']`` and save it back.
+
+    pyswarms' backend draws from the global ``np.random``; this keeps its draws reproducible
+    and private to one adapter.
+    """
+    saved = np.random.get_state()
+    np.random.set_state(state["np"])
+    try:
+        yield
+    finally:
+        state["np"] = np.random.get_state()
+        np.random.set_state(saved)
+
+
+@contextlib.contextmanager
+def python_global_rng(state: dict[str, Any]) -> Iterator[None]:
+    """Same as :func:`numpy_global_rng` for the ``random`` module (used by DEAP)."""
+    saved = random.getstate()
+    random.setstate(state["py"])
+    try:
+        yield
+    finally:
+        state["py"] = random.getstate()
+        random.setstate(saved)
+
+
+def seeded_states(seed: int) -> dict[str, Any]:
+    return {"np": np.random.RandomState(seed).get_state(), "py": random.Random(seed).getstate()}
+
+
+def as_minimise(values: Any) -> np.ndarray:
+    return np.asarray(values, dtype=float).reshape(-1)

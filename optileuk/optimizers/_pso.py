@@ -1,0 +1,128 @@
+"""Particle swarm optimisation over pyswarms' backend operators.
+
+The swarm moves in the unit cube (each box coordinate scaled to [0, 1]) so one velocity clamp
+fits coordinates of any range. Bits (masks, booleans) use binary PSO: a bit is 1 when a uniform
+draw is below ``sigmoid(velocity)`` (Kennedy & Eberhart 1997, as pyswarms' ``BinaryPSO``).
+Topologies: ``global`` (pyswarms ``Star``) and ``ring`` (pyswarms ``Ring``, ``k`` neighbours).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import numpy as np
+from pydantic import Field, model_validator
+from pyswarms.backend import compute_pbest, compute_position, compute_velocity, create_swarm
+from pyswarms.backend.handlers import BoundaryHandler, VelocityHandler
+from pyswarms.backend.topology import Ring, Star
+
+from optileuk.optimizers._base import (
+    Optimizer,
+    OptimizerConfig,
+    Registered,
+    as_minimise,
+    numpy_global_rng,
+    seeded_states,
+)
+
+
+class PSOConfig(OptimizerConfig):
+    """Settings of :class:`PSOOptimizer` (defaults: Clerc's constriction coefficients)."""
+
+    population: int = Field(20, ge=2, description="number of particles")
+    w: float = Field(0.7298, ge=0, description="inertia weight")
+    c1: float = Field(1.49618, ge=0, description="cognitive coefficient")
+    c2: float = Field(1.49618, ge=0, description="social coefficient")
+    topology: Literal["global", "ring"] = "global"
+    k: int = Field(3, ge=1, description="neighbours per particle (ring topology)")
+    p: Literal[1, 2] = Field(2, description="Minkowski norm of the ring's neighbour search")
+    velocity_clamp: float = Field(0.25, gt=0, le=1, description="max |velocity| as a fraction of each range")
+    boundary: Literal["nearest", "reflective", "periodic", "random", "intermediate"] = "reflective"
+
+    @model_validator(mode="after")
+    def _check(self) -> "PSOConfig":
+        if self.topology == "ring" and self.k >= self.population:
+            raise ValueError(f"k must be < population for the ring topology, got k={self.k}, population={self.population}")
+        return self
+
+
+class PSOOptimizer(Optimizer):
+    Config = PSOConfig
+    config: PSOConfig
+
+    def __init__(self, box, config, *, seed, max_generations=None):
+        super().__init__(box, config, seed=seed, max_generations=max_generations)
+        c = self.config
+        self._bits = box.binary
+        self._span = np.where(box.upper > box.lower, box.upper - box.lower, 1.0)
+        self._topology = Ring(static=False) if c.topology == "ring" else Star()
+        self._bh = BoundaryHandler(strategy=c.boundary)
+        self._vh = VelocityHandler(strategy="unmodified")
+        self._clamp = (-c.velocity_clamp, c.velocity_clamp)
+        self._unit = (np.zeros(box.dim), np.ones(box.dim))
+        self._rng = seeded_states(seed)
+        self._swarm = None
+
+    @property
+    def population_size(self) -> int:
+        return self.config.population
+
+    def _to_box(self, u: np.ndarray) -> np.ndarray:
+        return self.box.lower + u * self._span
+
+    def _gbest(self) -> None:
+        c = self.config
+        kwargs = {"p": c.p, "k": c.k} if c.topology == "ring" else {}
+        self._swarm.best_pos, self._swarm.best_cost = self._topology.compute_gbest(self._swarm, **kwargs)
+
+    def step(self, evaluate) -> None:
+        c = self.config
+        with numpy_global_rng(self._rng):
+            if self._swarm is None:
+                options = {"c1": c.c1, "c2": c.c2, "w": c.w, "k": c.k, "p": c.p}
+                swarm = create_swarm(c.population, self.box.dim, options=options, bounds=self._unit, clamp=self._clamp)
+                if self._bits.any():
+                    swarm.position[:, self._bits] = np.random.randint(0, 2, size=(c.population, int(self._bits.sum())))
+                swarm.pbest_cost = np.full(c.population, np.inf)
+                self._swarm = swarm
+            else:
+                swarm = self._swarm
+                swarm.velocity = compute_velocity(swarm, self._clamp, self._vh, self._unit)
+                new = compute_position(swarm, self._unit, self._bh)
+                if self._bits.any():
+                    v = swarm.velocity[:, self._bits]
+                    new[:, self._bits] = (np.random.random_sample(v.shape) < 1.0 / (1.0 + np.exp(-v))) * 1.0
+                swarm.position = new
+        # evaluation happens outside the RNG block (the runner may do anything meanwhile)
+        cost = as_minimise(evaluate(self._to_box(self._swarm.position)))
+        swarm = self._swarm
+        swarm.current_cost = cost
+        swarm.pbest_pos, swarm.pbest_cost = compute_pbest(swarm)
+        with numpy_global_rng(self._rng):
+            self._gbest()
+
+    def state_dict(self) -> dict[str, Any]:
+        s = self._swarm
+        swarm = None if s is None else {
+            k: np.array(getattr(s, k)) for k in
+            ("position", "velocity", "pbest_pos", "pbest_cost", "best_pos", "current_cost")
+        } | {"best_cost": float(s.best_cost)}
+        return {"rng": self._rng, "swarm": swarm}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self._rng = state["rng"]
+        if state["swarm"] is None:
+            self._swarm = None
+            return
+        c = self.config
+        options = {"c1": c.c1, "c2": c.c2, "w": c.w, "k": c.k, "p": c.p}
+        saved = np.random.get_state()
+        swarm = create_swarm(c.population, self.box.dim, options=options, bounds=self._unit, clamp=self._clamp)
+        np.random.set_state(saved)
+        for key, value in state["swarm"].items():
+            setattr(swarm, key, value)
+        self._swarm = swarm
+
+
+PSO = Registered(PSOOptimizer, summary="particle swarm (pyswarms), global-best topology")
+PSO_RING = Registered(PSOOptimizer, {"topology": "ring"}, summary="particle swarm (pyswarms), ring topology")

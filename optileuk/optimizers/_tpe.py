@@ -1,0 +1,101 @@
+"""Optuna's TPE sampler as a ``step(evaluate)`` optimizer.
+
+The adapter keeps a private in-memory Optuna study over the box coordinates (real coordinates
+as floats, ``choice`` coordinates and bits as categoricals) and asks it for ``population``
+candidates per generation; with Optuna 5's defaults TPE is multivariate and uses the constant
+liar, so a batch of candidates asked together is spread out. The runner records the real
+trials in the real study; this private study is only the sampler's memory.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import numpy as np
+import optuna
+from optuna.distributions import CategoricalDistribution, FloatDistribution
+from pydantic import Field
+
+from optileuk.optimizers._base import Optimizer, OptimizerConfig, Registered, as_minimise
+
+
+class TPEConfig(OptimizerConfig):
+    """Settings passed to :class:`optuna.samplers.TPESampler` (same names)."""
+
+    population: int = Field(1, ge=1, description="candidates asked per generation (run in parallel)")
+    n_startup_trials: int = Field(10, ge=0)
+    n_ei_candidates: int = Field(24, ge=1)
+    multivariate: bool = True
+    group: bool = False
+    constant_liar: bool = True
+    consider_endpoints: bool = False
+
+
+class TPEOptimizer(Optimizer):
+    Config = TPEConfig
+    config: TPEConfig
+
+    def __init__(self, box, config, *, seed, max_generations=None):
+        super().__init__(box, config, seed=seed, max_generations=max_generations)
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        self._dists: dict[str, Any] = {}
+        for i, (kind, lo, hi, n) in enumerate(zip(box.kinds, box.lower, box.upper, box.choices)):
+            if kind == "binary":
+                self._dists[f"x{i}"] = CategoricalDistribution([0, 1])
+            elif kind == "choice":
+                self._dists[f"x{i}"] = CategoricalDistribution(list(range(n)))
+            else:
+                self._dists[f"x{i}"] = FloatDistribution(float(lo), float(max(hi, lo + 1e-12)))
+        self._study = self._new_study(self._sampler())
+
+    @property
+    def population_size(self) -> int:
+        return self.config.population
+
+    def _sampler(self) -> optuna.samplers.TPESampler:
+        c = self.config
+        with _quiet_experimental():
+            return optuna.samplers.TPESampler(
+                n_startup_trials=c.n_startup_trials, n_ei_candidates=c.n_ei_candidates,
+                multivariate=c.multivariate, group=c.group, constant_liar=c.constant_liar,
+                consider_endpoints=c.consider_endpoints, seed=self.seed)
+
+    @staticmethod
+    def _new_study(sampler) -> optuna.Study:
+        return optuna.create_study(sampler=sampler, direction="minimize")
+
+    def _vector(self, params: dict[str, Any]) -> np.ndarray:
+        x = np.empty(self.box.dim)
+        for i, kind in enumerate(self.box.kinds):
+            v = params[f"x{i}"]
+            x[i] = v + 0.5 if kind == "choice" else float(v)
+        return x
+
+    def step(self, evaluate) -> None:
+        trials = [self._study.ask(self._dists) for _ in range(self.config.population)]
+        values = as_minimise(evaluate(np.array([self._vector(t.params) for t in trials])))
+        for t, v in zip(trials, values):
+            self._study.tell(t, float(v))
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"trials": self._study.get_trials(deepcopy=False), "sampler": self._study.sampler}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self._study = self._new_study(state["sampler"])
+        self._study.add_trials(state["trials"])
+
+
+class _quiet_experimental:
+    def __enter__(self):
+        import warnings
+
+        self._w = warnings.catch_warnings()
+        self._w.__enter__()
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+
+    def __exit__(self, *exc):
+        self._w.__exit__(*exc)
+
+
+TPE = Registered(TPEOptimizer, summary="Bayesian TPE (Optuna TPESampler; multivariate, constant liar)")

@@ -1,0 +1,300 @@
+"""The runner: owns one Optuna study and drives one optimizer generation by generation.
+
+For every ``evaluate`` call of the optimizer it decodes the candidates, evaluates those not
+already finished in the storage, records each as an Optuna trial (params with proper
+distributions, user attrs ``optimizer``, ``generation``, ``batch``, ``index``, ``seconds``) and
+returns the values, oriented so the optimizer always minimises. After a generation the
+optimizer's state is saved in the study's system attrs; a re-run loads it and replays from there,
+taking the values of trials that already finished instead of evaluating them again.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import math
+import pickle
+import time
+import zlib
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Callable
+
+import numpy as np
+import optuna
+from optuna.storages import BaseStorage
+from optuna.trial import FrozenTrial, TrialState
+
+from optileuk.config import Study
+from optileuk.errors import ConfigError, OptileukError, Problem
+from optileuk.runner._executor import InlineExecutor, Outcome
+from optileuk.runner._records import TrialWriter
+from optileuk.storage import open_storage
+
+STATE_KEY = "optileuk:state"
+FINGERPRINT_KEY = "optileuk:fingerprint"
+STUDY_ATTR = "optileuk.study"
+TOLD_KEY = "optileuk:told"
+FINISHED = (TrialState.COMPLETE, TrialState.FAIL, TrialState.PRUNED)
+
+
+class RunFailed(OptileukError):
+    """The run stopped because candidates kept failing."""
+
+
+class _Stop(Exception):
+    """Internal: the budget ran out in the middle of a generation."""
+
+
+@dataclass
+class Progress:
+    done: int
+    total: int | None
+    best: float | None
+    elapsed: float
+    generation: int
+
+
+@dataclass
+class Summary:
+    study_name: str
+    storage: str
+    trials: int
+    evaluated: int
+    reused: int
+    failed: int
+    best_value: float | None
+    best_params: dict[str, Any]
+    seconds: float
+    generation: int
+    stopped_by: str
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def fingerprint(study: Study, space) -> str:
+    parts = {
+        "space": space.to_dict(),
+        "objective": [study.objective_type, study.objective_config.model_dump(mode="json")],
+        "optimizer": [study.optimizer_name, study.optimizer_config.model_dump(mode="json")],
+        "seed": study.file.seed,
+        "direction": study.direction,
+    }
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:20]
+
+
+def encode_state(state: dict[str, Any]) -> str:
+    return base64.b64encode(zlib.compress(pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL))).decode()
+
+
+def decode_state(text: str) -> dict[str, Any]:
+    return pickle.loads(zlib.decompress(base64.b64decode(text)))
+
+
+class Runner:
+    """Run one study to its budget (or resume it).
+
+    Args:
+        study: a validated study (:func:`optileuk.config.load_study`).
+        storage: an opened storage; default: the study file's ``storage`` URL.
+        on_progress: called after every finished trial with a :class:`Progress`.
+        state_every: seconds between two saves of the optimizer state (always saved at the end).
+
+    Example:
+        >>> from optileuk.config import load_study  # doctest: +SKIP
+        >>> Runner(load_study("studies/rastrigin_pso.yaml")).run().best_value  # doctest: +SKIP
+    """
+
+    def __init__(self, study: Study, *, storage: BaseStorage | None = None,
+                 on_progress: Callable[[Progress], None] | None = None, state_every: float = 2.0):
+        self.study = study
+        self.storage_url = study.file.storage
+        self._storage = storage
+        self.on_progress = on_progress
+        self.state_every = state_every
+
+    # ------------------------------------------------------------------------------------------
+    def run(self) -> Summary:
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        st = self.study
+        t0 = time.perf_counter()
+        objective = st.objective()
+        space = objective.bind(st.space)
+        box = space.box
+        storage = self._storage or open_storage(self.storage_url)
+        ostudy = self._open_study(storage, space)
+        sid = ostudy._study_id
+
+        budget = st.file.budget
+        probe = st.optimizer.build(box, st.optimizer_config, seed=st.file.seed, max_generations=None)
+        hint = budget.generations or (math.ceil(budget.trials / probe.population_size) if budget.trials else None)
+        opt = st.optimizer.build(box, st.optimizer_config, seed=st.file.seed, max_generations=hint)
+        generation = 0
+        saved = storage.get_study_system_attrs(sid).get(STATE_KEY)
+        if saved:
+            opt.load_state_dict(decode_state(saved["blob"]))
+            generation = int(saved["generation"])
+
+        trials = ostudy.get_trials(deepcopy=False, states=FINISHED)
+        known: dict[tuple[int, int, int], FrozenTrial] = {}
+        for t in trials:
+            ua = t.user_attrs
+            if "generation" in ua and "index" in ua:
+                known[(ua["generation"], ua.get("batch", 1), ua["index"])] = t
+        done = len(trials)
+        sign = 1.0 if st.direction == "minimize" else -1.0
+        oriented = [sign * t.value for t in trials if t.state == TrialState.COMPLETE and t.value is not None]
+        worst = max(oriented) if oriented else None
+        best = min(oriented) if oriented else None
+
+        writer = TrialWriter(storage, sid, flush_seconds=st.file.runner.flush_seconds)
+        executor = InlineExecutor(objective)
+        counters = {"evaluated": 0, "reused": 0, "failed": 0, "consecutive": 0}
+        timeout = budget.timeout
+        stopped_by = "budget"
+        last_save = time.monotonic()
+
+        def out_of_time() -> bool:
+            return timeout is not None and time.perf_counter() - t0 >= timeout
+
+        def penalty() -> float:
+            if worst is None:
+                return 1e12
+            return worst + max(1.0, abs(worst))
+
+        def evaluate_batch(x: np.ndarray, gen: int, batch: int) -> np.ndarray:
+            nonlocal done, worst, best
+            x = np.atleast_2d(np.asarray(x, dtype=float))
+            values = np.empty(len(x))
+            todo = []
+            for i, row in enumerate(x):
+                config = space.decode(box.clip(row))
+                rec = space.record(config)
+                old = known.get((gen, batch, i))
+                if old is not None and old.params == rec[0] and all(
+                        old.user_attrs.get(k) == v for k, v in rec[2].items()):
+                    values[i] = _told(old, sign)
+                    counters["reused"] += 1
+                    continue
+                todo.append((i, config, rec))
+            for i, config, (params, dists, attrs) in todo:
+                if (budget.trials is not None and done >= budget.trials) or out_of_time():
+                    raise _Stop()
+                outcome = executor.evaluate(config)
+                trial, told = self._frozen(outcome, params, dists, attrs, gen, batch, i, sign, penalty())
+                writer.add(trial)
+                done += 1
+                counters["evaluated"] += 1
+                if outcome.state == TrialState.COMPLETE:
+                    counters["consecutive"] = 0
+                    worst = told if worst is None else max(worst, told)
+                    best = told if best is None else min(best, told)
+                else:
+                    counters["failed"] += 1
+                    counters["consecutive"] += 1
+                    if counters["consecutive"] >= st.file.runner.max_consecutive_failures:
+                        writer.flush()
+                        raise RunFailed(
+                            f"{st.path}: stopped after {counters['consecutive']} consecutive failed candidates "
+                            f"(runner.max_consecutive_failures); last error: {outcome.error}")
+                values[i] = told
+                if self.on_progress:
+                    self.on_progress(Progress(done, budget.trials, None if best is None else sign * best,
+                                              time.perf_counter() - t0, gen))
+            return values
+
+        pending: tuple[int, str] | None = None  # last completed generation, not yet saved
+
+        try:
+            while True:
+                if budget.generations is not None and generation >= budget.generations:
+                    break
+                if (budget.trials is not None and done >= budget.trials) or out_of_time():
+                    stopped_by = "timeout" if out_of_time() else "budget"
+                    break
+                gen = generation + 1
+                batch_no = [0]
+
+                def evaluate(x: np.ndarray, _gen=gen) -> np.ndarray:
+                    batch_no[0] += 1
+                    return evaluate_batch(x, _gen, batch_no[0])
+
+                opt.step(evaluate)
+                generation = gen
+                pending = (generation, encode_state(opt.state_dict()))
+                if time.monotonic() - last_save >= self.state_every:
+                    self._save_state(storage, sid, writer, *pending)
+                    pending, last_save = None, time.monotonic()
+        except _Stop:
+            stopped_by = "timeout" if out_of_time() else "budget"
+        finally:
+            writer.flush()
+            if pending is not None:  # only whole generations are saved: a cut one is replayed
+                self._save_state(storage, sid, writer, *pending)
+
+        final = [t for t in ostudy.get_trials(deepcopy=False, states=FINISHED)]
+        complete = [t for t in final if t.state == TrialState.COMPLETE]
+        best_trial = (min if st.direction == "minimize" else max)(complete, key=lambda t: t.value) if complete else None
+        return Summary(
+            study_name=st.name, storage=self.storage_url, trials=len(final),
+            evaluated=counters["evaluated"], reused=counters["reused"], failed=counters["failed"],
+            best_value=None if best_trial is None else best_trial.value,
+            best_params={} if best_trial is None else _config_for_display(space, best_trial),
+            seconds=time.perf_counter() - t0, generation=generation, stopped_by=stopped_by)
+
+    # ------------------------------------------------------------------------------------------
+    def _open_study(self, storage: BaseStorage, space) -> optuna.Study:
+        st = self.study
+        fp = fingerprint(st, space)
+        names = {s.study_name: s for s in storage.get_all_studies()}
+        if st.name in names:
+            study = optuna.load_study(study_name=st.name, storage=storage)
+            old = storage.get_study_system_attrs(study._study_id).get(FINGERPRINT_KEY)
+            if old is not None and old != fp:
+                raise ConfigError([Problem(str(st.path), "name",
+                    f"study '{st.name}' in {self.storage_url} was made from a different study "
+                    "(search space, objective, optimizer, seed or direction changed); give it a new name "
+                    "or delete the old study", st.name)])
+            if old is None:
+                storage.set_study_system_attr(study._study_id, FINGERPRINT_KEY, fp)
+            return study
+        study = optuna.create_study(study_name=st.name, storage=storage, direction=st.direction)
+        storage.set_study_system_attr(study._study_id, FINGERPRINT_KEY, fp)
+        study.set_user_attr(STUDY_ATTR, st.raw())
+        study.set_user_attr("optimizer", st.optimizer_name)
+        return study
+
+    def _save_state(self, storage, sid, writer, generation: int, blob: str) -> None:
+        writer.flush()  # trials first: a state never runs ahead of the trials it was told
+        storage.set_study_system_attr(sid, STATE_KEY, {"generation": generation, "blob": blob})
+
+    def _frozen(self, o: Outcome, params, dists, attrs, gen, batch, index, sign, penalty) -> tuple[FrozenTrial, float]:
+        user = {"optimizer": self.study.optimizer_name, "generation": gen, "batch": batch, "index": index,
+                "seconds": round(o.seconds, 6), **attrs, **o.attrs}
+        system: dict[str, Any] = {}
+        if o.state == TrialState.COMPLETE:
+            told = sign * o.value
+        else:
+            told = penalty
+            user["error"] = o.error
+            system[TOLD_KEY] = told
+        trial = FrozenTrial(number=-1, state=o.state, value=o.value if o.state == TrialState.COMPLETE else None,
+                            datetime_start=o.start, datetime_complete=o.end, params=params,
+                            distributions=dists, user_attrs=user, system_attrs=system,
+                            intermediate_values=o.intermediate, trial_id=-1)
+        return trial, told
+
+
+def _told(trial: FrozenTrial, sign: float) -> float:
+    if TOLD_KEY in trial.system_attrs:
+        return float(trial.system_attrs[TOLD_KEY])
+    return sign * float(trial.value)
+
+
+def _config_for_display(space, trial: FrozenTrial) -> dict[str, Any]:
+    config = space.from_record(trial.params, trial.user_attrs)
+    return {k: (f"{int(v.sum())}/{v.size} selected" if isinstance(v, np.ndarray) else v) for k, v in config.items()}
+
+
+def now() -> datetime:
+    return datetime.now()
