@@ -32,11 +32,11 @@ def user_errors(fn: Callable) -> Callable:
         try:
             return fn(*args, **kwargs)
         except RunFailed as exc:
-            err.print(f"error: {exc}", markup=False)
+            typer.echo(f"error: {exc}", err=True)
             raise typer.Exit(1)
         except OptileukError as exc:
             for line in str(exc).splitlines():
-                err.print(f"error: {line}", markup=False)
+                typer.echo(f"error: {line}", err=True)
             raise typer.Exit(2)
 
     return wrapper

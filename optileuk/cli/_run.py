@@ -15,6 +15,7 @@ from optileuk.runner import Runner, Summary
 def run_study(path: Path, *, storage: str | None, trials: int | None, seed: int | None, quiet: bool,
               out: Console, err: Console) -> Summary:
     study = load_study(path, trials=trials, seed=seed, storage=storage)
+    runner = Runner(study).prepare()
     total = study.file.budget.trials
     columns = [TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                TextColumn("best {task.fields[best]}"), TextColumn("gen {task.fields[gen]}"),
@@ -25,7 +26,8 @@ def run_study(path: Path, *, storage: str | None, trials: int | None, seed: int 
         def on_progress(p) -> None:
             bar.update(task, completed=p.done, best="-" if p.best is None else f"{p.best:.6g}", gen=p.generation)
 
-        summary = Runner(study, on_progress=on_progress).run()
+        runner.on_progress = on_progress
+        summary = runner.run()
         bar.update(task, completed=summary.trials if total else summary.trials)
     out.print(summary_table(summary, study.direction))
     return summary

@@ -108,6 +108,8 @@ class Study:
         """The study as plain data (stored with the study, used by ``export``)."""
         data = self.file.model_dump(mode="json")
         data["search_space"] = self.space.to_dict()
+        data["objective"] = {"type": self.objective_type, **self.objective_config.model_dump(mode="json")}
+        data["optimizer"] = {"name": self.optimizer_name, **self.optimizer_config.model_dump(mode="json")}
         return data
 
 
@@ -143,6 +145,8 @@ def load_study(path: str | Path, *, trials: int | None = None, seed: int | None 
     try:
         if isinstance(ss, str):
             ss_path = (path.parent / ss) if not Path(ss).is_absolute() else Path(ss)
+            if not ss_path.is_file():
+                raise ConfigError([Problem(src, "search_space", f"must name an existing YAML file (looked for {ss_path})", ss)])
             space = SearchSpace.from_file(ss_path)
         elif isinstance(ss, dict):
             space = SearchSpace.from_dict(ss, source=src, prefix=("search_space",))

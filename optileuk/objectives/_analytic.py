@@ -60,7 +60,7 @@ class AnalyticObjective(Objective):
 
     def check_space(self, space: SearchSpace) -> list[str]:
         if not any(p.type in ("float", "int") for p in space.params.values()):
-            return ["the analytic objective needs at least one float or int parameter"]
+            return ["must have at least one float or int parameter for the analytic objective"]
         return []
 
     def evaluate(self, config: Mapping[str, Any], *, trial=None) -> Score:

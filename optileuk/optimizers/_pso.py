@@ -8,13 +8,13 @@ Topologies: ``global`` (pyswarms ``Star``) and ``ring`` (pyswarms ``Ring``, ``k`
 
 from __future__ import annotations
 
-from typing import Any, Literal
+import contextlib
+import os
+from pathlib import Path
+from typing import Any, Iterator, Literal
 
 import numpy as np
 from pydantic import Field, model_validator
-from pyswarms.backend import compute_pbest, compute_position, compute_velocity, create_swarm
-from pyswarms.backend.handlers import BoundaryHandler, VelocityHandler
-from pyswarms.backend.topology import Ring, Star
 
 from optileuk.optimizers._base import (
     Optimizer,
@@ -24,6 +24,26 @@ from optileuk.optimizers._base import (
     numpy_global_rng,
     seeded_states,
 )
+
+
+@contextlib.contextmanager
+def quiet_pyswarms() -> Iterator[None]:
+    """Build pyswarms objects without its logging side effects (``./report.log``, root handlers)."""
+    saved = os.environ.get("LOG_CFG")
+    os.environ["LOG_CFG"] = str(Path(__file__).with_name("_pyswarms_logging.yaml"))
+    try:
+        yield
+    finally:
+        if saved is None:
+            os.environ.pop("LOG_CFG", None)
+        else:
+            os.environ["LOG_CFG"] = saved
+
+
+with quiet_pyswarms():
+    from pyswarms.backend import compute_pbest, compute_position, compute_velocity, create_swarm
+    from pyswarms.backend.handlers import BoundaryHandler, VelocityHandler
+    from pyswarms.backend.topology import Ring, Star
 
 
 class PSOConfig(OptimizerConfig):
@@ -55,9 +75,10 @@ class PSOOptimizer(Optimizer):
         c = self.config
         self._bits = box.binary
         self._span = np.where(box.upper > box.lower, box.upper - box.lower, 1.0)
-        self._topology = Ring(static=False) if c.topology == "ring" else Star()
-        self._bh = BoundaryHandler(strategy=c.boundary)
-        self._vh = VelocityHandler(strategy="unmodified")
+        with quiet_pyswarms():
+            self._topology = Ring(static=False) if c.topology == "ring" else Star()
+            self._bh = BoundaryHandler(strategy=c.boundary)
+            self._vh = VelocityHandler(strategy="unmodified")
         self._clamp = (-c.velocity_clamp, c.velocity_clamp)
         self._unit = (np.zeros(box.dim), np.ones(box.dim))
         self._rng = seeded_states(seed)

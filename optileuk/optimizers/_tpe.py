@@ -29,7 +29,6 @@ class TPEConfig(OptimizerConfig):
     multivariate: bool = True
     group: bool = False
     constant_liar: bool = True
-    consider_endpoints: bool = False
 
 
 class TPEOptimizer(Optimizer):
@@ -59,7 +58,7 @@ class TPEOptimizer(Optimizer):
             return optuna.samplers.TPESampler(
                 n_startup_trials=c.n_startup_trials, n_ei_candidates=c.n_ei_candidates,
                 multivariate=c.multivariate, group=c.group, constant_liar=c.constant_liar,
-                consider_endpoints=c.consider_endpoints, seed=self.seed)
+                seed=self.seed)
 
     @staticmethod
     def _new_study(sampler) -> optuna.Study:

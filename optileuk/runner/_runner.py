@@ -112,17 +112,27 @@ class Runner:
         self._storage = storage
         self.on_progress = on_progress
         self.state_every = state_every
+        self._prepared: tuple | None = None
+
+    def prepare(self) -> "Runner":
+        """Build the objective, bind the space and open the storage and study (no trial runs).
+
+        Everything that can fail on a user's input fails here, before any progress is shown.
+        """
+        if self._prepared is None:
+            optuna.logging.set_verbosity(optuna.logging.WARNING)
+            objective = self.study.objective()
+            space = objective.bind(self.study.space)
+            storage = self._storage or open_storage(self.storage_url)
+            self._prepared = (objective, space, storage, self._open_study(storage, space))
+        return self
 
     # ------------------------------------------------------------------------------------------
     def run(self) -> Summary:
-        optuna.logging.set_verbosity(optuna.logging.WARNING)
         st = self.study
         t0 = time.perf_counter()
-        objective = st.objective()
-        space = objective.bind(st.space)
+        objective, space, storage, ostudy = self.prepare()._prepared
         box = space.box
-        storage = self._storage or open_storage(self.storage_url)
-        ostudy = self._open_study(storage, space)
         sid = ostudy._study_id
 
         budget = st.file.budget

@@ -1,0 +1,210 @@
+"""The command line as a user meets it: messages, exit codes, progress, summary, export, SIGKILL."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import time
+
+import optuna
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from conftest import ROOT, optileuk_exe, run_cli, write
+from optileuk.cli import app
+
+GOOD_SPACE = "parameters:\n  x: {type: float, low: -1, high: 1}\n  y: {type: int, low: 0, high: 4}\n"
+GOOD = {
+    "name": "bad-input",
+    "objective": {"type": "analytic", "function": "sphere"},
+    "search_space": "space.yaml",
+    "optimizer": {"name": "pso", "population": 5},
+    "budget": {"trials": 10},
+}
+
+
+def _with(**changes):
+    data = json.loads(json.dumps(GOOD))
+    for dotted, value in changes.items():
+        node, *_, leaf = [data, *dotted.split("__")]
+        keys = dotted.split("__")
+        node = data
+        for k in keys[:-1]:
+            node = node[k]
+        if value is _DROP:
+            node.pop(keys[-1])
+        else:
+            node[keys[-1]] = value
+    return yaml.safe_dump(data)
+
+
+_DROP = object()
+
+# (study file text, search-space text, the key path shown, the rule shown)
+MALFORMED = {
+    "unknown optimizer": (_with(optimizer__name="bees"), GOOD_SPACE, "optimizer.name", "must be one of ga, mealpy:<Module>.<Class>, pso"),
+    "unknown objective": (_with(objective__type="magic"), GOOD_SPACE, "objective.type", "must be one of analytic"),
+    "unknown top-level key": (_with(colour="red"), GOOD_SPACE, "colour", "is not a known key (valid keys: name,"),
+    "low > high": (yaml.safe_dump(GOOD), "parameters:\n  x: {type: float, low: 3, high: 1}\n", "parameters.x", "low must be < high, got low=3.0, high=1.0"),
+    "population 0": (_with(optimizer__population=0), GOOD_SPACE, "optimizer.population", "must be >= 2, got 0"),
+    "population not a number": (_with(optimizer__population="many"), GOOD_SPACE, "optimizer.population", "must be an integer, got 'many'"),
+    "YAML syntax error": ("name: x\n  objective: [\n", GOOD_SPACE, "", "is not valid YAML (line 2"),
+    "missing search-space file": (_with(search_space="nowhere.yaml"), GOOD_SPACE, "search_space", "must name an existing YAML file"),
+    "empty budget": (_with(budget={}), GOOD_SPACE, "budget", "needs at least one of trials, generations, timeout"),
+    "zero trials": (_with(budget__trials=0), GOOD_SPACE, "budget.trials", "must be >= 1, got 0"),
+    "missing name": (_with(name=_DROP), GOOD_SPACE, "name", "is required"),
+    "name with spaces": (_with(name="my study"), GOOD_SPACE, "name", "string should match pattern"),
+    "study is a list": ("- name: x\n", GOOD_SPACE, "", "must be a YAML mapping"),
+    "empty study file": ("", GOOD_SPACE, "", "must be a YAML mapping"),
+    "unknown parameter type": (yaml.safe_dump(GOOD), "parameters:\n  x: {type: vector}\n", "parameters.x.type", "must be one of float, int, categorical, bool, mask, got 'vector'"),
+    "empty choices": (yaml.safe_dump(GOOD), "parameters:\n  x: {type: float, low: 0, high: 1}\n  c: {type: categorical, choices: []}\n", "parameters.c.choices", "must have at least 1 item"),
+    "int step does not divide": (yaml.safe_dump(GOOD), "parameters:\n  k: {type: int, low: 0, high: 10, step: 4}\n", "parameters.k", "high - low must be a multiple of step"),
+    "log with low 0": (yaml.safe_dump(GOOD), "parameters:\n  lr: {type: float, low: 0, high: 1, log: true}\n", "parameters.lr", "low must be > 0 when log is true"),
+    "unknown optimizer key": (_with(optimizer__speed=3), GOOD_SPACE, "optimizer.speed", "is not a known key (valid keys: population, w, c1, c2"),
+    "unknown objective key": (_with(objective__extra=1), GOOD_SPACE, "objective.extra", "is not a known key (valid keys: function, shift, sleep)"),
+    "bad analytic function": (_with(objective__function="cube"), GOOD_SPACE, "objective.function", "must be one of 'sphere', 'rastrigin', 'ackley' or 'rosenbrock', got 'cube'"),
+    "unknown mealpy algorithm": (_with(optimizer={"name": "mealpy:Foo.Bar"}), GOOD_SPACE, "optimizer", "'Foo.Bar' is not a mealpy algorithm"),
+    "bad mealpy argument": (_with(optimizer={"name": "mealpy:DE.OriginalDE", "wings": 2}), GOOD_SPACE, "optimizer", "'wings' is not an argument of DE.OriginalDE"),
+    "GA elite >= population": (_with(optimizer={"name": "ga", "population": 4, "elite": 4}), GOOD_SPACE, "optimizer", "elite must be < population"),
+    "ring k >= population": (_with(optimizer={"name": "pso_ring", "population": 5, "k": 5}), GOOD_SPACE, "optimizer", "k must be < population"),
+    "bad direction": (_with(direction="up"), GOOD_SPACE, "direction", "must be one of 'minimize' or 'maximize', got 'up'"),
+    "bad device": (_with(runner={"devices": ["gpu0"]}), GOOD_SPACE, "runner.devices", "each device must be cpu, cuda:N or mps, got 'gpu0'"),
+    "negative seed": (_with(seed=-1), GOOD_SPACE, "seed", "must be >= 0, got -1"),
+    "seed not a number": (_with(seed="abc"), GOOD_SPACE, "seed", "must be an integer, got 'abc'"),
+    "no parameters": (yaml.safe_dump(GOOD), "parameters: {}\n", "parameters", "must be a non-empty mapping"),
+    "analytic on categoricals only": (yaml.safe_dump(GOOD), "parameters:\n  c: {type: categorical, choices: [a, b]}\n", "search_space", "must have at least one float or int parameter for the analytic objective"),
+    "unknown key in space file": (yaml.safe_dump(GOOD), "params:\n  x: {type: float, low: 0, high: 1}\n", "params", "is not a known key (valid keys: parameters)"),
+}
+
+
+@pytest.mark.parametrize("case", list(MALFORMED))
+def test_malformed_input_gives_one_clear_line_and_exit_2(workdir, case):
+    study_text, space_text, key, rule = MALFORMED[case]
+    write(workdir / "space.yaml", space_text)
+    study = workdir / "study.yaml"
+    study.write_text(study_text)
+    result = CliRunner().invoke(app, ["run", "study.yaml"])
+    assert result.exit_code == 2, result.output
+    lines = [ln for ln in result.stderr.splitlines() if ln.strip()]
+    assert "Traceback" not in result.output
+    # one line names the file, the key path and the rule
+    expect_file = "space.yaml" if key.startswith(("parameters", "params")) else "study.yaml"
+    expected = f"error: {expect_file}: {key + ' ' if key else ''}{rule}"
+    assert any(ln.startswith(expected) for ln in lines), f"{expected!r} not in {lines}"
+    # nothing written to the study storage
+    assert not (workdir / "optileuk.db").exists()
+
+
+def test_all_problems_are_reported_at_once(workdir):
+    write(workdir / "space.yaml", GOOD_SPACE)
+    (workdir / "study.yaml").write_text(_with(seed=-1, optimizer__population=0, budget__trials=0))
+    result = CliRunner().invoke(app, ["run", "study.yaml"])
+    assert result.exit_code == 2
+    assert len(result.stderr.strip().splitlines()) == 3
+
+
+def test_missing_study_file_via_the_real_console_script(workdir):
+    r = run_cli("run", "studies/none.yaml", cwd=workdir)
+    assert r.returncode == 2
+    assert r.stderr.strip() == "error: studies/none.yaml: study file not found"
+    assert not (workdir / "optileuk.db").exists()
+
+
+def test_unreachable_storage_is_a_user_error(workdir):
+    write(workdir / "space.yaml", GOOD_SPACE)
+    (workdir / "study.yaml").write_text(yaml.safe_dump(GOOD))
+    r = CliRunner().invoke(app, ["run", "study.yaml", "--storage", "postgresql://nobody@127.0.0.1:9/x"])
+    assert r.exit_code == 2 and "Traceback" not in r.output
+    assert r.stderr.startswith("error: storage: cannot open 'postgresql://nobody@127.0.0.1:9/x'")
+
+
+@pytest.mark.parametrize("optimizer", ["pso", "ga", "ssa", "sca", "tpe", "random"])
+def test_shipped_analytic_studies_run_with_progress_and_summary(workdir, optimizer):
+    r = run_cli("run", str(ROOT / "studies" / f"rastrigin_{optimizer}.yaml"), "--trials", "60", cwd=workdir)
+    assert r.returncode == 0, r.stderr
+    assert "60/60" in r.stderr  # the progress bar (trials done/total)
+    assert "best value" in r.stdout and "60 finished" in r.stdout
+    assert f"sqlite:///optileuk.db (study 'rastrigin-{optimizer}')" in r.stdout
+    study = optuna.load_study(study_name=f"rastrigin-{optimizer}", storage=f"sqlite:///{workdir}/optileuk.db")
+    trials = study.get_trials()
+    assert len(trials) == 60
+    assert all(t.state == optuna.trial.TrialState.COMPLETE and len(t.params) == 10 for t in trials)
+    assert all(len(t.distributions) == 10 for t in trials)
+
+
+def test_list_and_export(workdir):
+    r = run_cli("run", str(ROOT / "studies" / "mixed_ga.yaml"), "--trials", "48", "-q", cwd=workdir)
+    assert r.returncode == 0, r.stderr
+    r = run_cli("list", cwd=workdir)
+    assert "mixed-ga" in r.stdout and "48" in r.stdout
+    r = run_cli("export", "mixed-ga", "-o", "best.yaml", cwd=workdir)
+    assert r.returncode == 0, r.stderr
+    data = yaml.safe_load((workdir / "best.yaml").read_text())
+    study = optuna.load_study(study_name="mixed-ga", storage=f"sqlite:///{workdir}/optileuk.db")
+    best = study.best_trial
+    assert data["value"] == best.value
+    assert data["objective"] == {"type": "analytic", "function": "sphere", "shift": 0.0, "sleep": 0.0}
+    for k in ("x0", "x1", "lr", "k", "width", "colour", "fill_holes"):
+        assert data["params"][k] == best.params[k]
+    assert len(data["params"]["features"]) == best.params["features.n_selected"]  # indices of kept bits
+    j = run_cli("export", "mixed-ga", "--format", "json", "--top", "3", cwd=workdir)
+    assert [t["value"] for t in json.loads(j.stdout)["top"]] == sorted(t.value for t in study.trials)[:3]
+    r = run_cli("export", "nope", cwd=workdir)
+    assert r.returncode == 2 and "no study named 'nope'" in r.stderr
+
+
+def test_list_on_a_missing_storage_creates_nothing(workdir):
+    r = run_cli("list", cwd=workdir)
+    assert r.returncode == 2 and "does not exist" in r.stderr
+    assert not (workdir / "optileuk.db").exists()
+
+
+def test_dashboard_hint_or_server(workdir):
+    r = run_cli("dashboard", "--storage", f"sqlite:///{workdir}/none.db", cwd=workdir, timeout=60)
+    assert r.returncode in (1, 2)
+    assert "does not exist" in r.stderr or "pip install 'optileuk[dashboard]'" in r.stderr
+
+
+def _count(db, state="COMPLETE") -> int:
+    try:
+        with sqlite3.connect(db, timeout=30) as c:
+            return c.execute("select count(*) from trials where state=?", (state,)).fetchone()[0]
+    except sqlite3.OperationalError:
+        return 0
+
+
+@pytest.mark.parametrize("optimizer", ["pso", "tpe"])
+def test_sigkill_then_rerun_finishes_exactly_the_budget(workdir, optimizer):
+    pop = "population: 8, n_startup_trials: 8" if optimizer == "tpe" else "population: 8"
+    write(workdir / "space.yaml", GOOD_SPACE)
+    write(workdir / "study.yaml", f"""
+        name: killed
+        seed: 5
+        objective: {{type: analytic, function: sphere, sleep: 0.03}}
+        search_space: space.yaml
+        optimizer: {{name: {optimizer}, {pop}}}
+        budget: {{trials: 100}}
+        runner: {{flush_seconds: 0}}
+        """)
+    db = workdir / "optileuk.db"
+    proc = subprocess.Popen([optileuk_exe(), "run", "study.yaml", "-q"], cwd=workdir,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.time() + 120
+    while _count(db) < 43 and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    before = _count(db)
+    assert 43 <= before < 100
+    r = run_cli("run", "study.yaml", cwd=workdir)
+    assert r.returncode == 0, r.stderr
+    study = optuna.load_study(study_name="killed", storage=f"sqlite:///{db}")
+    trials = study.get_trials()
+    assert len(trials) == 100 and all(t.state == optuna.trial.TrialState.COMPLETE for t in trials)
+    keys = [(t.user_attrs["generation"], t.user_attrs["batch"], t.user_attrs["index"]) for t in trials]
+    assert len(set(keys)) == 100  # no candidate recorded twice
+    assert f"{100 - before} evaluated" in r.stdout  # no finished trial evaluated again

@@ -1,0 +1,138 @@
+"""One contract suite over every registered optimizer (built-ins and entry-point plug-ins alike)."""
+
+from __future__ import annotations
+
+import pickle
+import random
+
+import numpy as np
+import pytest
+
+from optileuk.box import Box
+from optileuk.optimizers import Optimizer
+from optileuk.registry import OPTIMIZERS
+
+NAMES = [n for n in OPTIMIZERS.names() if n != "mealpy"] + ["mealpy:GWO.OriginalGWO", "mealpy:DE.OriginalDE"]
+SMALL = {"pso": {"population": 6}, "pso_ring": {"population": 6, "k": 2}, "ga": {"population": 6},
+         "ssa": {"population": 6}, "sca": {"population": 6}, "tpe": {"population": 3, "n_startup_trials": 4},
+         "random": {"population": 6}}
+
+
+def _box() -> Box:
+    kinds = ("real", "real", "int", "choice") + ("binary",) * 6
+    lower = np.array([-5.0, 0.0, 1.5, 0.0] + [0.0] * 6)
+    upper = np.array([5.0, 100.0, 9.5, 3.0] + [1.0] * 6)
+    return Box(lower, upper, kinds, (0, 0, 0, 3) + (0,) * 6)
+
+
+def _build(name: str, seed: int = 0, max_generations: int = 20) -> Optimizer:
+    entry, arg = OPTIMIZERS.resolve(name)
+    config = entry.make_config(SMALL.get(name, {"population": 6}), arg)
+    return entry.build(_box(), config, seed=seed, max_generations=max_generations)
+
+
+class Recorder:
+    """An evaluate() that records every candidate and scores a mixed sphere."""
+
+    def __init__(self):
+        self.seen: list[np.ndarray] = []
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        x = np.atleast_2d(x)
+        self.seen.append(x.copy())
+        target = np.array([1.0, 30.0, 4.0, 0.5] + [1, 0, 1, 0, 1, 0])
+        return np.sum(((x - target) / (_box().upper - _box().lower)) ** 2, axis=1)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_candidates_stay_in_the_box(name):
+    opt, rec = _build(name), Recorder()
+    for _ in range(5):
+        opt.step(rec)
+    allx = np.vstack(rec.seen)
+    box = _box()
+    assert np.all(allx >= box.lower - 1e-9) and np.all(allx <= box.upper + 1e-9)
+    assert len(allx) >= 5 * min(3, opt.population_size)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_same_seed_same_candidates_and_global_rngs_untouched(name):
+    np.random.seed(123)
+    random.seed(123)
+    before = (np.random.get_state()[1].copy(), random.getstate())
+    runs = []
+    for _ in range(2):
+        opt, rec = _build(name, seed=7), Recorder()
+        for _ in range(4):
+            opt.step(rec)
+        runs.append(np.vstack(rec.seen))
+    assert np.array_equal(runs[0], runs[1])
+    other, rec = _build(name, seed=8), Recorder()
+    for _ in range(4):
+        other.step(rec)
+    assert not np.array_equal(runs[0][: len(np.vstack(rec.seen))], np.vstack(rec.seen)[: len(runs[0])])
+    assert np.array_equal(np.random.get_state()[1], before[0]) and random.getstate() == before[1]
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_state_dict_continues_exactly(name):
+    """Run 6 generations in one go, or 3 + save (pickled, as in storage) + restore in a new object + 3."""
+    straight, rec1 = _build(name, seed=3), Recorder()
+    for _ in range(6):
+        straight.step(rec1)
+    first, rec2 = _build(name, seed=3), Recorder()
+    for _ in range(3):
+        first.step(rec2)
+    state = pickle.loads(pickle.dumps(first.state_dict()))
+    second = _build(name, seed=3)
+    second.load_state_dict(state)
+    for _ in range(3):
+        second.step(rec2)
+    assert np.array_equal(np.vstack(rec1.seen), np.vstack(rec2.seen))
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_improves_on_its_first_generation(name):
+    opt, rec = _build(name, seed=1, max_generations=40), Recorder()
+    for _ in range(40):
+        opt.step(rec)
+    values = [rec(x) for x in list(rec.seen)]
+    first = float(np.min(values[0]))
+    best = float(min(np.min(v) for v in values))
+    assert best < first
+
+
+def test_failed_candidates_get_a_penalty_without_breaking_optimizers():
+    for name in NAMES:
+        opt = _build(name, seed=0)
+
+        def evaluate(x):
+            v = Recorder()(x)
+            v[::2] = 1e12  # half the candidates "failed"
+            return v
+
+        for _ in range(4):
+            opt.step(evaluate)
+        assert opt.state_dict() is not None
+
+
+def test_registry_refuses_duplicate_names():
+    from optileuk.errors import OptileukError
+
+    with pytest.raises(OptileukError, match="already registered"):
+        OPTIMIZERS.register("pso", object())
+
+
+def test_unknown_mealpy_algorithm_and_argument_are_config_errors():
+    entry, arg = OPTIMIZERS.resolve("mealpy:Nope.Nothing")
+    with pytest.raises(ValueError, match="not a mealpy algorithm"):
+        entry.make_config({}, arg)
+    entry, arg = OPTIMIZERS.resolve("mealpy:DE.OriginalDE")
+    with pytest.raises(ValueError, match="'bogus' is not an argument of DE.OriginalDE"):
+        entry.make_config({"bogus": 1}, arg)
+    assert entry.make_config({"wf": 0.5, "cr": 0.8}, arg).algorithm_kwargs == {"wf": 0.5, "cr": 0.8}
+
+
+def test_ssa_is_the_salp_swarm():
+    entry, _ = OPTIMIZERS.resolve("ssa")
+    assert entry.make_config({}).algorithm == "SSO.OriginalSSO"

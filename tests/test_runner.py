@@ -1,0 +1,218 @@
+"""The runner: every candidate an Optuna trial, exact budgets, determinism, resume, failures."""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+import numpy as np
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from conftest import write
+from optileuk.config import load_study
+from optileuk.errors import ConfigError
+from optileuk.objectives import Objective, Score
+from optileuk.objectives._analytic import AnalyticConfig
+from optileuk.registry import OBJECTIVES
+from optileuk.runner import STATE_KEY, RunFailed, Runner
+from optileuk.storage import open_storage
+
+
+class FlakyObjective(Objective):
+    """Sphere that fails (raises, or returns NaN) where x0 > threshold; registered for these tests."""
+
+    Config = AnalyticConfig  # reuses 'shift' as the failure threshold
+
+    def evaluate(self, config: Mapping[str, Any], *, trial=None) -> Score:
+        if config["x0"] > self.config.shift + 1.0:
+            return Score(float("nan"))
+        if config["x0"] > self.config.shift:
+            raise RuntimeError(f"boom at x0={config['x0']:.3f}")
+        return Score(float(sum(v * v for v in config.values())), {"note": "ok"})
+
+
+if OBJECTIVES.resolve("flaky_test") is None:
+    OBJECTIVES.register("flaky_test", FlakyObjective)
+
+
+def study_file(tmp, box_space, *, name="s", optimizer="{name: pso, population: 10}", budget="{trials: 50}",
+               objective="{type: analytic, function: sphere}", seed=0, extra=""):
+    return write(tmp / f"{name}.yaml", f"""
+        name: {name}
+        seed: {seed}
+        objective: {objective}
+        search_space: {box_space}
+        optimizer: {optimizer}
+        budget: {budget}
+        {extra}
+        """)
+
+
+@pytest.mark.parametrize("optimizer", ["pso", "pso_ring", "ga", "ssa", "sca", "tpe", "random", "mealpy:GWO.OriginalGWO"])
+def test_every_candidate_is_a_complete_trial_with_distributions(workdir, box_space, optimizer):
+    pop = "n_startup_trials: 5, population: 4" if optimizer == "tpe" else "population: 10"
+    path = study_file(workdir, box_space, optimizer=f"{{name: '{optimizer}', {pop}}}", budget="{trials: 43}")
+    url = f"sqlite:///{workdir}/o.db"
+    summary = Runner(load_study(path, storage=url)).run()
+    assert summary.trials == 43 and summary.evaluated == 43
+    study = optuna.load_study(study_name="s", storage=url)
+    trials = study.get_trials()
+    assert len(trials) == 43
+    assert all(t.state == TrialState.COMPLETE for t in trials)
+    assert [t.number for t in trials] == list(range(43))
+    for t in trials:
+        assert set(t.params) == {f"x{i}" for i in range(4)}
+        assert t.distributions["x0"] == optuna.distributions.FloatDistribution(-5.12, 5.12)
+        assert t.value == pytest.approx(sum(v * v for v in t.params.values()))
+        assert t.user_attrs["optimizer"] == optimizer
+        assert {"generation", "batch", "index", "seconds"} <= set(t.user_attrs)
+    keys = [(t.user_attrs["generation"], t.user_attrs["batch"], t.user_attrs["index"]) for t in trials]
+    assert len(set(keys)) == len(keys)
+    assert summary.best_value == pytest.approx(study.best_value)
+    # optuna's own tooling works on the study
+    assert optuna.importance.get_param_importances(study)
+    assert STATE_KEY in study._storage.get_study_system_attrs(study._study_id)
+
+
+def test_same_file_and_seed_give_identical_trials(workdir, box_space):
+    path = study_file(workdir, box_space, optimizer="{name: ga, population: 8}", budget="{trials: 40}")
+    runs = []
+    for db in ("a", "b"):
+        url = f"sqlite:///{workdir}/{db}.db"
+        Runner(load_study(path, storage=url)).run()
+        runs.append(optuna.load_study(study_name="s", storage=url).trials)
+    assert [t.params for t in runs[0]] == [t.params for t in runs[1]]
+    assert [t.value for t in runs[0]] == [t.value for t in runs[1]]
+    other = Runner(load_study(path, storage="memory", seed=99)).run()
+    assert other.best_value != min(t.value for t in runs[0])
+
+
+def test_budget_is_exact_even_mid_generation(workdir, box_space):
+    path = study_file(workdir, box_space, optimizer="{name: pso, population: 20}", budget="{trials: 50}")
+    url = f"sqlite:///{workdir}/x.db"
+    assert Runner(load_study(path, storage=url)).run().trials == 50
+    again = Runner(load_study(path, storage=url)).run()  # nothing left to do
+    assert again.trials == 50 and again.evaluated == 0
+    more = Runner(load_study(path, storage=url, trials=90)).run()  # a larger budget continues
+    assert more.trials == 90 and more.evaluated == 40
+    assert len(optuna.load_study(study_name="s", storage=url).trials) == 90
+
+
+def test_generation_budget(workdir, box_space):
+    path = study_file(workdir, box_space, optimizer="{name: ga, population: 6}", budget="{generations: 3}")
+    s = Runner(load_study(path, storage="memory")).run()
+    assert s.generation == 3 and s.trials <= 18 and s.trials >= 6
+
+
+def test_resume_after_an_interrupted_generation_reuses_finished_trials(workdir, box_space):
+    """Interrupt in the middle of generation 4 (an exception in the objective's process), resume."""
+    path = study_file(workdir, box_space, optimizer="{name: sca, population: 10}", budget="{trials: 80}")
+    url = f"sqlite:///{workdir}/r.db"
+    straight = f"sqlite:///{workdir}/straight.db"
+    Runner(load_study(path, storage=straight)).run()
+
+    study = load_study(path, storage=url)
+    calls = {"n": 0}
+    real = study.objective
+
+    def dying():
+        obj = real()
+        inner = obj.evaluate
+
+        def evaluate(config, *, trial=None):
+            calls["n"] += 1
+            if calls["n"] == 36:
+                raise KeyboardInterrupt  # like Ctrl+C: not a candidate failure
+            return inner(config, trial=trial)
+
+        obj.evaluate = evaluate
+        return obj
+
+    study.objective = dying
+    with pytest.raises(KeyboardInterrupt):
+        Runner(study, state_every=0).run()
+    first = optuna.load_study(study_name="s", storage=url).trials
+    assert len(first) == 35
+    resumed = Runner(load_study(path, storage=url)).run()
+    assert resumed.evaluated == 45 and resumed.reused == 5  # generation 4's first five come back
+    final = optuna.load_study(study_name="s", storage=url).trials
+    ref = optuna.load_study(study_name="s", storage=straight).trials
+    assert len(final) == 80
+    assert [t.params for t in final] == [t.params for t in ref]  # the same search as without the crash
+
+
+def test_failures_are_recorded_and_the_run_goes_on(workdir, box_space):
+    path = study_file(workdir, box_space, objective="{type: flaky_test, shift: 1.0}",
+                      optimizer="{name: random, population: 10}", budget="{trials: 60}")
+    url = f"sqlite:///{workdir}/f.db"
+    s = Runner(load_study(path, storage=url)).run()
+    trials = optuna.load_study(study_name="s", storage=url).trials
+    assert len(trials) == 60 and s.failed > 0
+    failed = [t for t in trials if t.state == TrialState.FAIL]
+    assert len(failed) == s.failed
+    assert all(t.params["x0"] > 1.0 for t in failed)
+    errors = {t.user_attrs["error"].split(" ")[0] for t in failed}
+    assert errors == {"RuntimeError:", "objective"}  # raised, or returned nan
+    assert all(t.value is None for t in failed)
+    assert all(t.user_attrs["note"] == "ok" for t in trials if t.state == TrialState.COMPLETE)
+
+
+def test_consecutive_failures_stop_the_run(workdir, box_space):
+    path = study_file(workdir, box_space, objective="{type: flaky_test, shift: -100.0}",
+                      optimizer="{name: random, population: 10}", budget="{trials: 60}",
+                      extra="runner: {max_consecutive_failures: 7}")
+    url = f"sqlite:///{workdir}/c.db"
+    with pytest.raises(RunFailed, match="7 consecutive failed candidates"):
+        Runner(load_study(path, storage=url)).run()
+    assert len(optuna.load_study(study_name="s", storage=url).trials) == 7
+
+
+def test_a_changed_study_under_the_same_name_is_refused(workdir, box_space):
+    url = f"sqlite:///{workdir}/d.db"
+    Runner(load_study(study_file(workdir, box_space, budget="{trials: 10}"), storage=url)).run()
+    changed = study_file(workdir, box_space, optimizer="{name: ga, population: 10}", budget="{trials: 10}")
+    with pytest.raises(ConfigError, match="was made from a different study"):
+        Runner(load_study(changed, storage=url)).run()
+    assert len(optuna.load_study(study_name="s", storage=url).trials) == 10
+
+
+def test_maximize(workdir, box_space):
+    path = study_file(workdir, box_space, extra="direction: maximize", budget="{trials: 100}")
+    s = Runner(load_study(path, storage="memory")).run()
+    assert s.best_value > 4 * 5.12**2 * 0.6  # pushed to the corners
+
+
+def test_mixed_space_through_every_optimizer(workdir):
+    space = write(workdir / "mixed.yaml", """
+        parameters:
+          x: {type: float, low: -3, high: 3}
+          lr: {type: float, low: 1.0e-4, high: 1.0, log: true}
+          k: {type: int, low: 0, high: 8, step: 2}
+          c: {type: categorical, choices: [a, b, c]}
+          flag: {type: bool}
+          m: {type: mask, length: 12}
+        """)
+    for name in ["pso", "ga", "ssa", "sca", "tpe", "random"]:
+        pop = "population: 4, n_startup_trials: 4" if name == "tpe" else "population: 8"
+        path = study_file(workdir, space, name=f"m-{name}", optimizer=f"{{name: {name}, {pop}}}",
+                          budget="{trials: 40}")
+        url = f"sqlite:///{workdir}/m.db"
+        s = Runner(load_study(path, storage=url)).run()
+        trials = optuna.load_study(study_name=f"m-{name}", storage=url).trials
+        assert s.trials == 40 and all(t.state == TrialState.COMPLETE for t in trials)
+        for t in trials:
+            assert set(t.params) == {"x", "lr", "k", "c", "flag", "m.n_selected"}
+            assert len(t.user_attrs["m"]) == 4  # 12 bits packed in hex
+            assert t.params["k"] in (0, 2, 4, 6, 8) and t.params["c"] in ("a", "b", "c")
+
+
+def test_storage_errors_are_user_errors(workdir, box_space):
+    from optileuk.errors import StorageError
+
+    with pytest.raises(StorageError, match="does not exist"):
+        open_storage(f"sqlite:///{workdir}/no/such/folder/x.db")
+    with pytest.raises(StorageError, match="cannot open"):
+        open_storage("postgresql://nobody@127.0.0.1:1/none")
+    with pytest.raises(StorageError, match="not a storage URL"):
+        open_storage("optileuk.db")
