@@ -1,0 +1,32 @@
+"""Every metaheuristic beats random search (median best of 5 seeds, 600 evaluations, 10-D).
+
+Uses the same code as ``benchmarks/optimizer_quality.py``, whose table is in docs/benchmarks.md.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import statistics
+
+import pytest
+
+from conftest import ROOT
+
+spec = importlib.util.spec_from_file_location("optimizer_quality", ROOT / "benchmarks" / "optimizer_quality.py")
+quality = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(quality)
+
+SEEDS = [0, 1, 2, 3, 4]
+
+
+@pytest.fixture(scope="module")
+def random_medians():
+    return {fn: statistics.median(quality.best_values("random", fn, SEEDS, 600)) for fn in ("rastrigin", "sphere")}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("function", ["rastrigin", "sphere"])
+@pytest.mark.parametrize("optimizer", ["pso", "ga", "ssa", "sca", "tpe"])
+def test_metaheuristics_beat_random(optimizer, function, random_medians):
+    median = statistics.median(quality.best_values(optimizer, function, SEEDS, 600))
+    assert median < random_medians[function], (optimizer, function, median, random_medians[function])
