@@ -83,7 +83,7 @@ def export(
         sys.stdout.write(text)
     else:
         output.write_text(text)
-        err.print(f"wrote {output}")
+        typer.echo(f"wrote {output}", err=True)
 
 
 @app.command()
@@ -96,12 +96,12 @@ def dashboard(
     try:
         import optuna_dashboard
     except ImportError:
-        err.print("optuna-dashboard is not installed: pip install 'optileuk[dashboard]'")
+        typer.echo("optuna-dashboard is not installed: pip install 'optileuk[dashboard]'", err=True)
         raise typer.Exit(1)
     from optileuk.cli._inspect import open_existing
 
     st = open_existing(storage)
-    err.print(f"optuna-dashboard on http://127.0.0.1:{port} (Ctrl+C to stop)")
+    typer.echo(f"optuna-dashboard on http://127.0.0.1:{port} (Ctrl+C to stop)", err=True)
     optuna_dashboard.run_server(st, host="127.0.0.1", port=port)
 
 
