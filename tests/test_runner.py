@@ -216,3 +216,15 @@ def test_storage_errors_are_user_errors(workdir, box_space):
         open_storage("postgresql://nobody@127.0.0.1:1/none")
     with pytest.raises(StorageError, match="not a storage URL"):
         open_storage("optileuk.db")
+
+
+def test_optuna_visualization_works_on_a_runner_study(workdir, box_space):
+    pytest.importorskip("plotly")
+    path = study_file(workdir, box_space, optimizer="{name: ssa, population: 8}", budget="{trials: 40}")
+    url = f"sqlite:///{workdir}/v.db"
+    Runner(load_study(path, storage=url)).run()
+    study = optuna.load_study(study_name="s", storage=url)
+    for plot in (optuna.visualization.plot_optimization_history, optuna.visualization.plot_param_importances,
+                 optuna.visualization.plot_slice):
+        fig = plot(study)
+        assert len(fig.data) >= 1
