@@ -62,6 +62,9 @@ class Objective(ABC):
         """Problems with using ``space`` for this objective (one sentence each)."""
         return []
 
+    def prepare(self) -> None:
+        """Load data and anything else slow or fallible, before the first evaluation."""
+
     def bind(self, space: SearchSpace) -> SearchSpace:
         return space.bind(self.mask_lengths()) if any(
             getattr(p, "length", None) == "auto" for p in space.params.values()) else space

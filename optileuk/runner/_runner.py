@@ -122,6 +122,7 @@ class Runner:
         if self._prepared is None:
             optuna.logging.set_verbosity(optuna.logging.WARNING)
             objective = self.study.objective()
+            objective.prepare()
             space = objective.bind(self.study.space)
             storage = self._storage or open_storage(self.storage_url)
             self._prepared = (objective, space, storage, self._open_study(storage, space))

@@ -1,0 +1,83 @@
+"""Hand-crafted features + a classical classifier, scored by cross-validation on the search part.
+
+The simple, fast baseline of the field (colour histograms, GLCM texture, nucleus shape; SVM,
+KNN or logistic regression). Searchable parameters (any subset; others are refused):
+``classifier`` (svm | knn | logreg), ``C`` and ``gamma`` (svm), ``C`` (logreg),
+``n_neighbors`` and ``weights`` (knn). The value is ``1 - balanced accuracy`` (minimised), the
+mean over the validation folds; the test split is never looked at.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal, Mapping
+
+import numpy as np
+from pydantic import Field
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import accuracy_score, balanced_accuracy_score, f1_score
+from sklearn.neighbors import KNeighborsClassifier
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+from sklearn.svm import SVC
+
+from optileuk.data import DatasetConfig, SplitConfig, SyntheticData, load_dataset, make_splits
+from optileuk.data._cache import cached
+from optileuk.features import FEATURE_NAMES, handcrafted_features
+from optileuk.objectives._base import Objective, ObjectiveConfig, Score
+
+PARAMS = ("classifier", "C", "gamma", "n_neighbors", "weights")
+
+
+class HandcraftedConfig(ObjectiveConfig):
+    dataset: DatasetConfig = Field(default_factory=lambda: SyntheticData(type="synthetic"))
+    split: SplitConfig = SplitConfig()
+    classifier: Literal["svm", "knn", "logreg"] = "svm"
+    image_size: int = Field(64, ge=16, le=512, description="images are resized to this side for features")
+
+
+def build_classifier(config: Mapping[str, Any], default: str, seed: int):
+    kind = config.get("classifier", default)
+    if kind == "svm":
+        clf = SVC(C=float(config.get("C", 1.0)), gamma=config.get("gamma", "scale"), random_state=seed)
+    elif kind == "knn":
+        clf = KNeighborsClassifier(n_neighbors=int(config.get("n_neighbors", 5)), weights=config.get("weights", "uniform"))
+    else:
+        clf = LogisticRegression(C=float(config.get("C", 1.0)), max_iter=2000)
+    return make_pipeline(StandardScaler(), clf)
+
+
+class HandcraftedObjective(Objective):
+    Config = HandcraftedConfig
+    config: HandcraftedConfig
+
+    def __init__(self, config=None, *, space=None, seed=0):
+        super().__init__(config, space=space, seed=seed)
+        self._data = None
+
+    def check_space(self, space) -> list[str]:
+        return [f"parameter '{n}' is not used by the handcrafted objective (it uses: {', '.join(PARAMS)})"
+                for n in space.params if n not in PARAMS]
+
+    def prepare(self) -> None:
+        if self._data is None:
+            ds = load_dataset(self.config.dataset)
+            key = {"dataset": self.config.dataset.model_dump(mode="json"), "paths": ds.paths,
+                   "size": self.config.image_size, "features": FEATURE_NAMES}
+            X = cached("features", key, lambda: handcrafted_features(ds.images, self.config.image_size))
+            splits = make_splits(ds, self.config.split, seed=self.seed)
+            self._data = (ds, X, splits)
+
+    def evaluate(self, config: Mapping[str, Any], *, trial=None) -> Score:
+        self.prepare()
+        ds, X, splits = self._data
+        scores = {"accuracy": [], "balanced_accuracy": [], "macro_f1": []}
+        for fold in splits.folds:
+            model = build_classifier(config, self.config.classifier, self.seed).fit(X[fold.train], ds.labels[fold.train])
+            pred = model.predict(X[fold.val])
+            y = ds.labels[fold.val]
+            scores["accuracy"].append(accuracy_score(y, pred))
+            scores["balanced_accuracy"].append(balanced_accuracy_score(y, pred))
+            scores["macro_f1"].append(f1_score(y, pred, average="macro"))
+        means = {k: float(np.mean(v)) for k, v in scores.items()}
+        return Score(1.0 - means["balanced_accuracy"], {**means, "split": f"{len(splits.folds)}-fold CV, search part",
+                                                         "grouped": splits.grouped})
