@@ -16,6 +16,21 @@ ROOT = Path(__file__).resolve().parents[1]
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _private_cache(tmp_path_factory):
+    """Tests use their own dataset cache, never the user's ~/.cache/optileuk."""
+    old = os.environ.get("OPTILEUK_CACHE")
+    os.environ["OPTILEUK_CACHE"] = str(tmp_path_factory.mktemp("optileuk-cache"))
+    yield
+    if old is None:
+        os.environ.pop("OPTILEUK_CACHE", None)
+    else:
+        os.environ["OPTILEUK_CACHE"] = old
+
+
+BCCD = ROOT.parent / "shared" / "data" / "bccd_cells"
+
+
 @pytest.fixture
 def workdir(tmp_path, monkeypatch):
     """A fresh working directory (the default storage optileuk.db would land here)."""

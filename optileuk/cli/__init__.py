@@ -116,5 +116,44 @@ def optimizers() -> None:
         out.print(f"{shown:28s} {getattr(obj[0], 'summary', '') if obj else ''}")
 
 
+data_app = typer.Typer(no_args_is_help=True, help="Look at data: the synthetic generator and your own folders.")
+app.add_typer(data_app, name="data")
+
+
+@data_app.command("preview")
+@user_errors
+def data_preview(
+    output: Path = typer.Option(Path("preview"), "-o", "--output", help="folder to write PNGs into"),
+    study: Optional[Path] = typer.Option(None, "--study", help="preview the dataset of this study file's objective"),
+    kind: str = typer.Option("crops", "--kind", help="synthetic: crops or fields"),
+    per_class: int = typer.Option(6, "--per-class", min=1, help="images per class"),
+    size: Optional[int] = typer.Option(None, "--size", min=16, help="synthetic: crop/field side in pixels"),
+    difficulty: float = typer.Option(0.5, "--difficulty", min=0.0, max=1.0),
+    seed: int = typer.Option(0, "--seed", min=0),
+    extra: bool = typer.Option(False, "--extra", help="synthetic: add neutrophils and red cells"),
+) -> None:
+    """Write sample images, their masks and a contact sheet (sheet.png) to a folder."""
+    from optileuk.cli._data import write_preview
+    from optileuk.data import SyntheticData, load_dataset
+    from optileuk.errors import ConfigError
+
+    if study is not None:
+        from optileuk.config import load_study
+
+        st = load_study(study)
+        cfg = getattr(st.objective_config, "dataset", None)
+        if cfg is None:
+            raise ConfigError(f"{study}: objective '{st.objective_type}' has no dataset to preview")
+    else:
+        if kind not in ("crops", "fields"):
+            raise ConfigError(f"--kind must be crops or fields, got {kind!r}")
+        classes = ["normal", "L1", "L2", "L3"] + (["neutrophil", "rbc"] if extra else [])
+        cfg = SyntheticData(type="synthetic", kind=kind, classes=classes, n_per_class=per_class,
+                            size=size or (64 if kind == "crops" else 256), difficulty=difficulty, seed=seed)
+    ds = load_dataset(cfg)
+    sheet = write_preview(ds, output, per_class, tile=96 if kind == "crops" else 192)
+    typer.echo(f"wrote {sum(1 for _ in output.glob('*.png'))} PNGs to {output}/ (contact sheet: {sheet})")
+
+
 def main() -> None:
     app()

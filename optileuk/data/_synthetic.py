@@ -88,14 +88,26 @@ def _centre_morph() -> Morph:
 
 
 def _outline(size: int, cx: float, cy: float, r: float, irregular: float, rng, stretch: float = 1.0):
-    """Boolean mask of a blob with a wavy outline (radius r modulated by random harmonics)."""
-    yy, xx = np.mgrid[0:size, 0:size].astype(float)
+    """Boolean mask of a blob with a wavy outline (radius r modulated by random harmonics).
+
+    Only the blob's bounding window is computed (fields hold dozens of cells).
+    """
+    amps = [r * irregular * rng.normal() / (k - 1) for k in (2, 3, 4, 5)]
+    phases = [rng.uniform(0, 2 * np.pi) for _ in range(4)]
+    reach = r + sum(abs(a) for a in amps)
+    out = np.zeros((size, size), bool)
+    x0, x1 = max(int(cx - reach / min(stretch, 1.0)) - 1, 0), min(int(cx + reach / min(stretch, 1.0)) + 2, size)
+    y0, y1 = max(int(cy - reach / min(stretch, 1.0)) - 1, 0), min(int(cy + reach / min(stretch, 1.0)) + 2, size)
+    if x0 >= x1 or y0 >= y1:
+        return out
+    yy, xx = np.mgrid[y0:y1, x0:x1].astype(float)
     dx, dy = xx - cx, (yy - cy) * stretch
     theta = np.arctan2(dy, dx)
     rad = np.full_like(theta, r)
-    for k in (2, 3, 4, 5):
-        rad += r * irregular * rng.normal() / (k - 1) * np.cos(k * theta + rng.uniform(0, 2 * np.pi))
-    return np.hypot(dx, dy) <= rad
+    for k, a, ph in zip((2, 3, 4, 5), amps, phases):
+        rad += a * np.cos(k * theta + ph)
+    out[y0:y1, x0:x1] = np.hypot(dx, dy) <= rad
+    return out
 
 
 def _smooth_noise(size: int, sigma: float, rng) -> np.ndarray:
@@ -106,8 +118,9 @@ def _smooth_noise(size: int, sigma: float, rng) -> np.ndarray:
 class Painter:
     """Paints one image in float RGB, with the mask of the white cell of interest."""
 
-    def __init__(self, size: int, rng: np.random.Generator, stain: np.ndarray, realism: Realism):
+    def __init__(self, size: int, rng: np.random.Generator, stain: np.ndarray, realism: Realism, scale: float):
         self.size, self.rng, self.stain, self.real = size, rng, stain, realism
+        self.scale = scale  # pixels per pixel of a 64-px crop (blur is given at that scale)
         self.img = np.ones((size, size, 3)) * PLASMA
         self.mask = np.zeros((size, size), np.uint8)
 
@@ -169,7 +182,7 @@ class Painter:
             grad = 1 + real.illumination * ((np.cos(a) * xx + np.sin(a) * yy) - 0.5)
             img *= grad[..., None]
         if real.blur:
-            img = ndimage.gaussian_filter(img, (real.blur * s / 64, real.blur * s / 64, 0))
+            img = ndimage.gaussian_filter(img, (real.blur * self.scale, real.blur * self.scale, 0))
         if real.noise:
             img += rng.normal(0, real.noise, img.shape)
         out = (np.clip(img, 0, 1) * 255).astype(np.uint8)
@@ -190,7 +203,7 @@ def smear_stain(rng: np.random.Generator, jitter: float) -> np.ndarray:
 def make_crop(kind: str, size: int, rng: np.random.Generator, stain: np.ndarray, realism: Realism,
               difficulty: float) -> tuple[np.ndarray, np.ndarray]:
     """One single-cell crop and its mask."""
-    p = Painter(size, rng, stain, realism)
+    p = Painter(size, rng, stain, realism, scale=size / 64)
     c = size / 2 + rng.normal(0, size * 0.02, 2)
     for _ in range(rng.poisson(realism.red_cells) if kind != "rbc" else 0):
         a, d = rng.uniform(0, 2 * np.pi), rng.uniform(0.42, 0.65) * size
@@ -207,12 +220,16 @@ def make_crop(kind: str, size: int, rng: np.random.Generator, stain: np.ndarray,
 def make_field(kinds: list[str], size: int, rng: np.random.Generator, stain: np.ndarray, realism: Realism,
                difficulty: float, red_cells: int) -> tuple[np.ndarray, np.ndarray]:
     """A field of view: many red cells (touching, overlapping) and the given white cells, masked."""
-    p = Painter(size, rng, stain, realism)
+    p = Painter(size, rng, stain, realism, scale=size / 256)
     r_rbc = size * 0.045
     for _ in range(red_cells):
         p.red_cell(*rng.uniform(0, size, 2), r_rbc * rng.uniform(0.85, 1.15))
     cell_px = 64 * size / 256  # white cells keep their crop-relative size at a 256-px field
     for kind in kinds:
+        if kind == "rbc":  # the cell of interest is a red cell: labelled as cell body, no nucleus
+            body = p.red_cell(*rng.uniform(size * 0.1, size * 0.9, 2), r_rbc * 1.3)
+            p.mask[body] = 1
+            continue
         morph = _mix(MORPHS[kind], _centre_morph(), difficulty) if kind in BLAST_CLASSES else MORPHS[kind]
         scaled = Morph(**{**morph.__dict__, "cell_r": morph.cell_r * cell_px / size})
         margin = morph.cell_r * cell_px * 1.3
