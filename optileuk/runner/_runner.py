@@ -122,6 +122,10 @@ class Runner:
         if self._prepared is None:
             optuna.logging.set_verbosity(optuna.logging.WARNING)
             objective = self.study.objective()
+            if len(getattr(objective, "directions", ["minimize"])) > 1:
+                raise ConfigError([Problem(str(self.study.path), "objective.multi_objective",
+                    "is for plain Optuna studies with a multi-objective sampler (e.g. NSGA-II); "
+                    "optileuk run optimizes one value", True)])
             objective.prepare()
             space = objective.bind(self.study.space)
             storage = self._storage or open_storage(self.storage_url)

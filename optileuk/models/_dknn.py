@@ -1,0 +1,70 @@
+"""DKNN: a small CNN trunk with a Kronecker-factored head and PReLU activations."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+from torch import Tensor, nn
+
+from optileuk.models._kronecker import KroneckerConv1x1, KroneckerLinear
+
+
+def prelu(channels: int, mode: str, init: float) -> nn.PReLU:
+    """``mode`` shared: one slope; channel: one slope per channel (torch.nn.PReLU)."""
+    return nn.PReLU(num_parameters=1 if mode == "shared" else channels, init=init)
+
+
+def linear(in_f: int, out_f: int, rank: int, shape=None) -> nn.Module:
+    """Dense ``nn.Linear`` when ``rank`` is 0, else :class:`KroneckerLinear`."""
+    return nn.Linear(in_f, out_f) if rank == 0 else KroneckerLinear(in_f, out_f, rank, shape)
+
+
+class DKNN(nn.Module):
+    """Conv3x3-BN-PReLU-MaxPool blocks, then ``flatten -> hidden -> classes`` in Kronecker form.
+
+    Args:
+        n_classes: outputs.
+        image_size: input side (divisible by ``2 ** len(widths)``).
+        widths: channels of the conv blocks.
+        ranks: Kronecker rank of the two head layers (0 = dense ``nn.Linear``).
+        hidden: width of the hidden head layer.
+        shapes: factor shapes ``(m1, m2, n1, n2)`` per head layer (``None`` = near-square).
+        prelu_mode / prelu_init: PReLU slopes shared or per channel, initial slope.
+        dropout: before the last layer.
+        kron_conv_rank: > 0 adds a Kronecker-factored 1x1 convolution after each block.
+
+    Example:
+        >>> net = DKNN(4, image_size=32, widths=(8, 16), ranks=(1, 1), hidden=64)
+        >>> net(torch.zeros(2, 3, 32, 32)).shape
+        torch.Size([2, 4])
+    """
+
+    def __init__(self, n_classes: int, *, image_size: int = 64, widths: Sequence[int] = (16, 32, 64),
+                 ranks: tuple[int, int] = (2, 2), hidden: int = 256, shapes: tuple | None = None,
+                 prelu_mode: str = "channel", prelu_init: float = 0.25, dropout: float = 0.2, kron_conv_rank: int = 0):
+        super().__init__()
+        blocks, c = [], 3
+        for w in widths:
+            blocks += [nn.Conv2d(c, w, 3, padding=1, bias=False), nn.BatchNorm2d(w), prelu(w, prelu_mode, prelu_init)]
+            if kron_conv_rank:
+                blocks += [KroneckerConv1x1(w, w, kron_conv_rank), prelu(w, prelu_mode, prelu_init)]
+            blocks.append(nn.MaxPool2d(2))
+            c = w
+        self.trunk = nn.Sequential(*blocks)
+        side = image_size // 2 ** len(widths)
+        flat = c * side * side
+        shapes = shapes or (None, None)
+        self.head = nn.Sequential(
+            nn.Flatten(), linear(flat, hidden, ranks[0], shapes[0]), prelu(hidden, prelu_mode, prelu_init),
+            nn.Dropout(dropout), linear(hidden, n_classes, ranks[1], shapes[1]))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.head(self.trunk(x))
+
+    def features(self, x: Tensor) -> Tensor:
+        """Deep features: the trunk's output, global-average pooled (one value per channel)."""
+        return self.trunk(x).mean(dim=(2, 3))
+
+    def head_parameters(self) -> int:
+        return sum(p.numel() for m in self.head if not isinstance(m, nn.PReLU) for p in m.parameters())

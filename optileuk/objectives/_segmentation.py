@@ -1,0 +1,214 @@
+"""``segmentation``: colour clustering / pivot growing / Otsu nucleus segmentation scored against masks.
+
+Pipeline (each step a searchable parameter; unsearched ones take ``defaults``):
+
+1. colour space ``rgb | hsv | lab``, Gaussian blur ``blur_sigma``;
+2. ``method``: ``kmeans`` (k clusters of pixel colours; the nucleus is the cluster of darkness
+   rank ``nucleus_rank``, 0 = darkest), ``pgs`` (pivot-growing segmentation, seed 003: k-medoid
+   pivots, each grows the pixels within squared colour distance ``T`` of it that are connected
+   to its cluster; pivots iterate until they move <= ``epsilon`` or ``max_iter``), or ``otsu``
+   (Otsu threshold on darkness, shifted by ``threshold_offset``);
+3. morphology: ``opening`` and ``closing`` radii, ``min_size`` (pixels), ``fill_holes``.
+
+Scored with Dice, IoU and SSIM (``skimage.metrics``) against the nucleus (or whole-cell) masks,
+averaged over the images of the search part (the test split is never used). ``score: mean`` is
+the seed paper's mean of the three. The value is ``1 - score``. Clusterings are cached per
+(image, colour space, blur, method, k, pivot settings), so candidates that differ only in
+post-processing do not recompute them.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Any, Literal, Mapping
+
+import numpy as np
+from pydantic import Field
+from scipy import ndimage
+from skimage import color, filters, morphology
+from skimage.metrics import structural_similarity
+from sklearn.cluster import KMeans
+
+from optileuk.data import DatasetConfig, SplitConfig, SyntheticData, load_dataset, make_splits
+from optileuk.errors import DataError
+from optileuk.objectives._base import Objective, ObjectiveConfig, Score
+
+DEFAULTS = {"colour_space": "lab", "blur_sigma": 1.0, "method": "kmeans", "k": 3, "nucleus_rank": 0, "T": 0.02,
+            "max_iter": 10, "epsilon": 1e-3, "threshold_offset": 0.0, "opening": 0, "closing": 0, "min_size": 0,
+            "fill_holes": False}
+BASELINE = {"colour_space": "lab", "blur_sigma": 1.0, "method": "kmeans", "k": 3, "nucleus_rank": 0}
+
+
+class SegmentationConfig(ObjectiveConfig):
+    dataset: DatasetConfig = Field(default_factory=lambda: SyntheticData(
+        type="synthetic", n_per_class=15, realism={"noise": 0.06, "illumination": 0.3, "blur": 1.0, "jpeg_quality": 60}))
+    split: SplitConfig = SplitConfig(test_size=0.3, folds=1, val_size=0.5)
+    target: Literal["nucleus", "cell"] = "nucleus"
+    score: Literal["mean", "dice", "iou", "ssim"] = "mean"
+    max_images: int = Field(60, ge=1, description="images of the search part scored per candidate")
+    defaults: dict[str, Any] = Field(default_factory=dict)
+
+
+# ---- features and clusterings (cached) ---------------------------------------------------------------
+def pixel_features(image: np.ndarray, space: str, blur: float) -> np.ndarray:
+    """(H, W, 3) colour features scaled to about [0, 1] per channel, after a Gaussian blur."""
+    img = image.astype(np.float64) / 255.0
+    if blur > 0:
+        img = ndimage.gaussian_filter(img, (blur, blur, 0))
+    if space == "hsv":
+        return color.rgb2hsv(img)
+    if space == "lab":
+        lab = color.rgb2lab(img)
+        return np.stack([lab[..., 0] / 100.0, (lab[..., 1] + 128) / 255.0, (lab[..., 2] + 128) / 255.0], -1)
+    return img
+
+
+def darkness(centres: np.ndarray, space: str) -> np.ndarray:
+    """Higher = darker, for cluster centres in the given colour space."""
+    if space == "lab":
+        return 1 - centres[:, 0]
+    if space == "hsv":
+        return 1 - centres[:, 2]
+    return 1 - centres.mean(axis=1)
+
+
+def kmeans_labels(feats: np.ndarray, k: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """k-means of the pixel colours (fitted on up to 1,024 pixels, then every pixel assigned)."""
+    flat = feats.reshape(-1, 3)
+    rng = np.random.default_rng(seed)
+    fit_on = flat if len(flat) <= 1024 else flat[rng.choice(len(flat), 1024, replace=False)]
+    km = KMeans(n_clusters=k, n_init=2, random_state=seed).fit(fit_on)
+    return km.predict(flat).reshape(feats.shape[:2]), km.cluster_centers_
+
+
+def pivot_growing(feats: np.ndarray, k: int, T: float, max_iter: int, epsilon: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Pivot-growing segmentation (vectorised; no per-pixel Python loop).
+
+    Pivots are k-medoids of the pixel colours (squared Euclidean distance) on a subsample;
+    pivot ``j`` then takes the pixels within squared distance ``T`` of it that are spatially
+    connected to pixels of its own medoid cluster. Unclaimed pixels get label -1.
+    """
+    rng = np.random.default_rng(seed)
+    flat = feats.reshape(-1, 3)
+    sample = flat[rng.choice(len(flat), size=min(len(flat), 800), replace=False)]
+    medoids = sample[rng.choice(len(sample), size=k, replace=False)]
+    for _ in range(max_iter):
+        assign = ((sample[:, None, :] - medoids[None]) ** 2).sum(-1).argmin(1)
+        new = medoids.copy()
+        for j in range(k):
+            members = sample[assign == j]
+            if len(members):
+                cost = ((members[:, None, :] - members[None]) ** 2).sum(-1).sum(1)
+                new[j] = members[cost.argmin()]
+        moved = np.sqrt(((new - medoids) ** 2).sum(-1)).max()
+        medoids = new
+        if moved <= epsilon:
+            break
+    d2 = ((flat[:, None, :] - medoids[None]) ** 2).sum(-1)  # (pixels, k)
+    nearest = d2.argmin(1).reshape(feats.shape[:2])
+    labels = np.full(feats.shape[:2], -1)
+    order = np.argsort(-darkness(medoids, "rgb"))  # dark pivots claim first
+    for j in order:
+        grow = (d2[:, j] <= T).reshape(feats.shape[:2])
+        comps, _ = ndimage.label(grow)
+        seeds = np.unique(comps[grow & (nearest == j)])
+        region = np.isin(comps, seeds[seeds > 0]) & (labels < 0)
+        labels[region] = j
+    return labels, medoids
+
+
+# ---- the objective -------------------------------------------------------------------------------
+class SegmentationObjective(Objective):
+    Config = SegmentationConfig
+    config: SegmentationConfig
+
+    def __init__(self, config=None, *, space=None, seed=0):
+        super().__init__(config, space=space, seed=seed)
+        self._images = None
+        self._cluster = lru_cache(maxsize=4096)(self._cluster_uncached)
+
+    def check_space(self, space) -> list[str]:
+        return [f"parameter '{n}' is not used by the segmentation objective (it uses: {', '.join(DEFAULTS)})"
+                for n in space.params if n not in DEFAULTS]
+
+    def prepare(self) -> None:
+        if self._images is not None:
+            return
+        ds = load_dataset(self.config.dataset)
+        if ds.masks is None:
+            raise DataError(f"{ds.name}: the segmentation objective needs masks (dataset type pairs or synthetic)")
+        splits = make_splits(ds, self.config.split, seed=self.seed)
+        idx = splits.search[: self.config.max_images]
+        self._set_images(ds, idx)
+        self._test = (ds, splits.test)
+
+    def _set_images(self, ds, idx) -> None:
+        self._images = [ds.images[i] for i in idx]
+        self._truth = [(ds.masks[i] == 2) if self.config.target == "nucleus" else (ds.masks[i] >= 1) for i in idx]
+        self._ids = [int(i) for i in idx]
+        self._cluster.cache_clear()
+
+    def _cluster_uncached(self, i: int, space: str, blur: float, method: str, k: int, T: float, max_iter: int,
+                          epsilon: float) -> tuple[np.ndarray, np.ndarray]:
+        feats = pixel_features(self._images[i], space, blur)
+        if method == "kmeans":
+            return kmeans_labels(feats, k, self.seed)
+        if method == "pgs":
+            return pivot_growing(feats, k, T, max_iter, epsilon, self.seed)
+        dark = 1 - feats[..., 0] if space == "lab" else 1 - feats[..., 2] if space == "hsv" else 1 - feats.mean(-1)
+        return dark, np.array([filters.threshold_otsu(dark)])
+
+    def segment(self, i: int, p: Mapping[str, Any]) -> np.ndarray:
+        method = p["method"]
+        key_T = float(p["T"]) if method == "pgs" else 0.0
+        labels, centres = self._cluster(i, p["colour_space"], round(float(p["blur_sigma"]), 6), method,
+                                        int(p["k"]) if method != "otsu" else 0, key_T,
+                                        int(p["max_iter"]) if method == "pgs" else 0,
+                                        float(p["epsilon"]) if method == "pgs" else 0.0)
+        if method == "otsu":
+            mask = labels > centres[0] + float(p["threshold_offset"])
+        else:
+            space = "rgb" if method == "pgs" else p["colour_space"]
+            rank = min(int(p["nucleus_rank"]), len(centres) - 1)
+            target = np.argsort(-darkness(centres, space))[rank]
+            mask = labels == target
+        if int(p["opening"]) > 0:
+            mask = ndimage.binary_opening(mask, morphology.disk(int(p["opening"])))
+        if int(p["closing"]) > 0:
+            mask = ndimage.binary_closing(mask, morphology.disk(int(p["closing"])))
+        if int(p["min_size"]) > 0:
+            mask = morphology.remove_small_objects(mask, max_size=int(p["min_size"]))
+        if p["fill_holes"]:
+            mask = ndimage.binary_fill_holes(mask)
+        return mask
+
+    def scores(self, config: Mapping[str, Any]) -> dict[str, float]:
+        p = {**DEFAULTS, **self.config.defaults, **config}
+        dice, iou, ssim = [], [], []
+        for i, truth in enumerate(self._truth):
+            pred = self.segment(i, p)
+            inter, total = np.logical_and(pred, truth).sum(), pred.sum() + truth.sum()
+            union = np.logical_or(pred, truth).sum()
+            dice.append(1.0 if total == 0 else 2 * inter / total)
+            iou.append(1.0 if union == 0 else inter / union)
+            ssim.append(structural_similarity(pred.astype(float), truth.astype(float), data_range=1.0))
+        out = {"dice": float(np.mean(dice)), "iou": float(np.mean(iou)), "ssim": float(np.mean(ssim))}
+        out["mean"] = (out["dice"] + out["iou"] + out["ssim"]) / 3
+        return out
+
+    def evaluate(self, config: Mapping[str, Any], *, trial=None) -> Score:
+        self.prepare()
+        s = self.scores(config)
+        return Score(1.0 - s[self.config.score], {**s, "images": len(self._truth), "split": "search part"})
+
+    def test_scores(self, config: Mapping[str, Any]) -> dict[str, float]:
+        """Scores on the held-out test split (for final reporting only, never during the search)."""
+        self.prepare()
+        ds, test = self._test
+        saved = (self._images, self._truth, self._ids)
+        try:
+            self._set_images(ds, test)
+            return self.scores(config)
+        finally:
+            self._images, self._truth, self._ids = saved
+            self._cluster.cache_clear()

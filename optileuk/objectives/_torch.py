@@ -1,0 +1,104 @@
+"""Shared torch plumbing for the trained objectives: devices, tensors, seeded training loops."""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+import optuna
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from optileuk.errors import ConfigError, Problem
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` -> ``cuda`` when present, else ``cpu``; ``cuda:N`` must exist."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(name)
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ConfigError([Problem("", "objective.device", "asks for CUDA but no CUDA device is available", name)])
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise ConfigError([Problem("", "objective.device", f"must be below cuda:{torch.cuda.device_count()}", name)])
+    return dev
+
+
+def image_tensor(images: list[np.ndarray], size: int) -> torch.Tensor:
+    """(N, 3, size, size) float32 in [0, 1], each image resized (antialiased) to ``size``."""
+    out = torch.empty(len(images), 3, size, size)
+    for i, im in enumerate(images):
+        t = torch.as_tensor(np.array(im, dtype=np.float32)).permute(2, 0, 1).div_(255)[None]
+        if t.shape[-2:] != (size, size):
+            t = F.interpolate(t, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
+        out[i] = t[0]
+    return out
+
+
+def mask_tensor(masks: list[np.ndarray], size: int, target: str = "nucleus") -> torch.Tensor:
+    """(N, 1, size, size) float32 binary target (nucleus = label 2, cell = label >= 1)."""
+    out = torch.empty(len(masks), 1, size, size)
+    for i, m in enumerate(masks):
+        t = torch.from_numpy(((m == 2) if target == "nucleus" else (m >= 1)).astype(np.float32))[None, None]
+        if t.shape[-2:] != (size, size):
+            t = F.interpolate(t, size=(size, size), mode="nearest")
+        out[i] = t[0]
+    return out
+
+
+def adam(model: nn.Module, lr: float, weight_decay: float) -> torch.optim.Adam:
+    """Adam with weight decay on weights only: no decay on PReLU slopes, biases or norms."""
+    decay, keep = [], []
+    for module in model.modules():
+        for name, p in module.named_parameters(recurse=False):
+            no_decay = isinstance(module, (nn.PReLU, nn.BatchNorm2d)) or name == "bias"
+            (keep if no_decay else decay).append(p)
+    return torch.optim.Adam([{"params": decay, "weight_decay": weight_decay},
+                             {"params": keep, "weight_decay": 0.0}], lr=lr)
+
+
+def fit(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, loss_fn: Callable, epochs: int, batch_size: int,
+        lr: float, weight_decay: float, device: torch.device, seed: int,
+        on_epoch: Callable[[int], float | None] | None = None, trial: optuna.trial.BaseTrial | None = None) -> int:
+    """Seeded mini-batch training. ``on_epoch(epoch)`` returns a validation error to report.
+
+    With a ``trial``, the error is reported after each epoch and Optuna's pruner is asked;
+    a pruned trial raises :class:`optuna.TrialPruned`. Returns the number of epochs trained.
+    """
+    gen = torch.Generator().manual_seed(seed)
+    torch.manual_seed(seed)
+    model.to(device)
+    opt = adam(model, lr, weight_decay)
+    n = len(x)
+    for epoch in range(epochs):
+        model.train()
+        order = torch.randperm(n, generator=gen)
+        for start in range(0, n, batch_size):
+            idx = order[start:start + batch_size]
+            if len(idx) < 2 and n >= 2:  # batch norm needs two samples
+                continue
+            opt.zero_grad(set_to_none=True)
+            loss = loss_fn(model(x[idx].to(device)), y[idx].to(device))
+            if not torch.isfinite(loss):
+                raise FloatingPointError(f"training loss became {loss.item()} at epoch {epoch + 1}")
+            loss.backward()
+            opt.step()
+        if on_epoch is not None:
+            err = on_epoch(epoch)
+            if trial is not None and err is not None:
+                trial.report(float(err), epoch)
+                if trial.should_prune():
+                    raise optuna.TrialPruned(f"pruned after epoch {epoch + 1}")
+    return epochs
+
+
+@torch.no_grad()
+def predict(model: nn.Module, x: torch.Tensor, device: torch.device, batch_size: int = 256) -> torch.Tensor:
+    model.eval()
+    return torch.cat([model(x[i:i + batch_size].to(device)).cpu() for i in range(0, len(x), batch_size)])
+
+
+def n_params(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
