@@ -5,7 +5,7 @@ Searchable parameters (any subset; defaults come from the config's ``defaults``)
 shape of the first head layer as ``"m1xm2xn1xn2"``, or ``auto``), ``kron_conv_rank``,
 ``prelu_mode`` (shared | channel), ``prelu_init``, ``lr``, ``weight_decay``, ``batch_size``,
 ``epochs``, ``dropout``. The value is ``1 - balanced accuracy`` on the validation split (reported
-after every epoch, so pruners work); with ``multi_objective: true`` it is
+after every epoch, so pruners work; Optuna does not prune multi-objective trials); with ``multi_objective: true`` it is
 ``(1 - balanced accuracy, head parameters)`` for Optuna's multi-objective samplers.
 """
 
@@ -24,7 +24,7 @@ from optileuk.data import AugmentConfig, DatasetConfig, SplitConfig, SyntheticDa
 from optileuk.errors import ConfigError, Problem
 from optileuk.models import DKNN
 from optileuk.objectives._base import Objective, ObjectiveConfig, Score
-from optileuk.objectives._torch import fit, image_tensor, n_params, predict, resolve_device
+from optileuk.objectives._torch import fit, image_tensor, n_params, predict, resolve_device, seeded
 
 DEFAULTS = {"rank1": 2, "rank2": 1, "shape1": "auto", "kron_conv_rank": 0, "prelu_mode": "channel",
             "prelu_init": 0.25, "lr": 3e-3, "weight_decay": 1e-3, "batch_size": 64, "epochs": 20, "dropout": 0.2}
@@ -105,7 +105,8 @@ class DknnObjective(Objective):
         device = resolve_device(self.config.device)
         start = time.perf_counter()
         try:
-            model = self.build(p, len(classes))
+            with seeded(self.seed):
+                model = self.build(p, len(classes))
         except ValueError as exc:  # e.g. a factor shape that does not fit the layer
             raise ConfigError([Problem("", "shape1", str(exc), p["shape1"])]) from None
 
@@ -115,7 +116,7 @@ class DknnObjective(Objective):
 
         epochs = fit(model, xtr, ytr, loss_fn=F.cross_entropy, epochs=int(p["epochs"]), batch_size=int(p["batch_size"]),
                      lr=float(p["lr"]), weight_decay=float(p["weight_decay"]), device=device, seed=self.seed,
-                     on_epoch=val_error, trial=trial)
+                     on_epoch=val_error, trial=None if self.config.multi_objective else trial)
         pred = predict(model, xva, device).argmax(1).numpy()
         bal = balanced_accuracy_score(yva, pred)
         attrs = {"accuracy": float(accuracy_score(yva, pred)), "balanced_accuracy": float(bal),

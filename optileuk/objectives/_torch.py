@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Callable
+import contextlib
+from typing import Callable, Iterator
 
 import numpy as np
 import optuna
@@ -48,6 +49,15 @@ def mask_tensor(masks: list[np.ndarray], size: int, target: str = "nucleus") -> 
     return out
 
 
+@contextlib.contextmanager
+def seeded(seed: int) -> Iterator[None]:
+    """Run a block with torch's global RNG seeded, restoring the caller's RNG state afterwards
+    (module initialisation and dropout draw from the global RNG)."""
+    with torch.random.fork_rng(devices=[torch.cuda.current_device()] if torch.cuda.is_available() else []):
+        torch.manual_seed(seed)
+        yield
+
+
 def adam(model: nn.Module, lr: float, weight_decay: float) -> torch.optim.Adam:
     """Adam with weight decay on weights only: no decay on PReLU slopes, biases or norms."""
     decay, keep = [], []
@@ -67,8 +77,13 @@ def fit(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, loss_fn: Callable
     With a ``trial``, the error is reported after each epoch and Optuna's pruner is asked;
     a pruned trial raises :class:`optuna.TrialPruned`. Returns the number of epochs trained.
     """
+    with seeded(seed):
+        return _fit(model, x, y, loss_fn=loss_fn, epochs=epochs, batch_size=batch_size, lr=lr,
+                    weight_decay=weight_decay, device=device, seed=seed, on_epoch=on_epoch, trial=trial)
+
+
+def _fit(model, x, y, *, loss_fn, epochs, batch_size, lr, weight_decay, device, seed, on_epoch, trial) -> int:
     gen = torch.Generator().manual_seed(seed)
-    torch.manual_seed(seed)
     model.to(device)
     opt = adam(model, lr, weight_decay)
     n = len(x)

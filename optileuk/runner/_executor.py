@@ -64,6 +64,27 @@ def _fail(text: str, start: datetime, t0: float, *, detail: str | None = None, a
     return Outcome(TrialState.FAIL, None, attrs, text[:1000], time.perf_counter() - t0, start, datetime.now())
 
 
+def run_objective_many(objective, configs: list[Mapping[str, Any]]) -> list[Outcome]:
+    """Evaluate a population in one call of ``objective.evaluate_many``; if that call fails, each
+    candidate is evaluated alone so every failure is attributed to its own candidate."""
+    start, t0 = datetime.now(), time.perf_counter()
+    try:
+        scores = objective.evaluate_many(configs)
+    except OptileukError:
+        raise
+    except Exception:
+        return [run_objective(objective, c) for c in configs]
+    end, each = datetime.now(), (time.perf_counter() - t0) / max(len(configs), 1)
+    out = []
+    for score in scores:
+        v = score.value
+        if v is None or not math.isfinite(float(v)):
+            out.append(Outcome(TrialState.FAIL, None, dict(score.attrs), f"objective returned {v!r}", each, start, end))
+        else:
+            out.append(Outcome(TrialState.COMPLETE, float(v), dict(score.attrs), None, each, start, end))
+    return out
+
+
 class InlineExecutor:
     """Evaluates candidates one after another in the calling process."""
 
@@ -72,3 +93,6 @@ class InlineExecutor:
 
     def evaluate(self, config: Mapping[str, Any]) -> Outcome:
         return run_objective(self.objective, config)
+
+    def evaluate_many(self, configs: list[Mapping[str, Any]]) -> list[Outcome]:
+        return run_objective_many(self.objective, configs)

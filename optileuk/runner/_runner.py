@@ -192,10 +192,18 @@ class Runner:
                     counters["reused"] += 1
                     continue
                 todo.append((i, config, rec))
+            cut = False
+            if budget.trials is not None and done + len(todo) > budget.trials:
+                todo, cut = todo[: max(budget.trials - done, 0)], True
+            if todo and hasattr(objective, "evaluate_many") and not out_of_time():
+                # a whole population in one vectorised pass (e.g. batched KNN distances)
+                outcomes = iter(executor.evaluate_many([c for _, c, _ in todo]))
+            else:
+                outcomes = None
             for i, config, (params, dists, attrs) in todo:
-                if (budget.trials is not None and done >= budget.trials) or out_of_time():
+                if outcomes is None and out_of_time():
                     raise _Stop()
-                outcome = executor.evaluate(config)
+                outcome = next(outcomes) if outcomes is not None else executor.evaluate(config)
                 trial, told = self._frozen(outcome, params, dists, attrs, gen, batch, i, sign, penalty())
                 writer.add(trial)
                 done += 1
@@ -216,6 +224,8 @@ class Runner:
                 if self.on_progress:
                     self.on_progress(Progress(done, budget.trials, None if best is None else sign * best,
                                               time.perf_counter() - t0, gen))
+            if cut:  # the budget ends inside this batch: the generation is not told, it is replayed on resume
+                raise _Stop()
             return values
 
         pending: tuple[int, str] | None = None  # last completed generation, not yet saved

@@ -1,0 +1,193 @@
+"""``feature_selection``: which deep + hand-crafted features to keep (Sahlol et al. 2020 style).
+
+Features: the global-average-pooled output of a CNN trunk trained on each fold's *training* part
+(or loaded once from a local ``weights`` file: a ``state_dict`` of :class:`optileuk.models.DKNN`),
+plus hand-crafted colour / texture / shape features. The mask parameter (``mask_param``, with
+``length: auto``) gets its length from the feature count.
+
+Fitness (minimised): ``alpha * error + (1 - alpha) * selected / total`` with ``error = 1 -
+balanced accuracy`` of the classifier over the validation folds of the search part; selecting no
+feature gives the worst fitness, 1. A population of masks is scored in one vectorised pass for
+KNN (batched masked distances in torch); SVM and logistic regression fit one model per mask.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any, Literal, Mapping, Optional
+
+import numpy as np
+import torch
+from pydantic import Field, field_validator
+from sklearn.metrics import accuracy_score, balanced_accuracy_score, f1_score
+from torch.nn import functional as F
+
+from optileuk.data import DatasetConfig, SplitConfig, SyntheticData, load_dataset, make_splits
+from optileuk.data._cache import cached
+from optileuk.errors import ConfigError, DataError, Problem
+from optileuk.features import FEATURE_NAMES, handcrafted_features
+from optileuk.models import DKNN
+from optileuk.objectives._base import Objective, ObjectiveConfig, Score
+from optileuk.objectives._handcrafted import build_classifier
+from optileuk.objectives._torch import fit, image_tensor, resolve_device, seeded
+
+
+class FeatureSelectionConfig(ObjectiveConfig):
+    dataset: DatasetConfig = Field(default_factory=lambda: SyntheticData(type="synthetic"))
+    split: SplitConfig = SplitConfig(test_size=0.2, folds=3)
+    features: list[Literal["deep", "handcrafted"]] = Field(default_factory=lambda: ["deep", "handcrafted"], min_length=1)
+    weights: Optional[str] = Field(None, description="local state_dict of a DKNN to take the trunk from (no training)")
+    trunk_epochs: int = Field(8, ge=1)
+    image_size: int = Field(32, ge=8, le=512)
+    widths: list[int] = Field(default_factory=lambda: [16, 32, 64], min_length=1)
+    device: str = Field("auto", pattern=r"^(auto|cpu|cuda(:\d+)?|mps)$")
+    classifier: Literal["knn", "svm", "logreg"] = "knn"
+    n_neighbors: int = Field(5, ge=1)
+    alpha: float = Field(0.99, ge=0, le=1)
+    mask_param: str = "features"
+
+    @field_validator("weights")
+    @classmethod
+    def _exists(cls, v):
+        if v is not None and not Path(v).expanduser().is_file():
+            raise ValueError(f"weights file not found: {v} (weights are never downloaded; give a local file)")
+        return v
+
+
+def knn_predict_many(xtr: torch.Tensor, ytr: torch.Tensor, xva: torch.Tensor, masks: torch.Tensor, k: int,
+                     n_classes: int, chunk: int = 16) -> torch.Tensor:
+    """KNN predictions for many feature masks at once: (P, n_val).
+
+    Distances on the selected features only: ``|x-y|^2 = x^2.m + y^2.m - 2 (x*m).y`` for every
+    mask ``m`` in one batched product. Ties in the vote go to the smallest label (as scikit-learn).
+    """
+    out = []
+    sq_tr, sq_va = (xtr**2) @ masks.T, (xva**2) @ masks.T  # (n, P), (m, P)
+    for s in range(0, len(masks), chunk):
+        m = masks[s:s + chunk]
+        cross = torch.matmul(xva[None, :, :] * m[:, None, :], xtr.T)  # (p, n_val, n_train)
+        d = sq_va[:, s:s + chunk].T[:, :, None] + sq_tr[:, s:s + chunk].T[:, None, :] - 2 * cross
+        nb = d.topk(min(k, xtr.shape[0]), dim=2, largest=False).indices  # (p, n_val, k)
+        votes = F.one_hot(ytr[nb], n_classes).sum(2)  # (p, n_val, classes)
+        out.append(votes.argmax(2))
+    return torch.cat(out)
+
+
+class FeatureSelectionObjective(Objective):
+    Config = FeatureSelectionConfig
+    config: FeatureSelectionConfig
+
+    def __init__(self, config=None, *, space=None, seed=0):
+        super().__init__(config, space=space, seed=seed)
+        self._folds = None
+
+    def check_space(self, space) -> list[str]:
+        name = self.config.mask_param
+        out = []
+        if name not in space.params or space.params[name].type != "mask":
+            out.append(f"needs a mask parameter named '{name}' (objective.mask_param), e.g. "
+                       f"{name}: {{type: mask, length: auto}}")
+        out += [f"parameter '{n}' is not used by the feature_selection objective" for n in space.params if n != name]
+        return out
+
+    def mask_lengths(self) -> dict[str, int]:
+        self.prepare()
+        return {self.config.mask_param: self.n_features}
+
+    # ---- features (computed once, cached on disk) ---------------------------------------------------
+    def prepare(self) -> None:
+        if self._folds is not None:
+            return
+        c = self.config
+        ds = load_dataset(c.dataset)
+        splits = make_splits(ds, c.split, seed=self.seed)
+        key = {"cfg": c.model_dump(mode="json"), "paths": ds.paths, "seed": self.seed, "hand": FEATURE_NAMES,
+               "weights_mtime": Path(c.weights).stat().st_mtime_ns if c.weights else None}
+        self._folds = cached("selection-features", key, lambda: self._fold_features(ds, splits))
+        self.n_classes = len(ds.classes)
+        self.n_features = self._folds[0][0].shape[1]
+
+    def _fold_features(self, ds, splits) -> list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
+        c = self.config
+        hand = handcrafted_features(ds.images) if "handcrafted" in c.features else None
+        x_all = image_tensor(ds.images, c.image_size) if "deep" in c.features else None
+        device = resolve_device(c.device)
+        fixed = self._load_trunk(len(ds.classes)) if ("deep" in c.features and c.weights) else None
+        folds = []
+        for f, fold in enumerate(splits.folds):
+            parts = []
+            if "deep" in c.features:
+                net = fixed
+                if net is None:
+                    with seeded(self.seed + f):
+                        net = DKNN(len(ds.classes), image_size=c.image_size, widths=tuple(c.widths), ranks=(2, 1))
+                    fit(net, x_all[fold.train], torch.from_numpy(ds.labels[fold.train]), loss_fn=F.cross_entropy,
+                        epochs=c.trunk_epochs, batch_size=64, lr=3e-3, weight_decay=1e-3, device=device,
+                        seed=self.seed + f)
+                net.eval()
+                with torch.no_grad():
+                    parts.append(torch.cat([net.features(x_all[i:i + 256].to(device)).cpu()
+                                            for i in range(0, len(x_all), 256)]).numpy())
+            if hand is not None:
+                parts.append(hand)
+            x = np.concatenate(parts, axis=1)
+            mu, sd = x[fold.train].mean(0), x[fold.train].std(0) + 1e-8  # scaled with training statistics only
+            x = (x - mu) / sd
+            folds.append((x[fold.train], ds.labels[fold.train], x[fold.val], ds.labels[fold.val]))
+        return folds
+
+    def _load_trunk(self, n_classes: int) -> DKNN:
+        c = self.config
+        net = DKNN(n_classes, image_size=c.image_size, widths=tuple(c.widths), ranks=(2, 1))
+        try:
+            state = torch.load(Path(c.weights).expanduser(), map_location="cpu", weights_only=True)
+            trunk = {k.removeprefix("trunk."): v for k, v in state.items() if k.startswith("trunk.")}
+            net.trunk.load_state_dict(trunk)
+        except Exception as exc:
+            raise DataError(f"{c.weights}: not a DKNN state_dict with matching trunk widths {c.widths} ({exc})") from None
+        return net
+
+    # ---- evaluation --------------------------------------------------------------------------------
+    def _score(self, preds_per_fold: list[np.ndarray], mask: np.ndarray) -> Score:
+        n_sel = int(mask.sum())
+        if n_sel == 0:
+            return Score(1.0, {"selected": 0, "total": self.n_features, "balanced_accuracy": 0.0,
+                               "accuracy": 0.0, "macro_f1": 0.0, "note": "no feature selected: worst fitness"})
+        ys = [f[3] for f in self._folds]
+        bal = float(np.mean([balanced_accuracy_score(y, p) for y, p in zip(ys, preds_per_fold)]))
+        acc = float(np.mean([accuracy_score(y, p) for y, p in zip(ys, preds_per_fold)]))
+        f1 = float(np.mean([f1_score(y, p, average="macro") for y, p in zip(ys, preds_per_fold)]))
+        a = self.config.alpha
+        value = a * (1 - bal) + (1 - a) * n_sel / self.n_features
+        return Score(value, {"selected": n_sel, "total": self.n_features, "balanced_accuracy": bal,
+                             "accuracy": acc, "macro_f1": f1, "split": f"{len(self._folds)}-fold CV, search part"})
+
+    def _mask(self, config: Mapping[str, Any]) -> np.ndarray:
+        mask = np.asarray(config[self.config.mask_param], dtype=bool)
+        if mask.shape != (self.n_features,):
+            raise ConfigError([Problem("", self.config.mask_param, f"must have {self.n_features} bits", mask.shape)])
+        return mask
+
+    def evaluate(self, config: Mapping[str, Any], *, trial=None) -> Score:
+        return self.evaluate_many([config])[0]
+
+    def evaluate_many(self, configs: list[Mapping[str, Any]]) -> list[Score]:
+        self.prepare()
+        masks = np.stack([self._mask(c) for c in configs])
+        preds = [[None] * len(self._folds) for _ in configs]
+        live = np.flatnonzero(masks.any(1))
+        for f, (xtr, ytr, xva, yva) in enumerate(self._folds):
+            if not len(live):
+                break
+            if self.config.classifier == "knn":
+                p = knn_predict_many(torch.from_numpy(xtr).double(), torch.from_numpy(ytr), torch.from_numpy(xva).double(),
+                                     torch.from_numpy(masks[live]).double(), self.config.n_neighbors, self.n_classes)
+                for j, i in enumerate(live):
+                    preds[i][f] = p[j].numpy()
+            else:
+                for i in live:
+                    m = masks[i]
+                    model = build_classifier({}, self.config.classifier, self.seed).fit(xtr[:, m], ytr)
+                    preds[i][f] = model.predict(xva[:, m])
+        return [self._score(preds[i], masks[i]) for i in range(len(configs))]

@@ -1,0 +1,179 @@
+"""The seeded objectives: Kronecker layers, each objective through FixedTrial and plain Optuna."""
+
+from __future__ import annotations
+
+import numpy as np
+import optuna
+import pytest
+import torch
+
+from conftest import ROOT, run_cli, write
+from optileuk.config import load_study
+from optileuk.errors import ConfigError
+from optileuk.models import DKNN, KroneckerLinear, UNetPLR, factor_pair, kronecker_linear
+from optileuk.objectives import make
+from optileuk.space import SearchSpace
+
+TINY = {"type": "synthetic", "n_per_class": 12, "size": 32, "smears": 8}
+
+
+# ---- KroneckerLinear ----------------------------------------------------------------------------
+@pytest.mark.parametrize("shape, rank", [((2, 3, 4, 5), 1), ((3, 2, 5, 4), 3), ((1, 7, 6, 1), 2), ((8, 8, 2, 3), 2)])
+def test_kronecker_linear_matches_the_dense_layer(shape, rank):
+    m1, m2, n1, n2 = shape
+    torch.manual_seed(0)
+    layer = KroneckerLinear(n1 * n2, m1 * m2, rank, shape).double()
+    x = torch.randn(7, n1 * n2, dtype=torch.double)
+    dense = sum(torch.kron(layer.a[r], layer.b[r]) for r in range(rank))
+    assert torch.allclose(layer(x), x @ dense.T + layer.bias, atol=1e-12)
+    assert layer.a.numel() + layer.b.numel() == rank * (m1 * n1 + m2 * n2)
+
+
+def test_kronecker_linear_passes_gradcheck():
+    torch.manual_seed(1)
+    a = torch.randn(2, 3, 4, dtype=torch.double, requires_grad=True)
+    b = torch.randn(2, 2, 5, dtype=torch.double, requires_grad=True)
+    x = torch.randn(3, 20, dtype=torch.double, requires_grad=True)
+    bias = torch.randn(6, dtype=torch.double, requires_grad=True)
+    assert torch.autograd.gradcheck(kronecker_linear, (x, a, b, bias))
+
+
+def test_kronecker_never_builds_the_full_weight_and_checks_shapes():
+    layer = KroneckerLinear(25088, 4096, rank=1, shape=(64, 64, 128, 196))
+    assert sum(p.numel() for p in (layer.a, layer.b)) == 20_736  # REFERENCES.md: instead of 102.8M
+    assert layer(torch.randn(2, 25088)).shape == (2, 4096)
+    with pytest.raises(ValueError, match="does not factor"):
+        KroneckerLinear(12, 6, 1, (2, 2, 3, 4))
+    assert factor_pair(4096) == (64, 64) and factor_pair(10) == (2, 5) and factor_pair(7) == (1, 7)
+
+
+def test_dknn_head_is_much_smaller_at_low_rank():
+    dense = DKNN(4, image_size=32, ranks=(0, 0)).head_parameters()
+    kron = DKNN(4, image_size=32, ranks=(2, 1)).head_parameters()
+    assert dense / kron > 10
+    out = UNetPLR(depth=2, base=4, prelu_mode="shared")(torch.zeros(2, 3, 32, 32))
+    assert out.shape == (2, 1, 32, 32)
+
+
+# ---- every objective through FixedTrial -------------------------------------------------------
+CASES = {
+    "analytic": ({"function": "rastrigin"}, {"x": {"type": "float", "low": -2, "high": 2}}, {"x": 0.0}),
+    "handcrafted": ({"dataset": TINY, "split": {"test_size": 0.2, "folds": 2}},
+                    {"C": {"type": "float", "low": 0.1, "high": 10, "log": True}}, {"C": 1.0}),
+    "dknn": ({"dataset": TINY, "image_size": 32, "widths": [8, 16], "hidden": 16},
+             {"rank1": {"type": "int", "low": 0, "high": 2}, "epochs": {"type": "int", "low": 1, "high": 2}},
+             {"rank1": 1, "epochs": 2}),
+    "segmentation": ({"dataset": TINY, "max_images": 6},
+                     {"k": {"type": "int", "low": 2, "high": 4}, "method": {"type": "categorical", "choices": ["kmeans", "pgs", "otsu"]}},
+                     {"k": 3, "method": "pgs"}),
+    "feature_selection": ({"dataset": TINY, "split": {"test_size": 0.2, "folds": 2}, "trunk_epochs": 1,
+                           "widths": [8, 16]},
+                          {"features": {"type": "mask", "length": "auto"}},
+                          {"features.n_selected": 10, "features.seed": 3}),
+    "unet_plr": ({"dataset": TINY, "image_size": 32},
+                 {"depth": {"type": "int", "low": 1, "high": 2}, "epochs": {"type": "int", "low": 1, "high": 2}},
+                 {"depth": 2, "epochs": 1}),
+}
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_objective_through_fixed_trial(name):
+    config, params, fixed = CASES[name]
+    space = SearchSpace.from_dict({"parameters": params})
+    objective = make(name, config, space=space, seed=0)
+    trial = optuna.trial.FixedTrial(fixed)
+    value = objective(trial)
+    assert isinstance(value, float) and np.isfinite(value)
+    assert "seconds" in trial.user_attrs
+    again = make(name, config, space=space, seed=0)(optuna.trial.FixedTrial(fixed))
+    assert again == pytest.approx(value)  # deterministic for a seed
+
+
+def test_dknn_in_plain_optuna_reports_every_epoch_for_pruners():
+    config, params, _ = CASES["dknn"]
+    space = SearchSpace.from_dict({"parameters": params})
+    study = optuna.create_study(pruner=optuna.pruners.MedianPruner(n_startup_trials=1, n_warmup_steps=0),
+                                sampler=optuna.samplers.RandomSampler(seed=0))
+    study.optimize(make("dknn", config, space=space), n_trials=4)
+    done = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    assert done and all(len(t.intermediate_values) == t.params["epochs"] for t in done)
+    assert all("balanced_accuracy" in t.user_attrs and "head_params" in t.user_attrs for t in done)
+
+
+def test_dknn_multi_objective_in_plain_optuna_and_refused_by_the_runner(workdir):
+    config, params, _ = CASES["dknn"]
+    space = SearchSpace.from_dict({"parameters": params})
+    study = optuna.create_study(directions=["minimize", "minimize"], sampler=optuna.samplers.NSGAIISampler(seed=0))
+    study.optimize(make("dknn", {**config, "multi_objective": True}, space=space), n_trials=2)
+    assert all(len(t.values) == 2 and t.values[1] == t.user_attrs["head_params"] for t in study.trials)
+    write(workdir / "mo.yaml", """
+        name: mo
+        objective: {type: dknn, multi_objective: true}
+        search_space: {parameters: {rank1: {type: int, low: 1, high: 2}}}
+        optimizer: {name: random}
+        budget: {trials: 2}
+        """)
+    r = run_cli("run", "mo.yaml", cwd=workdir)
+    assert r.returncode == 2 and "objective.multi_objective is for plain Optuna studies" in r.stderr
+
+
+def test_feature_selection_vectorised_equals_one_by_one_and_sklearn():
+    from sklearn.neighbors import KNeighborsClassifier
+
+    config, params, _ = CASES["feature_selection"]
+    obj = make("feature_selection", {**config, "features": ["handcrafted"]}, seed=0)
+    obj.prepare()
+    rng = np.random.default_rng(0)
+    masks = [rng.random(obj.n_features) < 0.3 for _ in range(12)] + [np.zeros(obj.n_features, bool)]
+    many = obj.evaluate_many([{"features": m} for m in masks])
+    one = [obj.evaluate({"features": m}) for m in masks]
+    assert [s.value for s in many] == pytest.approx([s.value for s in one])
+    assert many[-1].value == 1.0  # nothing selected = worst fitness
+    xtr, ytr, xva, yva = obj._folds[0]
+    for m, score in zip(masks[:3], many[:3]):
+        ref = [KNeighborsClassifier(5).fit(f[0][:, m], f[1]).predict(f[2][:, m]) for f in obj._folds]
+        from sklearn.metrics import balanced_accuracy_score
+
+        bal = np.mean([balanced_accuracy_score(f[3], p) for f, p in zip(obj._folds, ref)])
+        assert score.attrs["balanced_accuracy"] == pytest.approx(bal)
+        assert score.value == pytest.approx(0.99 * (1 - bal) + 0.01 * m.sum() / obj.n_features)
+
+
+def test_bad_objective_values_are_user_errors(workdir):
+    with pytest.raises(ValueError, match="weights file not found"):
+        make("feature_selection", {"weights": str(workdir / "none.pt")})
+    if not torch.cuda.is_available():
+        obj = make("dknn", {"dataset": TINY, "device": "cuda:0", "widths": [8, 16], "hidden": 8})
+        with pytest.raises(ConfigError, match="objective.device asks for CUDA"):
+            obj.evaluate({"epochs": 1})
+
+
+def test_feature_selection_loads_local_trunk_weights(tmp_path):
+    net = DKNN(4, image_size=32, widths=(8, 16), ranks=(2, 1))
+    torch.save(net.state_dict(), tmp_path / "w.pt")
+    obj = make("feature_selection", {"dataset": TINY, "weights": str(tmp_path / "w.pt"), "widths": [8, 16],
+                                     "split": {"test_size": 0.2, "folds": 2}})
+    obj.prepare()
+    assert obj.n_features == 16 + 48
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "studies").glob("*.yaml")), ids=lambda p: p.name)
+def test_every_shipped_study_is_valid(path):
+    study = load_study(path)
+    assert study.name and study.file.budget
+
+
+def test_segmentation_tuned_beats_untuned_kmeans_on_held_out_images():
+    """Tune on the search part, compare Dice on the test split with k-means k=3 in Lab, darkest cluster."""
+    from optileuk.objectives._segmentation import BASELINE
+
+    study = load_study(ROOT / "studies" / "segmentation_tpe.yaml", storage="memory", trials=40)
+    from optileuk.runner import Runner
+
+    runner = Runner(study)
+    summary = runner.run()
+    objective, space = runner._prepared[0], runner._prepared[1]
+    best = summary.best_params
+    tuned = objective.test_scores(best)
+    base = objective.test_scores(BASELINE)
+    assert tuned["dice"] > base["dice"], (tuned, base)
