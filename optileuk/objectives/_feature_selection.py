@@ -20,7 +20,6 @@ from typing import Any, Literal, Mapping, Optional
 import numpy as np
 import torch
 from pydantic import Field, field_validator
-from sklearn.metrics import accuracy_score, balanced_accuracy_score, f1_score
 from torch.nn import functional as F
 
 from optileuk.data import DatasetConfig, SplitConfig, SyntheticData, load_dataset, make_splits
@@ -56,22 +55,34 @@ class FeatureSelectionConfig(ObjectiveConfig):
 
 
 def knn_predict_many(xtr: torch.Tensor, ytr: torch.Tensor, xva: torch.Tensor, masks: torch.Tensor, k: int,
-                     n_classes: int, chunk: int = 16) -> torch.Tensor:
+                     n_classes: int, chunk: int = 8) -> torch.Tensor:
     """KNN predictions for many feature masks at once: (P, n_val).
 
     Distances on the selected features only: ``|x-y|^2 = x^2.m + y^2.m - 2 (x*m).y`` for every
     mask ``m`` in one batched product. Ties in the vote go to the smallest label (as scikit-learn).
     """
     out = []
-    sq_tr, sq_va = (xtr**2) @ masks.T, (xva**2) @ masks.T  # (n, P), (m, P)
+    sq_tr = (xtr**2) @ masks.T  # (n_train, P); |x_val|^2 is the same for every neighbour: not needed to rank
     for s in range(0, len(masks), chunk):
         m = masks[s:s + chunk]
-        cross = torch.matmul(xva[None, :, :] * m[:, None, :], xtr.T)  # (p, n_val, n_train)
-        d = sq_va[:, s:s + chunk].T[:, :, None] + sq_tr[:, s:s + chunk].T[:, None, :] - 2 * cross
+        d = torch.matmul(xva[None, :, :] * m[:, None, :], xtr.T)  # (p, n_val, n_train) cross terms
+        d.mul_(-2).add_(sq_tr[:, s:s + chunk].T[:, None, :])
         nb = d.topk(min(k, xtr.shape[0]), dim=2, largest=False).indices  # (p, n_val, k)
         votes = F.one_hot(ytr[nb], n_classes).sum(2)  # (p, n_val, classes)
         out.append(votes.argmax(2))
     return torch.cat(out)
+
+
+def _metrics(y: np.ndarray, pred: np.ndarray, n_classes: int) -> tuple[float, float, float]:
+    """Accuracy, balanced accuracy and macro-F1 from one confusion matrix (as scikit-learn defines
+    them over the classes present in ``y`` or ``pred``)."""
+    cm = np.bincount(y * n_classes + pred, minlength=n_classes * n_classes).reshape(n_classes, n_classes)
+    tp, true, predicted = np.diag(cm), cm.sum(1), cm.sum(0)
+    present = true > 0
+    recall = tp[present] / true[present]
+    labels = (true + predicted) > 0
+    f1 = np.where(true + predicted > 0, 2 * tp / np.maximum(true + predicted, 1), 0.0)[labels]
+    return float(tp.sum() / cm.sum()), float(recall.mean()), float(f1.mean())
 
 
 class FeatureSelectionObjective(Objective):
@@ -155,9 +166,8 @@ class FeatureSelectionObjective(Objective):
             return Score(1.0, {"selected": 0, "total": self.n_features, "balanced_accuracy": 0.0,
                                "accuracy": 0.0, "macro_f1": 0.0, "note": "no feature selected: worst fitness"})
         ys = [f[3] for f in self._folds]
-        bal = float(np.mean([balanced_accuracy_score(y, p) for y, p in zip(ys, preds_per_fold)]))
-        acc = float(np.mean([accuracy_score(y, p) for y, p in zip(ys, preds_per_fold)]))
-        f1 = float(np.mean([f1_score(y, p, average="macro") for y, p in zip(ys, preds_per_fold)]))
+        per_fold = [_metrics(y, p, self.n_classes) for y, p in zip(ys, preds_per_fold)]
+        acc, bal, f1 = (float(np.mean([m[i] for m in per_fold])) for i in range(3))
         a = self.config.alpha
         value = a * (1 - bal) + (1 - a) * n_sel / self.n_features
         return Score(value, {"selected": n_sel, "total": self.n_features, "balanced_accuracy": bal,
