@@ -208,3 +208,18 @@ def test_sigkill_then_rerun_finishes_exactly_the_budget(workdir, optimizer):
     keys = [(t.user_attrs["generation"], t.user_attrs["batch"], t.user_attrs["index"]) for t in trials]
     assert len(set(keys)) == 100  # no candidate recorded twice
     assert f"{100 - before} evaluated" in r.stdout  # no finished trial evaluated again
+
+
+def test_the_main_job_runs_as_the_readme_says(workdir):
+    """`optileuk run studies/dknn_pso.yaml` (budget cut to 3 trials to keep the suite short)."""
+    r = run_cli("run", str(ROOT / "studies" / "dknn_pso.yaml"), "--trials", "3", cwd=workdir, timeout=600)
+    assert r.returncode == 0, r.stderr
+    assert "3/3" in r.stderr and "best value" in r.stdout
+    study = optuna.load_study(study_name="dknn-pso", storage=f"sqlite:///{workdir}/optileuk.db")
+    trials = study.get_trials()
+    assert len(trials) == 3 and all(t.state == optuna.trial.TrialState.COMPLETE for t in trials)
+    best = study.best_trial
+    assert 0 <= best.value <= 1 and best.value == pytest.approx(1 - best.user_attrs["balanced_accuracy"])
+    assert best.user_attrs["head_params"] > 0 and best.user_attrs["device"] in ("cpu", "cuda")
+    exported = yaml.safe_load(run_cli("export", "dknn-pso", cwd=workdir).stdout)
+    assert exported["objective"]["type"] == "dknn" and exported["params"]["rank1"] == best.params["rank1"]

@@ -33,7 +33,7 @@ DEFAULTS = {"rank1": 2, "rank2": 1, "shape1": "auto", "kron_conv_rank": 0, "prel
 class DknnConfig(ObjectiveConfig):
     dataset: DatasetConfig = Field(default_factory=lambda: SyntheticData(type="synthetic", n_per_class=300))
     split: SplitConfig = SplitConfig(test_size=0.2, folds=1, val_size=0.25)
-    augment: AugmentConfig = AugmentConfig()
+    augment: AugmentConfig = AugmentConfig(copies=1, colour_jitter=0.15)  # training part only
     image_size: int = Field(32, ge=8, le=512)
     widths: list[int] = Field(default_factory=lambda: [16, 32, 64], min_length=1)
     hidden: int = Field(256, ge=2)
