@@ -77,6 +77,8 @@ MALFORMED = {
     "seed not a number": (_with(seed="abc"), GOOD_SPACE, "seed", "must be an integer, got 'abc'"),
     "no parameters": (yaml.safe_dump(GOOD), "parameters: {}\n", "parameters", "must be a non-empty mapping"),
     "analytic on categoricals only": (yaml.safe_dump(GOOD), "parameters:\n  c: {type: categorical, choices: [a, b]}\n", "search_space", "must have at least one float or int parameter for the analytic objective"),
+    "unknown dknn default": (_with(objective={"type": "dknn", "defaults": {"bogus": 1}}), "parameters:\n  rank1: {type: int, low: 1, high: 2}\n", "objective.defaults.bogus", "is not a dknn parameter"),
+    "segmentation parameter it does not use": (_with(objective={"type": "segmentation"}), "parameters:\n  colour: {type: categorical, choices: [lab]}\n", "search_space", "parameter 'colour' is not used by the segmentation objective"),
     "unknown key in space file": (yaml.safe_dump(GOOD), "params:\n  x: {type: float, low: 0, high: 1}\n", "params", "is not a known key (valid keys: parameters)"),
 }
 

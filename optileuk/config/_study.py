@@ -185,8 +185,11 @@ def load_study(path: str | Path, *, trials: int | None = None, seed: int | None 
             problems += _explain_extra(errs, obj_cls.Config)
             obj_cfg = cfg
             if cfg is not None and space is not None:
-                for msg in obj_cls(cfg, space=space).check_space(space):
-                    problems.append(Problem(src, "search_space", msg))
+                try:
+                    for msg in obj_cls(cfg, space=space).check_space(space):
+                        problems.append(Problem(src, "search_space", msg))
+                except ConfigError as exc:  # the objective's own checks, attributed to this file
+                    problems += [Problem(src, p.path, p.rule, p.value) for p in exc.problems]
 
     if problems:
         raise ConfigError(problems)

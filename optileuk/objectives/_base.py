@@ -59,8 +59,19 @@ class Objective(ABC):
         return {}
 
     def check_space(self, space: SearchSpace) -> list[str]:
-        """Problems with using ``space`` for this objective (one sentence each)."""
+        """Problems with using ``space`` for this objective (one sentence each).
+
+        May raise :class:`~optileuk.errors.ConfigError` for problems in the objective's own config.
+        """
         return []
+
+    def check_device(self) -> None:
+        """Fail at load time (not mid-run) when the configured device does not exist here."""
+        device = getattr(self.config, "device", None)
+        if device is not None:
+            from optileuk.objectives._torch import resolve_device
+
+            resolve_device(device)
 
     def prepare(self) -> None:
         """Load data and anything else slow or fallible, before the first evaluation."""

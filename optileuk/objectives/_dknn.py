@@ -71,6 +71,7 @@ class DknnObjective(Objective):
         return ["minimize", "minimize"] if self.config.multi_objective else ["minimize"]
 
     def check_space(self, space) -> list[str]:
+        self.check_device()
         side = self.config.image_size
         out = [f"parameter '{n}' is not used by the dknn objective (it uses: {', '.join(DEFAULTS)})"
                for n in space.params if n not in DEFAULTS]

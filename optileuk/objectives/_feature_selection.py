@@ -94,6 +94,7 @@ class FeatureSelectionObjective(Objective):
         self._folds = None
 
     def check_space(self, space) -> list[str]:
+        self.check_device()
         name = self.config.mask_param
         out = []
         if name not in space.params or space.params[name].type != "mask":

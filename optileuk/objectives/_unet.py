@@ -57,6 +57,7 @@ class UNetObjective(Objective):
         self._data = None
 
     def check_space(self, space) -> list[str]:
+        self.check_device()
         out = [f"parameter '{n}' is not used by the unet_plr objective (it uses: {', '.join(DEFAULTS)})"
                for n in space.params if n not in DEFAULTS]
         p = space.params.get("depth")
