@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, Optional, Union
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from optileuk.config._load import join, problems_from, read_yaml, validate
 from optileuk.errors import ConfigError, Problem
@@ -153,47 +153,46 @@ def load_study(path: str | Path, *, trials: int | None = None, seed: int | None 
     except ConfigError as exc:
         problems += exc.problems
 
-    opt_entry = opt_cfg = opt_name = None
+    opt_entry = opt_cfg = None
     spec = data.get("optimizer")
-    if isinstance(spec, dict):
-        opt_name = spec.get("name")
-        found = OPTIMIZERS.resolve(opt_name) if isinstance(opt_name, str) else None
-        if opt_name is None:
-            problems.append(Problem(src, "optimizer.name", "is required"))
-        elif found is None:
-            problems.append(Problem(src, "optimizer.name", f"must be one of {', '.join(OPTIMIZERS.display_names())}", opt_name))
-        else:
-            opt_entry, arg = found
-            rest = {k: v for k, v in spec.items() if k != "name"}
-            try:
-                opt_cfg = opt_entry.make_config(rest, arg)
-            except Exception as exc:  # pydantic ValidationError
-                problems += _explain_extra(problems_from(exc, src, ("optimizer",)), opt_entry.config_model())
+    opt_name, found = _plugin(OPTIMIZERS, spec, "optimizer", "name", src, problems)
+    if found is not None:
+        opt_entry, arg = found
+        try:
+            opt_cfg = opt_entry.make_config({k: v for k, v in spec.items() if k != "name"}, arg)
+        except ValidationError as exc:
+            problems += _explain_extra(problems_from(exc, src, ("optimizer",)), opt_entry.config_model())
 
-    obj_cls = obj_cfg = obj_type = None
+    obj_cls = obj_cfg = None
     spec = data.get("objective")
-    if isinstance(spec, dict):
-        obj_type = spec.get("type")
-        found = OBJECTIVES.resolve(obj_type) if isinstance(obj_type, str) else None
-        if obj_type is None:
-            problems.append(Problem(src, "objective.type", "is required"))
-        elif found is None:
-            problems.append(Problem(src, "objective.type", f"must be one of {', '.join(OBJECTIVES.display_names())}", obj_type))
-        else:
-            obj_cls = found[0]
-            cfg, errs = validate(obj_cls.Config, {k: v for k, v in spec.items() if k != "type"}, src, ("objective",))
-            problems += _explain_extra(errs, obj_cls.Config)
-            obj_cfg = cfg
-            if cfg is not None and space is not None:
-                try:
-                    for msg in obj_cls(cfg, space=space).check_space(space):
-                        problems.append(Problem(src, "search_space", msg))
-                except ConfigError as exc:  # the objective's own checks, attributed to this file
-                    problems += [Problem(src, p.path, p.rule, p.value) for p in exc.problems]
+    obj_type, found = _plugin(OBJECTIVES, spec, "objective", "type", src, problems)
+    if found is not None:
+        obj_cls = found[0]
+        obj_cfg, errs = validate(obj_cls.Config, {k: v for k, v in spec.items() if k != "type"}, src, ("objective",))
+        problems += _explain_extra(errs, obj_cls.Config)
+        if obj_cfg is not None and space is not None:
+            try:
+                for msg in obj_cls(obj_cfg, space=space).check_space(space):
+                    problems.append(Problem(src, "search_space", msg))
+            except ConfigError as exc:  # the objective's own checks, attributed to this file
+                problems += [Problem(src, p.path, p.rule, p.value) for p in exc.problems]
 
     if problems:
         raise ConfigError(problems)
     return Study(path, file, space, opt_name, opt_entry, opt_cfg, obj_type, obj_cls, obj_cfg)
+
+
+def _plugin(registry, spec: Any, section: str, key: str, src: str, problems: list[Problem]):
+    """``(name, (registered, argument))`` for ``spec[key]``; a problem (and ``None``) if unknown."""
+    if not isinstance(spec, dict):
+        return None, None
+    name = spec.get(key)
+    found = registry.resolve(name) if isinstance(name, str) else None
+    if name is None:
+        problems.append(Problem(src, f"{section}.{key}", "is required"))
+    elif found is None:
+        problems.append(Problem(src, f"{section}.{key}", f"must be one of {', '.join(registry.display_names())}", name))
+    return name, found
 
 
 def _explain_extra(problems: list[Problem], model: type[BaseModel]) -> list[Problem]:

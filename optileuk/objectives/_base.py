@@ -65,6 +65,12 @@ class Objective(ABC):
         """
         return []
 
+    @staticmethod
+    def unused(space: SearchSpace, known, name: str) -> list[str]:
+        """One problem per parameter of ``space`` the objective ``name`` does not read."""
+        return [f"parameter '{n}' is not used by the {name} objective (it uses: {', '.join(known)})"
+                for n in space.params if n not in known]
+
     def check_device(self) -> None:
         """Fail at load time (not mid-run) when the configured device does not exist here."""
         device = getattr(self.config, "device", None)

@@ -73,8 +73,7 @@ class DknnObjective(Objective):
     def check_space(self, space) -> list[str]:
         self.check_device()
         side = self.config.image_size
-        out = [f"parameter '{n}' is not used by the dknn objective (it uses: {', '.join(DEFAULTS)})"
-               for n in space.params if n not in DEFAULTS]
+        out = self.unused(space, DEFAULTS, "dknn")
         if side % 2 ** len(self.config.widths):
             out.append(f"image_size {side} must be divisible by 2**len(widths) = {2 ** len(self.config.widths)}")
         return out

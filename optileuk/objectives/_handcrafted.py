@@ -55,8 +55,7 @@ class HandcraftedObjective(Objective):
         self._data = None
 
     def check_space(self, space) -> list[str]:
-        return [f"parameter '{n}' is not used by the handcrafted objective (it uses: {', '.join(PARAMS)})"
-                for n in space.params if n not in PARAMS]
+        return self.unused(space, PARAMS, "handcrafted")
 
     def prepare(self) -> None:
         if self._data is None:

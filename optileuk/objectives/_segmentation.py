@@ -128,8 +128,7 @@ class SegmentationObjective(Objective):
         self._cluster = lru_cache(maxsize=4096)(self._cluster_uncached)
 
     def check_space(self, space) -> list[str]:
-        return [f"parameter '{n}' is not used by the segmentation objective (it uses: {', '.join(DEFAULTS)})"
-                for n in space.params if n not in DEFAULTS]
+        return self.unused(space, DEFAULTS, "segmentation")
 
     def prepare(self) -> None:
         if self._images is not None:

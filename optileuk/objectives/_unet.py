@@ -58,8 +58,7 @@ class UNetObjective(Objective):
 
     def check_space(self, space) -> list[str]:
         self.check_device()
-        out = [f"parameter '{n}' is not used by the unet_plr objective (it uses: {', '.join(DEFAULTS)})"
-               for n in space.params if n not in DEFAULTS]
+        out = self.unused(space, DEFAULTS, "unet_plr")
         p = space.params.get("depth")
         if p is not None and getattr(p, "high", 0) and self.config.image_size % 2 ** p.high:
             out.append(f"image_size {self.config.image_size} must be divisible by 2**depth up to depth {p.high}")
