@@ -225,3 +225,26 @@ def test_the_main_job_runs_as_the_readme_says(workdir):
     assert best.user_attrs["head_params"] > 0 and best.user_attrs["device"] in ("cpu", "cuda")
     exported = yaml.safe_load(run_cli("export", "dknn-pso", cwd=workdir).stdout)
     assert exported["objective"]["type"] == "dknn" and exported["params"]["rank1"] == best.params["rank1"]
+
+
+def test_ctrl_c_ends_with_a_resume_hint_not_a_traceback(workdir):
+    write(workdir / "space.yaml", GOOD_SPACE)
+    write(workdir / "slow.yaml", """
+        name: slow
+        objective: {type: analytic, function: sphere, sleep: 0.05}
+        search_space: space.yaml
+        optimizer: {name: random, population: 5}
+        budget: {trials: 400}
+        runner: {flush_seconds: 0}
+        """)
+    proc = subprocess.Popen([optileuk_exe(), "run", "slow.yaml", "-q"], cwd=workdir, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 60
+    while _count(workdir / "optileuk.db") < 5 and time.time() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    out, errtext = proc.communicate(timeout=60)
+    assert proc.returncode == 130
+    assert "Traceback" not in errtext and "run the same command again to resume" in errtext
+    r = run_cli("run", "slow.yaml", "--trials", "20", "-q", cwd=workdir)
+    assert r.returncode == 0 and "20 finished" in r.stdout

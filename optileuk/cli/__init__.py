@@ -31,6 +31,9 @@ def user_errors(fn: Callable) -> Callable:
 
         try:
             return fn(*args, **kwargs)
+        except KeyboardInterrupt:
+            typer.echo("interrupted: finished trials are saved; run the same command again to resume", err=True)
+            raise typer.Exit(130)
         except RunFailed as exc:
             typer.echo(f"error: {exc}", err=True)
             raise typer.Exit(1)
