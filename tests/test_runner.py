@@ -228,3 +228,47 @@ def test_optuna_visualization_works_on_a_runner_study(workdir, box_space):
                  optuna.visualization.plot_slice):
         fig = plot(study)
         assert len(fig.data) >= 1
+
+
+class Epochs(Objective):
+    """Reports a decreasing error per 'epoch'; the level depends on x0 (for pruning tests)."""
+
+    Config = AnalyticConfig
+
+    def evaluate(self, config, *, trial=None):
+        level = abs(config["x0"])
+        for epoch in range(5):
+            value = level + 1.0 / (epoch + 1)
+            if trial is not None:
+                trial.report(value, epoch)
+                if trial.should_prune():
+                    raise optuna.TrialPruned(f"pruned after epoch {epoch + 1}")
+        return Score(value, {"epochs_trained": 5})
+
+
+if OBJECTIVES.resolve("epochs_test") is None:
+    OBJECTIVES.register("epochs_test", Epochs)
+
+
+def test_pruner_in_the_study_file_prunes_and_resume_reuses_pruned_trials(workdir, box_space):
+    path = study_file(workdir, box_space, objective="{type: epochs_test}", optimizer="{name: pso, population: 6}",
+                      budget="{trials: 30}", extra="pruner: {name: median, n_startup_trials: 3, n_warmup_steps: 0}")
+    url = f"sqlite:///{workdir}/p.db"
+    s = Runner(load_study(path, storage=url)).run()
+    trials = optuna.load_study(study_name="s", storage=url).trials
+    pruned = [t for t in trials if t.state == TrialState.PRUNED]
+    assert len(trials) == 30 and s.pruned == len(pruned) > 0
+    for t in pruned:  # the optimizer was told the last reported value
+        last = t.intermediate_values[max(t.intermediate_values)]
+        assert t.system_attrs["optileuk:told"] == pytest.approx(last)
+        assert t.user_attrs["pruned"].startswith("pruned after epoch")
+    again = Runner(load_study(path, storage=url, trials=36)).run()
+    assert again.evaluated == 6 and len(optuna.load_study(study_name="s", storage=url).trials) == 36
+
+
+def test_bad_pruner_settings_are_config_errors(workdir, box_space):
+    for pruner, needle in (("{name: oracle}", "pruner.name must be one of"),
+                           ("{name: median, patience: 3}", "bad argument for optuna.pruners.MedianPruner")):
+        path = study_file(workdir, box_space, extra=f"pruner: {pruner}")
+        with pytest.raises(ConfigError, match=needle):
+            load_study(path)

@@ -42,7 +42,7 @@ def summary_table(s: Summary, direction: str) -> Table:
     for k, v in s.best_params.items():
         table.add_row(f"  {k}", f"{v:.6g}" if isinstance(v, float) else str(v))
     table.add_row("trials", f"{s.trials} finished (this run: {s.evaluated} evaluated, {s.reused} reused, "
-                            f"{s.failed} failed)")
+                            f"{s.failed} failed, {s.pruned} pruned)")
     table.add_row("generations", str(s.generation))
     table.add_row("stopped by", s.stopped_by)
     table.add_row("time", f"{s.seconds:.1f} s")

@@ -65,6 +65,34 @@ class RunnerConfig(_Strict):
         return v
 
 
+PRUNERS = {
+    "median": "MedianPruner",
+    "percentile": "PercentilePruner",
+    "successive_halving": "SuccessiveHalvingPruner",
+    "hyperband": "HyperbandPruner",
+}
+
+
+class PrunerConfig(BaseModel):
+    """An Optuna pruner by name; other keys are its constructor arguments (same names)."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+    name: Literal["median", "percentile", "successive_halving", "hyperband"]
+
+    @model_validator(mode="after")
+    def _build_once(self) -> "PrunerConfig":
+        try:
+            self.build()
+        except TypeError as exc:
+            raise ValueError(f"bad argument for optuna.pruners.{PRUNERS[self.name]}: {exc}") from None
+        return self
+
+    def build(self):
+        import optuna
+
+        return getattr(optuna.pruners, PRUNERS[self.name])(**(self.model_extra or {}))
+
+
 class StudyFile(_Strict):
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
     description: str = ""
@@ -76,6 +104,7 @@ class StudyFile(_Strict):
     optimizer: dict[str, Any]
     budget: Budget
     runner: RunnerConfig = RunnerConfig()
+    pruner: Optional[PrunerConfig] = None
 
 
 @dataclass

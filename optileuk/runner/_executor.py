@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Mapping
 
-from optuna.trial import TrialState
+import optuna
+from optuna.trial import FrozenTrial, TrialState
 
 from optileuk.errors import OptileukError
 
@@ -28,6 +29,7 @@ class Outcome:
     start: datetime | None = None
     end: datetime | None = None
     intermediate: dict[int, float] = field(default_factory=dict)
+    trial_id: int | None = None  # set when the trial already lives in the storage (live evaluation)
 
 
 def run_objective(objective, config: Mapping[str, Any], trial=None) -> Outcome:
@@ -41,6 +43,11 @@ def run_objective(objective, config: Mapping[str, Any], trial=None) -> Outcome:
         score = objective.evaluate(config, trial=trial)
     except OptileukError:
         raise
+    except optuna.TrialPruned as exc:
+        steps = trial.study._storage.get_trial(trial._trial_id).intermediate_values if isinstance(trial, optuna.Trial) else {}
+        last = steps[max(steps)] if steps else None
+        return Outcome(TrialState.PRUNED, last, {"pruned_at_step": max(steps) if steps else None}, str(exc) or "pruned",
+                       time.perf_counter() - t0, start, datetime.now(), dict(steps))
     except MemoryError as exc:
         return _fail(f"MemoryError: {exc}", start, t0)
     except Exception as exc:  # a candidate that blows up is recorded, the run goes on
@@ -96,3 +103,11 @@ class InlineExecutor:
 
     def evaluate_many(self, configs: list[Mapping[str, Any]]) -> list[Outcome]:
         return run_objective_many(self.objective, configs)
+
+    def evaluate_live(self, study: optuna.Study, config: Mapping[str, Any], template: FrozenTrial) -> Outcome:
+        """Evaluate with a real trial in the storage (RUNNING while it trains), so the objective's
+        per-epoch reports reach the study's pruner; the runner then finishes the trial."""
+        trial_id = study._storage.create_new_trial(study._study_id, template_trial=template)
+        outcome = run_objective(self.objective, config, trial=optuna.Trial(study, trial_id))
+        outcome.trial_id = trial_id
+        return outcome

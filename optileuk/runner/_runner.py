@@ -64,6 +64,7 @@ class Summary:
     evaluated: int
     reused: int
     failed: int
+    pruned: int
     best_value: float | None
     best_params: dict[str, Any]
     seconds: float
@@ -164,7 +165,7 @@ class Runner:
 
         writer = TrialWriter(storage, sid, flush_seconds=st.file.runner.flush_seconds)
         executor = InlineExecutor(objective)
-        counters = {"evaluated": 0, "reused": 0, "failed": 0, "consecutive": 0}
+        counters = {"evaluated": 0, "reused": 0, "failed": 0, "pruned": 0, "consecutive": 0}
         timeout = budget.timeout
         stopped_by = "budget"
         last_save = time.monotonic()
@@ -195,7 +196,8 @@ class Runner:
             cut = False
             if budget.trials is not None and done + len(todo) > budget.trials:
                 todo, cut = todo[: max(budget.trials - done, 0)], True
-            if todo and hasattr(objective, "evaluate_many") and not out_of_time():
+            live = st.file.pruner is not None
+            if todo and not live and hasattr(objective, "evaluate_many") and not out_of_time():
                 # a whole population in one vectorised pass (e.g. batched KNN distances)
                 outcomes = iter(executor.evaluate_many([c for _, c, _ in todo]))
             else:
@@ -203,15 +205,26 @@ class Runner:
             for i, config, (params, dists, attrs) in todo:
                 if outcomes is None and out_of_time():
                     raise _Stop()
-                outcome = next(outcomes) if outcomes is not None else executor.evaluate(config)
+                if live:  # a real trial in the storage while it trains: the pruner sees its reports
+                    writer.flush()
+                    template = self._frozen(_running(), params, dists, attrs, gen, batch, i, sign, 0.0)[0]
+                    outcome = executor.evaluate_live(ostudy, config, template)
+                else:
+                    outcome = next(outcomes) if outcomes is not None else executor.evaluate(config)
                 trial, told = self._frozen(outcome, params, dists, attrs, gen, batch, i, sign, penalty())
-                writer.add(trial)
+                if outcome.trial_id is None:
+                    writer.add(trial)
+                else:
+                    _finish(storage, outcome.trial_id, trial)
                 done += 1
                 counters["evaluated"] += 1
                 if outcome.state == TrialState.COMPLETE:
                     counters["consecutive"] = 0
                     worst = told if worst is None else max(worst, told)
                     best = told if best is None else min(best, told)
+                elif outcome.state == TrialState.PRUNED:
+                    counters["consecutive"] = 0
+                    counters["pruned"] += 1
                 else:
                     counters["failed"] += 1
                     counters["consecutive"] += 1
@@ -263,6 +276,7 @@ class Runner:
         return Summary(
             study_name=st.name, storage=self.storage_url, trials=len(final),
             evaluated=counters["evaluated"], reused=counters["reused"], failed=counters["failed"],
+            pruned=counters["pruned"],
             best_value=None if best_trial is None else best_trial.value,
             best_params={} if best_trial is None else _config_for_display(space, best_trial),
             seconds=time.perf_counter() - t0, generation=generation, stopped_by=stopped_by)
@@ -273,7 +287,7 @@ class Runner:
         fp = fingerprint(st, space)
         names = {s.study_name: s for s in storage.get_all_studies()}
         if st.name in names:
-            study = optuna.load_study(study_name=st.name, storage=storage)
+            study = optuna.load_study(study_name=st.name, storage=storage, pruner=self._pruner())
             old = storage.get_study_system_attrs(study._study_id).get(FINGERPRINT_KEY)
             if old is not None and old != fp:
                 raise ConfigError([Problem(str(st.path), "name",
@@ -283,11 +297,15 @@ class Runner:
             if old is None:
                 storage.set_study_system_attr(study._study_id, FINGERPRINT_KEY, fp)
             return study
-        study = optuna.create_study(study_name=st.name, storage=storage, direction=st.direction)
+        study = optuna.create_study(study_name=st.name, storage=storage, direction=st.direction, pruner=self._pruner())
         storage.set_study_system_attr(study._study_id, FINGERPRINT_KEY, fp)
         study.set_user_attr(STUDY_ATTR, st.raw())
         study.set_user_attr("optimizer", st.optimizer_name)
         return study
+
+    def _pruner(self):
+        cfg = self.study.file.pruner
+        return cfg.build() if cfg is not None else optuna.pruners.NopPruner()
 
     def _save_state(self, storage, sid, writer, generation: int, blob: str) -> None:
         writer.flush()  # trials first: a state never runs ahead of the trials it was told
@@ -297,8 +315,12 @@ class Runner:
         user = {"optimizer": self.study.optimizer_name, "generation": gen, "batch": batch, "index": index,
                 "seconds": round(o.seconds, 6), **attrs, **o.attrs}
         system: dict[str, Any] = {}
-        if o.state == TrialState.COMPLETE:
-            told = sign * o.value
+        if o.state in (TrialState.COMPLETE, TrialState.RUNNING):
+            told = 0.0 if o.value is None else sign * o.value
+        elif o.state == TrialState.PRUNED and o.value is not None:
+            told = sign * o.value  # a pruned candidate gives the optimizer its last reported value
+            user["pruned"] = o.error
+            system[TOLD_KEY] = told
         else:
             told = penalty
             user["error"] = o.error
@@ -308,6 +330,21 @@ class Runner:
                             distributions=dists, user_attrs=user, system_attrs=system,
                             intermediate_values=o.intermediate, trial_id=-1)
         return trial, told
+
+
+def _running():
+    from optileuk.runner._executor import Outcome
+
+    return Outcome(TrialState.RUNNING, None, start=datetime.now())
+
+
+def _finish(storage, trial_id: int, done: FrozenTrial) -> None:
+    """Finish a live trial: the attrs the evaluation produced, then its final state and value."""
+    for key, value in done.user_attrs.items():
+        storage.set_trial_user_attr(trial_id, key, value)
+    for key, value in done.system_attrs.items():
+        storage.set_trial_system_attr(trial_id, key, value)
+    storage.set_trial_state_values(trial_id, done.state, None if done.value is None else [done.value])
 
 
 def _told(trial: FrozenTrial, sign: float) -> float:
