@@ -61,3 +61,48 @@ def run_cli(*args: str, cwd: Path, timeout: float = 300, env: dict | None = None
     full_env = {**os.environ, "COLUMNS": "200", **(env or {})}
     return subprocess.run([optileuk_exe(), *args], cwd=cwd, capture_output=True, text=True, timeout=timeout,
                           env=full_env, stdin=subprocess.DEVNULL)
+
+
+def _service_missing(what: str, reason: str):
+    """Skip on a user's machine without the server; fail in CI (OPTILEUK_REQUIRE_SERVICES=1)."""
+    if os.environ.get("OPTILEUK_REQUIRE_SERVICES") == "1":
+        pytest.fail(f"{what} is required here (OPTILEUK_REQUIRE_SERVICES=1) but unreachable: {reason}")
+    pytest.skip(f"{what} not reachable: {reason}")
+
+
+@pytest.fixture(scope="session")
+def postgres_url():
+    """A fresh PostgreSQL database for this test session (dropped afterwards)."""
+    import uuid
+
+    try:
+        import psycopg
+    except ImportError as exc:
+        _service_missing("PostgreSQL driver", str(exc))
+    base = os.environ.get("OPTILEUK_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres")
+    name = f"optileuk_test_{uuid.uuid4().hex[:10]}"
+    try:
+        with psycopg.connect(base, autocommit=True, connect_timeout=3) as conn:
+            conn.execute(f"CREATE DATABASE {name}")
+    except Exception as exc:
+        _service_missing("PostgreSQL", str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+    yield base.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://") + f"/{name}"
+    with psycopg.connect(base, autocommit=True) as conn:
+        conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+@pytest.fixture
+def redis_url():
+    """A Redis database number for one test (flushed before and after)."""
+    try:
+        import redis
+    except ImportError as exc:
+        _service_missing("Redis client", str(exc))
+    url = os.environ.get("OPTILEUK_TEST_REDIS", "redis://127.0.0.1:6379/13")
+    try:
+        client = redis.Redis.from_url(url, socket_connect_timeout=3)
+        client.flushdb()
+    except Exception as exc:
+        _service_missing("Redis", str(exc))
+    yield url
+    client.flushdb()

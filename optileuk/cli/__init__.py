@@ -109,6 +109,25 @@ def dashboard(
 
 
 @app.command()
+@user_errors
+def worker(
+    storage: str = typer.Option(..., "--storage", help="the study's storage URL (shared by every worker)"),
+    study: str = typer.Option(..., "--study", help="study name"),
+    device: Optional[str] = typer.Option(None, "--device", help="cpu or cuda:N (default: the study's objective device)"),
+    exit_idle: Optional[float] = typer.Option(None, "--exit-idle", help="leave after this many idle seconds"),
+    heartbeat: int = typer.Option(10, "--heartbeat", min=1, help="seconds between heartbeats (RDB storages)"),
+    parent: Optional[int] = typer.Option(None, "--parent", hidden=True),
+) -> None:
+    """Evaluate the queued candidates of a study, here, until the study's driver is done."""
+    from optileuk.runner._worker import Worker
+    from optileuk.storage import open_storage
+
+    st = open_storage(storage, heartbeat_interval=heartbeat, grace_period=2 * heartbeat)
+    n = Worker(st, study, device=device, exit_idle=exit_idle, parent=parent).run()
+    typer.echo(f"worker done: {n} trial(s) evaluated", err=True)
+
+
+@app.command()
 def optimizers() -> None:
     """List the registered optimizers (built-ins and plug-ins)."""
     from optileuk.registry import OPTIMIZERS

@@ -52,6 +52,7 @@ class RunnerConfig(_Strict):
     workers: Optional[int] = Field(None, ge=1, description="local worker processes (default: one per device slot)")
     max_consecutive_failures: int = Field(10, ge=1)
     flush_seconds: float = Field(0.5, ge=0, description="how long finished trials may wait to be written")
+    heartbeat: int = Field(10, ge=1, description="seconds between worker heartbeats (RDB storages)")
 
     @field_validator("devices")
     @classmethod
@@ -148,14 +149,10 @@ def load_study(path: str | Path, *, trials: int | None = None, seed: int | None 
 
     The overrides mirror ``optileuk run --trials/--seed/--storage``.
     """
-    from optileuk.registry import OBJECTIVES, OPTIMIZERS
-    from optileuk.space import SearchSpace
-
     path = Path(path)
-    src = str(path)
     data = read_yaml(path, what="study file")
     if not isinstance(data, dict):
-        raise ConfigError([Problem(src, "", "must be a YAML mapping (name, objective, search_space, optimizer, budget, ...)", data)])
+        raise ConfigError([Problem(str(path), "", "must be a YAML mapping (name, objective, search_space, optimizer, budget, ...)", data)])
     data = dict(data)
     if trials is not None:
         data["budget"] = {**(data.get("budget") or {}), "trials": trials} if isinstance(data.get("budget", {}), dict) else data["budget"]
@@ -163,7 +160,15 @@ def load_study(path: str | Path, *, trials: int | None = None, seed: int | None 
         data["seed"] = seed
     if storage is not None:
         data["storage"] = storage
+    return study_from_dict(data, path)
 
+
+def study_from_dict(data: dict[str, Any], path: Path) -> Study:
+    """Validate study data (a parsed file, or the copy stored with a study for its workers)."""
+    from optileuk.registry import OBJECTIVES, OPTIMIZERS
+    from optileuk.space import SearchSpace
+
+    src = str(path)
     problems: list[Problem] = []
     file, errs = validate(StudyFile, data, src)
     problems += _explain_extra(errs, StudyFile)
@@ -234,4 +239,4 @@ def _explain_extra(problems: list[Problem], model: type[BaseModel]) -> list[Prob
     return out
 
 
-__all__ = ["Budget", "RunnerConfig", "Study", "StudyFile", "load_study", "join"]
+__all__ = ["Budget", "RunnerConfig", "Study", "StudyFile", "load_study", "study_from_dict", "join"]

@@ -37,6 +37,14 @@ def rosenbrock(x: np.ndarray) -> float:
     return float(np.sum(100 * (x[1:] - x[:-1] ** 2) ** 2 + (1 - x[:-1]) ** 2))
 
 
+def _unit_hash(config: Mapping[str, Any]) -> float:
+    """A number in [0, 1) fixed by the config: which candidates fail is deterministic."""
+    import hashlib
+
+    text = repr(sorted((k, v.tolist() if isinstance(v, np.ndarray) else v) for k, v in config.items()))
+    return int(hashlib.sha256(text.encode()).hexdigest()[:8], 16) / 16**8
+
+
 FUNCTIONS = {"sphere": sphere, "rastrigin": rastrigin, "ackley": ackley, "rosenbrock": rosenbrock}
 
 
@@ -44,6 +52,7 @@ class AnalyticConfig(ObjectiveConfig):
     function: Literal["sphere", "rastrigin", "ackley", "rosenbrock"] = "sphere"
     shift: float = Field(0.0, description="location of the optimum in every numeric coordinate")
     sleep: float = Field(0.0, ge=0, description="seconds to wait per evaluation (imitates a costly objective)")
+    fail_rate: float = Field(0.0, ge=0, le=1, description="share of candidates that raise (tests of failure handling)")
 
 
 class AnalyticObjective(Objective):
@@ -66,6 +75,8 @@ class AnalyticObjective(Objective):
     def evaluate(self, config: Mapping[str, Any], *, trial=None) -> Score:
         if self.config.sleep:
             time.sleep(self.config.sleep)
+        if self.config.fail_rate and _unit_hash(config) < self.config.fail_rate:
+            raise RuntimeError(f"injected failure (fail_rate={self.config.fail_rate})")
         numeric, penalty = [], 0.0
         for name, value in config.items():
             if isinstance(value, np.ndarray):

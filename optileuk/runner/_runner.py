@@ -29,6 +29,7 @@ from optuna.trial import FrozenTrial, TrialState
 from optileuk.config import Study
 from optileuk.errors import ConfigError, OptileukError, Problem
 from optileuk.runner._executor import InlineExecutor, Outcome
+from optileuk.runner._pool import outcome_of
 from optileuk.runner._records import TrialWriter
 from optileuk.storage import open_storage
 
@@ -129,7 +130,10 @@ class Runner:
                     "optileuk run optimizes one value", True)])
             objective.prepare()
             space = objective.bind(self.study.space)
-            storage = self._storage or open_storage(self.storage_url)
+            r = self.study.file.runner
+            parallel = r.workers is not None or isinstance(r.devices, list) or r.trials_per_device > 1
+            storage = self._storage or open_storage(self.storage_url, heartbeat_interval=r.heartbeat if parallel else None,
+                                                    grace_period=2 * r.heartbeat if parallel else None)
             self._prepared = (objective, space, storage, self._open_study(storage, space))
         return self
 
@@ -151,13 +155,16 @@ class Runner:
             opt.load_state_dict(decode_state(saved["blob"]))
             generation = int(saved["generation"])
 
-        trials = ostudy.get_trials(deepcopy=False, states=FINISHED)
+        every = ostudy.get_trials(deepcopy=False)
+        trials = [t for t in every if t.state in FINISHED]
         known: dict[tuple[int, int, int], FrozenTrial] = {}
-        for t in trials:
-            ua = t.user_attrs
-            if "generation" in ua and "index" in ua:
-                known[(ua["generation"], ua.get("batch", 1), ua["index"])] = t
-        done = len(trials)
+        pending: dict[tuple[int, int, int], FrozenTrial] = {}  # queued by an earlier driver, not finished
+        for t in every:
+            key = _key(t)
+            if key is not None:
+                (known if t.state in FINISHED else pending)[key] = t
+        # one per candidate: a trial failed as stale and its retry count once
+        done = len({_key(t) or ("trial", t.number) for t in trials})
         sign = 1.0 if st.direction == "minimize" else -1.0
         oriented = [sign * t.value for t in trials if t.state == TrialState.COMPLETE and t.value is not None]
         worst = max(oriented) if oriented else None
@@ -165,6 +172,7 @@ class Runner:
 
         writer = TrialWriter(storage, sid, flush_seconds=st.file.runner.flush_seconds)
         executor = InlineExecutor(objective)
+        pool = self._pool(ostudy)
         counters = {"evaluated": 0, "reused": 0, "failed": 0, "pruned": 0, "consecutive": 0}
         timeout = budget.timeout
         stopped_by = "budget"
@@ -189,13 +197,19 @@ class Runner:
                 old = known.get((gen, batch, i))
                 if old is not None and old.params == rec[0] and all(
                         old.user_attrs.get(k) == v for k, v in rec[2].items()):
-                    values[i] = _told(old, sign)
+                    values[i] = _told(old, sign, every)
                     counters["reused"] += 1
                     continue
                 todo.append((i, config, rec))
             cut = False
             if budget.trials is not None and done + len(todo) > budget.trials:
                 todo, cut = todo[: max(budget.trials - done, 0)], True
+            if pool is not None and todo:
+                pool_batch(x, todo, values, gen, batch)
+                if cut:
+                    raise _Stop()
+                return values
+
             live = st.file.pruner is not None
             if todo and not live and hasattr(objective, "evaluate_many") and not out_of_time():
                 # a whole population in one vectorised pass (e.g. batched KNN distances)
@@ -241,7 +255,49 @@ class Runner:
                 raise _Stop()
             return values
 
-        pending: tuple[int, str] | None = None  # last completed generation, not yet saved
+        def pool_batch(x, todo, values, gen, batch):
+            nonlocal done, worst, best
+            writer.flush()
+            ids, templates = [], {}
+            for i, config, (params, dists, attrs) in todo:
+                old = pending.get((gen, batch, i))
+                if old is not None and old.params == params:  # queued before a crash: wait for it
+                    tid, tpl = old._trial_id, old
+                else:
+                    tpl = self._frozen(_state(TrialState.WAITING), params, dists, attrs, gen, batch, i, sign, 0.0)[0]
+                    tid = pool.enqueue(tpl)
+                ids.append(tid)
+                templates[tid] = tpl
+            results = pool.wait(ids, templates)
+            for (i, config, rec), tid in zip(todo, ids):
+                t = results[tid][1]
+                outcome = outcome_of(t)
+                if outcome.state == TrialState.COMPLETE:
+                    told = sign * outcome.value
+                    worst = told if worst is None else max(worst, told)
+                    best = told if best is None else min(best, told)
+                    counters["consecutive"] = 0
+                elif outcome.state == TrialState.PRUNED:
+                    told = sign * outcome.value if outcome.value is not None else _penalty_before(t.number, sign, ostudy)
+                    counters["pruned"] += 1
+                    counters["consecutive"] = 0
+                else:
+                    told = _penalty_before(t.number, sign, ostudy)
+                    counters["failed"] += 1
+                    counters["consecutive"] += 1
+                    if counters["consecutive"] >= st.file.runner.max_consecutive_failures:
+                        raise RunFailed(
+                            f"{st.path}: stopped after {counters['consecutive']} consecutive failed candidates "
+                            f"(runner.max_consecutive_failures); last error: {outcome.error}")
+                done += 1
+                counters["evaluated"] += 1
+                values[i] = told
+                if self.on_progress:
+                    self.on_progress(Progress(done, budget.trials, None if best is None else sign * best,
+                                              time.perf_counter() - t0, gen))
+            return values
+
+        unsaved: tuple[int, str] | None = None  # last completed generation, not yet saved
 
         try:
             while True:
@@ -259,16 +315,18 @@ class Runner:
 
                 opt.step(evaluate)
                 generation = gen
-                pending = (generation, encode_state(opt.state_dict()))
+                unsaved = (generation, encode_state(opt.state_dict()))
                 if time.monotonic() - last_save >= self.state_every:
-                    self._save_state(storage, sid, writer, *pending)
-                    pending, last_save = None, time.monotonic()
+                    self._save_state(storage, sid, writer, *unsaved)
+                    unsaved, last_save = None, time.monotonic()
         except _Stop:
             stopped_by = "timeout" if out_of_time() else "budget"
         finally:
             writer.flush()
-            if pending is not None:  # only whole generations are saved: a cut one is replayed
-                self._save_state(storage, sid, writer, *pending)
+            if pool is not None:
+                pool.stop()
+            if unsaved is not None:  # only whole generations are saved: a cut one is replayed
+                self._save_state(storage, sid, writer, *unsaved)
 
         final = [t for t in ostudy.get_trials(deepcopy=False, states=FINISHED)]
         complete = [t for t in final if t.state == TrialState.COMPLETE]
@@ -303,6 +361,22 @@ class Runner:
         study.set_user_attr("optimizer", st.optimizer_name)
         return study
 
+    def _pool(self, ostudy):
+        """The parallel executor when the study asks for worker processes, else ``None``."""
+        r = self.study.file.runner
+        if r.workers is None and not isinstance(r.devices, list) and r.trials_per_device == 1:
+            return None
+        from optileuk.runner._pool import PoolExecutor, device_slots
+
+        if self.storage_url == "memory":
+            raise ConfigError([Problem(str(self.study.path), "storage",
+                                       "must be shared by processes (sqlite, postgresql, journal, redis) for runner.workers",
+                                       "memory")])
+        pool = PoolExecutor(ostudy, self.storage_url, device_slots(r.devices, r.trials_per_device, r.workers),
+                            heartbeat=r.heartbeat)
+        pool.start()
+        return pool
+
     def _pruner(self):
         cfg = self.study.file.pruner
         return cfg.build() if cfg is not None else optuna.pruners.NopPruner()
@@ -315,7 +389,7 @@ class Runner:
         user = {"optimizer": self.study.optimizer_name, "generation": gen, "batch": batch, "index": index,
                 "seconds": round(o.seconds, 6), **attrs, **o.attrs}
         system: dict[str, Any] = {}
-        if o.state in (TrialState.COMPLETE, TrialState.RUNNING):
+        if o.state in (TrialState.COMPLETE, TrialState.RUNNING, TrialState.WAITING):
             told = 0.0 if o.value is None else sign * o.value
         elif o.state == TrialState.PRUNED and o.value is not None:
             told = sign * o.value  # a pruned candidate gives the optimizer its last reported value
@@ -332,10 +406,32 @@ class Runner:
         return trial, told
 
 
-def _running():
+def _state(state: TrialState):
     from optileuk.runner._executor import Outcome
 
-    return Outcome(TrialState.RUNNING, None, start=datetime.now())
+    return Outcome(state, None, start=datetime.now())
+
+
+def _running():
+    return _state(TrialState.RUNNING)
+
+
+def _key(t: FrozenTrial) -> tuple[int, int, int] | None:
+    ua = t.user_attrs
+    if "generation" in ua and "index" in ua:
+        return (ua["generation"], ua.get("batch", 1), ua["index"])
+    return None
+
+
+def _penalty_before(number: int, sign: float, study_or_trials) -> float:
+    """The value a failed candidate gives the optimizer: clearly worse than every complete trial
+    before it (by trial number), so a replay after a crash computes the same penalty."""
+    trials = study_or_trials.get_trials(deepcopy=False) if hasattr(study_or_trials, "get_trials") else study_or_trials
+    seen = [sign * t.value for t in trials if t.state == TrialState.COMPLETE and t.number < number and t.value is not None]
+    if not seen:
+        return 1e12
+    worst = max(seen)
+    return worst + max(1.0, abs(worst))
 
 
 def _finish(storage, trial_id: int, done: FrozenTrial) -> None:
@@ -347,10 +443,15 @@ def _finish(storage, trial_id: int, done: FrozenTrial) -> None:
     storage.set_trial_state_values(trial_id, done.state, None if done.value is None else [done.value])
 
 
-def _told(trial: FrozenTrial, sign: float) -> float:
+def _told(trial: FrozenTrial, sign: float, trials) -> float:
     if TOLD_KEY in trial.system_attrs:
         return float(trial.system_attrs[TOLD_KEY])
-    return sign * float(trial.value)
+    if trial.state == TrialState.COMPLETE:
+        return sign * float(trial.value)
+    steps = trial.intermediate_values
+    if trial.state == TrialState.PRUNED and steps:
+        return sign * steps[max(steps)]
+    return _penalty_before(trial.number, sign, trials)
 
 
 def _config_for_display(space, trial: FrozenTrial) -> dict[str, Any]:

@@ -1,0 +1,3 @@
+from optileuk.cli import main
+
+main()
