@@ -17,6 +17,7 @@ Example:
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 
 import optuna
@@ -47,8 +48,10 @@ def open_storage(url: str, *, heartbeat_interval: int | None = None, grace_perio
     else:
         kwargs = {"pool_pre_ping": True}
     try:
-        storage = RDBStorage(url, engine_kwargs=kwargs, heartbeat_interval=heartbeat_interval,
-                             grace_period=grace_period)
+        with warnings.catch_warnings():  # heartbeats are "experimental" in Optuna; we rely on them knowingly
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            storage = RDBStorage(url, engine_kwargs=kwargs, heartbeat_interval=heartbeat_interval,
+                                 grace_period=grace_period)
     except ImportError as exc:
         raise StorageError(f"storage: the database driver for '{_redact(url)}' is not installed ({exc}); "
                            "for PostgreSQL: pip install 'optileuk[postgres]'") from None

@@ -14,6 +14,7 @@ import pytest
 from optuna.trial import TrialState
 
 from conftest import optileuk_exe, run_cli, write
+from optileuk.storage import open_storage
 
 SPACE = "parameters:\n  x0: {type: float, low: -5, high: 5}\n  x1: {type: float, low: -5, high: 5}\n"
 
@@ -33,7 +34,7 @@ def study(workdir, name, *, trials=200, sleep=0.01, workers=4, extra="", fail_ra
 
 
 def check_complete(url, name, n):
-    trials = optuna.load_study(study_name=name, storage=url).get_trials()
+    trials = optuna.load_study(study_name=name, storage=open_storage(url)).get_trials()
     complete = [t for t in trials if t.state == TrialState.COMPLETE]
     keys = Counter((t.user_attrs["generation"], t.user_attrs["batch"], t.user_attrs["index"]) for t in complete)
     assert len(complete) == n, Counter(t.state.name for t in trials)
@@ -81,10 +82,12 @@ def test_sigkill_of_a_worker_mid_trial(workdir):
     deadline, victim = time.time() + 120, None
     while victim is None and time.time() < deadline:
         time.sleep(0.05)
-        if (workdir / "optileuk.db").exists():
+        try:
             busy = [t for t in optuna.load_study(study_name="killw", storage=url).trials
                     if t.state == TrialState.RUNNING and "worker" in t.user_attrs]
-            victim = int(busy[0].user_attrs["worker"].split(":")[1]) if busy else None
+        except KeyError:  # the study is not created yet
+            continue
+        victim = int(busy[0].user_attrs["worker"].split(":")[1]) if busy else None
     assert victim in _pids("optileuk.cli worker.*killw")
     os.kill(victim, signal.SIGKILL)  # mid-trial
     out, err = driver.communicate(timeout=300)
@@ -132,3 +135,10 @@ def test_memory_storage_cannot_have_workers(workdir):
     path = study(workdir, "mem", trials=4)
     r = run_cli("run", str(path), "--storage", "memory", cwd=workdir)
     assert r.returncode == 2 and "storage must be shared by processes" in r.stderr
+
+
+def test_workers_on_the_redis_journal(workdir, redis_url):
+    path = study(workdir, "par-redis", trials=40, sleep=0.0, workers=2, pop=8)
+    r = run_cli("run", str(path), "--storage", redis_url, cwd=workdir, timeout=300)
+    assert r.returncode == 0, r.stderr
+    check_complete(redis_url, "par-redis", 40)

@@ -53,6 +53,7 @@ class AnalyticConfig(ObjectiveConfig):
     shift: float = Field(0.0, description="location of the optimum in every numeric coordinate")
     sleep: float = Field(0.0, ge=0, description="seconds to wait per evaluation (imitates a costly objective)")
     fail_rate: float = Field(0.0, ge=0, le=1, description="share of candidates that raise (tests of failure handling)")
+    work: float = Field(0.0, ge=0, description="seconds of CPU busy-work per evaluation (imitates a CPU-bound objective)")
 
 
 class AnalyticObjective(Objective):
@@ -75,6 +76,10 @@ class AnalyticObjective(Objective):
     def evaluate(self, config: Mapping[str, Any], *, trial=None) -> Score:
         if self.config.sleep:
             time.sleep(self.config.sleep)
+        if self.config.work:
+            end = time.perf_counter() + self.config.work
+            while time.perf_counter() < end:
+                pass
         if self.config.fail_rate and _unit_hash(config) < self.config.fail_rate:
             raise RuntimeError(f"injected failure (fail_rate={self.config.fail_rate})")
         numeric, penalty = [], 0.0

@@ -12,6 +12,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
+import warnings
 from typing import Sequence
 
 import optuna
@@ -38,7 +39,7 @@ def device_slots(devices, trials_per_device: int, workers: int | None) -> list[s
 
 
 class PoolExecutor:
-    def __init__(self, study: optuna.Study, storage_url: str, slots: Sequence[str], heartbeat: int, poll: float = 0.1):
+    def __init__(self, study: optuna.Study, storage_url: str, slots: Sequence[str], heartbeat: int, poll: float = 0.2):
         self.study, self.storage, self.url = study, study._storage, storage_url
         self.slots, self.heartbeat, self.poll = list(slots), heartbeat, poll
         self.procs: list[subprocess.Popen] = []
@@ -79,7 +80,9 @@ class PoolExecutor:
         last_stale_check = 0.0
         while len(done) < len(trial_ids):
             if self.heartbeats and time.monotonic() - last_stale_check > 1.0:
-                optuna.storages.fail_stale_trials(self.study)
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                    optuna.storages.fail_stale_trials(self.study)
                 last_stale_check = time.monotonic()
             self._check_workers()
             for orig, tid in list(current.items()):

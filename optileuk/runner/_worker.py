@@ -94,11 +94,33 @@ class Worker:
         waiting = self.storage.get_all_trials(study_id, deepcopy=False, states=(TrialState.WAITING,))
         for t in waiting:
             try:
-                if self.storage.set_trial_state_values(t._trial_id, TrialState.RUNNING):
+                if self._take(t._trial_id):
                     return t._trial_id
-            except Exception:  # claimed or locked by another worker meanwhile: try the next one
+            except Exception:  # locked by another worker meanwhile: try the next one
                 continue
         return None
+
+    def _take(self, trial_id: int) -> bool:
+        """WAITING -> RUNNING, won by exactly one worker.
+
+        On RDB storages this is one conditional UPDATE (``... WHERE state = 'WAITING'``): Optuna's
+        read-then-write claim relies on ``SELECT ... FOR UPDATE``, which SQLite ignores, so two
+        workers could both take a trial there. Other storages use Optuna's own claim.
+        """
+        if isinstance(self.storage, RDBStorage):
+            from datetime import datetime, timezone
+
+            from optuna.storages._rdb import models
+            from optuna.storages._rdb.storage import _create_scoped_session
+            from sqlalchemy import update
+
+            table = models.TrialModel.__table__
+            now = datetime.now(timezone.utc).replace(tzinfo=None)
+            with _create_scoped_session(self.storage.scoped_session) as session:
+                res = session.execute(update(table).where(table.c.trial_id == trial_id, table.c.state == "WAITING")
+                                      .values(state="RUNNING", datetime_start=now))
+                return res.rowcount == 1
+        return bool(self.storage.set_trial_state_values(trial_id, TrialState.RUNNING))
 
     def run(self) -> int:
         study_id = self._wait_for_study()
@@ -115,7 +137,8 @@ class Worker:
             if trial_id is None:
                 if self.exit_idle is not None and time.monotonic() - idle_since > self.exit_idle:
                     return self.evaluated
-                time.sleep(self.poll)
+                # back off while idle: polling must not steal the CPU from busy workers
+                time.sleep(min(self.poll * (1 + (time.monotonic() - idle_since) * 2), 0.5))
                 continue
             tag = f"{os.uname().nodename}:{os.getpid()}:{self.device or 'default'}"
             self.storage.set_trial_user_attr(trial_id, "worker", tag)  # who holds it, while it runs
