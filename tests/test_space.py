@@ -39,6 +39,7 @@ def _valid(space: SearchSpace, cfg: dict) -> None:
     assert cfg["colour"] in p["colour"].choices
     assert isinstance(cfg["fill"], bool)
     assert cfg["features"].dtype == bool and cfg["features"].shape == (40,)
+    return True
 
 
 def test_box_layout(space):
@@ -56,9 +57,9 @@ def test_any_point_decodes_to_a_valid_config(space):
     for _ in range(500):
         # points inside, on and far outside the box (decode clips, rounds and snaps)
         x = box.lower + span * rng.uniform(-0.5, 1.5, box.dim)
-        _valid(space, space.decode(box.clip(x)))
-    _valid(space, space.decode(box.lower))
-    _valid(space, space.decode(box.upper))
+        assert _valid(space, space.decode(box.clip(x)))
+    assert _valid(space, space.decode(box.lower))
+    assert _valid(space, space.decode(box.upper))
 
 
 def test_every_int_value_is_reachable_with_equal_width(space):
