@@ -86,9 +86,9 @@ class DknnObjective(Objective):
         fold = splits.folds[0]
         train, _ = augment_training(ds, fold.train, self.config.augment, np.random.default_rng(self.seed))
         val = ds.subset(fold.val)
-        s = self.config.image_size
-        self._data = (ds.classes, image_tensor(train.images, s), torch.from_numpy(train.labels),
-                      image_tensor(val.images, s), val.labels)
+        s, dev = self.config.image_size, resolve_device(self.config.device)  # kept on the device across trials
+        self._data = (ds.classes, image_tensor(train.images, s).to(dev), torch.from_numpy(train.labels).to(dev),
+                      image_tensor(val.images, s).to(dev), val.labels)
 
     def build(self, params: Mapping[str, Any], n_classes: int) -> DKNN:
         p = {**DEFAULTS, **self.config.defaults, **params}

@@ -43,6 +43,7 @@ def dice_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 
 
 def dice_score(pred: torch.Tensor, target: torch.Tensor) -> float:
+    target = target.to(pred.device)
     inter = (pred * target).sum((1, 2, 3))
     total = pred.sum((1, 2, 3)) + target.sum((1, 2, 3))
     return float(torch.where(total > 0, 2 * inter / total.clamp(min=1), torch.ones_like(total)).mean())
@@ -73,9 +74,9 @@ class UNetObjective(Objective):
         fold = make_splits(ds, self.config.split, seed=self.seed).folds[0]
         train, _ = augment_training(ds, fold.train, self.config.augment, np.random.default_rng(self.seed))
         val = ds.subset(fold.val)
-        s, t = self.config.image_size, self.config.target
-        self._data = (image_tensor(train.images, s), mask_tensor(train.masks, s, t),
-                      image_tensor(val.images, s), mask_tensor(val.masks, s, t))
+        s, t, dev = self.config.image_size, self.config.target, resolve_device(self.config.device)
+        self._data = (image_tensor(train.images, s).to(dev), mask_tensor(train.masks, s, t).to(dev),
+                      image_tensor(val.images, s).to(dev), mask_tensor(val.masks, s, t).to(dev))
 
     def evaluate(self, config: Mapping[str, Any], *, trial=None) -> Score:
         self.prepare()

@@ -16,7 +16,6 @@ import warnings
 from typing import Sequence
 
 import optuna
-import torch
 from optuna.storages import RDBStorage
 from optuna.trial import FrozenTrial, TrialState
 
@@ -28,6 +27,8 @@ RETRY_OF = "retry_of"
 
 def device_slots(devices, trials_per_device: int, workers: int | None) -> list[str]:
     """One entry per worker process: ``auto`` = every CUDA device, else the CPU."""
+    import torch
+
     if devices == "auto":
         devices = [f"cuda:{i}" for i in range(torch.cuda.device_count())] or ["cpu"]
     elif devices == "cpu":
