@@ -15,7 +15,6 @@ Run: python benchmarks/bookkeeping.py [--optimizer pso] [--evals 600]
 from __future__ import annotations
 
 import argparse
-import os
 import tempfile
 import time
 from pathlib import Path
@@ -23,7 +22,6 @@ from pathlib import Path
 import numpy as np
 
 from optileuk.config import load_study
-from optileuk.objectives._analytic import rastrigin
 from optileuk.runner import Runner
 from optileuk.storage import open_storage
 

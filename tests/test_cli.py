@@ -30,7 +30,6 @@ GOOD = {
 def _with(**changes):
     data = json.loads(json.dumps(GOOD))
     for dotted, value in changes.items():
-        node, *_, leaf = [data, *dotted.split("__")]
         keys = dotted.split("__")
         node = data
         for k in keys[:-1]:

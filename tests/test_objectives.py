@@ -172,7 +172,7 @@ def test_segmentation_tuned_beats_untuned_kmeans_on_held_out_images():
 
     runner = Runner(study)
     summary = runner.run()
-    objective, space = runner._prepared[0], runner._prepared[1]
+    objective = runner._prepared[0]
     best = summary.best_params
     tuned = objective.test_scores(best)
     base = objective.test_scores(BASELINE)

@@ -5,12 +5,10 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import time
 from collections import Counter
 
 import optuna
-import pytest
 from optuna.trial import TrialState
 
 from conftest import optileuk_exe, run_cli, write

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
-import numpy as np
 import optuna
 import pytest
 from optuna.trial import TrialState

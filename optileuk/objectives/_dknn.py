@@ -12,7 +12,7 @@ after every epoch, so pruners work; Optuna does not prune multi-objective trials
 from __future__ import annotations
 
 import time
-from typing import Any, Literal, Mapping
+from typing import Any, Mapping
 
 import numpy as np
 import torch

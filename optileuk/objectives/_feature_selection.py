@@ -13,7 +13,6 @@ KNN (batched masked distances in torch); SVM and logistic regression fit one mod
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Any, Literal, Mapping, Optional
 

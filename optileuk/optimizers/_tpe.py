@@ -9,7 +9,6 @@ trials in the real study; this private study is only the sampler's memory.
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 import numpy as np

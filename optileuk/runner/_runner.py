@@ -10,15 +10,9 @@ taking the values of trials that already finished instead of evaluating them aga
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import json
 import math
-import pickle
 import time
-import zlib
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any, Callable
 
 import numpy as np
@@ -31,12 +25,24 @@ from optileuk.errors import ConfigError, OptileukError, Problem
 from optileuk.runner._executor import InlineExecutor, Outcome
 from optileuk.runner._pool import outcome_of
 from optileuk.runner._records import TrialWriter
+from optileuk.runner._trials import (
+    TOLD_KEY,
+    _config_for_display,
+    _finish,
+    _key,
+    _penalty_before,
+    _running,
+    _state,
+    _told,
+    decode_state,
+    encode_state,
+    fingerprint,
+)
 from optileuk.storage import open_storage
 
 STATE_KEY = "optileuk:state"
 FINGERPRINT_KEY = "optileuk:fingerprint"
 STUDY_ATTR = "optileuk.study"
-TOLD_KEY = "optileuk:told"
 FINISHED = (TrialState.COMPLETE, TrialState.FAIL, TrialState.PRUNED)
 
 
@@ -72,25 +78,6 @@ class Summary:
     generation: int
     stopped_by: str
     extra: dict[str, Any] = field(default_factory=dict)
-
-
-def fingerprint(study: Study, space) -> str:
-    parts = {
-        "space": space.to_dict(),
-        "objective": [study.objective_type, study.objective_config.model_dump(mode="json")],
-        "optimizer": [study.optimizer_name, study.optimizer_config.model_dump(mode="json")],
-        "seed": study.file.seed,
-        "direction": study.direction,
-    }
-    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:20]
-
-
-def encode_state(state: dict[str, Any]) -> str:
-    return base64.b64encode(zlib.compress(pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL))).decode()
-
-
-def decode_state(text: str) -> dict[str, Any]:
-    return pickle.loads(zlib.decompress(base64.b64decode(text)))
 
 
 class Runner:
@@ -406,58 +393,3 @@ class Runner:
         return trial, told
 
 
-def _state(state: TrialState):
-    from optileuk.runner._executor import Outcome
-
-    return Outcome(state, None, start=datetime.now())
-
-
-def _running():
-    return _state(TrialState.RUNNING)
-
-
-def _key(t: FrozenTrial) -> tuple[int, int, int] | None:
-    ua = t.user_attrs
-    if "generation" in ua and "index" in ua:
-        return (ua["generation"], ua.get("batch", 1), ua["index"])
-    return None
-
-
-def _penalty_before(number: int, sign: float, study_or_trials) -> float:
-    """The value a failed candidate gives the optimizer: clearly worse than every complete trial
-    before it (by trial number), so a replay after a crash computes the same penalty."""
-    trials = study_or_trials.get_trials(deepcopy=False) if hasattr(study_or_trials, "get_trials") else study_or_trials
-    seen = [sign * t.value for t in trials if t.state == TrialState.COMPLETE and t.number < number and t.value is not None]
-    if not seen:
-        return 1e12
-    worst = max(seen)
-    return worst + max(1.0, abs(worst))
-
-
-def _finish(storage, trial_id: int, done: FrozenTrial) -> None:
-    """Finish a live trial: the attrs the evaluation produced, then its final state and value."""
-    for key, value in done.user_attrs.items():
-        storage.set_trial_user_attr(trial_id, key, value)
-    for key, value in done.system_attrs.items():
-        storage.set_trial_system_attr(trial_id, key, value)
-    storage.set_trial_state_values(trial_id, done.state, None if done.value is None else [done.value])
-
-
-def _told(trial: FrozenTrial, sign: float, trials) -> float:
-    if TOLD_KEY in trial.system_attrs:
-        return float(trial.system_attrs[TOLD_KEY])
-    if trial.state == TrialState.COMPLETE:
-        return sign * float(trial.value)
-    steps = trial.intermediate_values
-    if trial.state == TrialState.PRUNED and steps:
-        return sign * steps[max(steps)]
-    return _penalty_before(trial.number, sign, trials)
-
-
-def _config_for_display(space, trial: FrozenTrial) -> dict[str, Any]:
-    config = space.from_record(trial.params, trial.user_attrs)
-    return {k: (f"{int(v.sum())}/{v.size} selected" if isinstance(v, np.ndarray) else v) for k, v in config.items()}
-
-
-def now() -> datetime:
-    return datetime.now()

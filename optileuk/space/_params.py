@@ -8,7 +8,7 @@ in a plain Optuna trial. Types are registered in :data:`PARAM_TYPES` by their YA
 from __future__ import annotations
 
 import math
-from typing import Any, ClassVar, Literal, Union
+from typing import Any, Literal, Union
 
 import numpy as np
 import optuna
