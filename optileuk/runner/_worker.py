@@ -21,6 +21,7 @@ from optuna.trial import TrialState
 from optileuk.config import study_from_dict
 from optileuk.errors import StorageError
 from optileuk.runner._executor import run_objective
+from optileuk.runner._records import _bulk_capable
 
 CLOSED_KEY = "optileuk:closed"  # study system attr: the driver is done with its workers
 
@@ -107,7 +108,7 @@ class Worker:
         read-then-write claim relies on ``SELECT ... FOR UPDATE``, which SQLite ignores, so two
         workers could both take a trial there. Other storages use Optuna's own claim.
         """
-        if isinstance(self.storage, RDBStorage):
+        if _bulk_capable(self.storage):  # an RDB storage with the table layout this was written for
             from datetime import datetime, timezone
 
             from optuna.storages._rdb import models
