@@ -195,7 +195,7 @@ def study_from_dict(data: dict[str, Any], path: Path) -> Study:
         try:
             opt_cfg = opt_entry.make_config({k: v for k, v in spec.items() if k != "name"}, arg)
         except ValidationError as exc:
-            problems += _explain_extra(problems_from(exc, src, ("optimizer",)), opt_entry.config_model())
+            problems += _explain_extra(problems_from(exc, src, ("optimizer",)), opt_entry.config_model(), "name")
 
     obj_cls = obj_cfg = None
     spec = data.get("objective")
@@ -203,7 +203,7 @@ def study_from_dict(data: dict[str, Any], path: Path) -> Study:
     if found is not None:
         obj_cls = found[0]
         obj_cfg, errs = validate(obj_cls.Config, {k: v for k, v in spec.items() if k != "type"}, src, ("objective",))
-        problems += _explain_extra(errs, obj_cls.Config)
+        problems += _explain_extra(errs, obj_cls.Config, "type")
         if obj_cfg is not None and space is not None:
             try:
                 for msg in obj_cls(obj_cfg, space=space).check_space(space):
@@ -229,11 +229,11 @@ def _plugin(registry, spec: Any, section: str, key: str, src: str, problems: lis
     return name, found
 
 
-def _explain_extra(problems: list[Problem], model: type[BaseModel]) -> list[Problem]:
+def _explain_extra(problems: list[Problem], model: type[BaseModel], selector: str | None = None) -> list[Problem]:
     out = []
     for p in problems:
         if p.rule == "is not a known key":
-            keys = [k for k in model.model_fields]
+            keys = ([selector] if selector else []) + [k for k in model.model_fields]
             p = Problem(p.file, p.path, f"is not a known key (valid keys: {', '.join(keys)})")
         out.append(p)
     return out

@@ -52,6 +52,7 @@ class Objective(ABC):
         self.seed = seed
         self._space = space
         self._bound: SearchSpace | None = None
+        self._data: Any = None  # what prepare() loads (dataset, tensors, features), once
 
     # ---- the search space -----------------------------------------------------------------------
     def mask_lengths(self) -> dict[str, int]:

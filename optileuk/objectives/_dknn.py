@@ -60,7 +60,6 @@ class DknnObjective(Objective):
 
     def __init__(self, config=None, *, space=None, seed=0):
         super().__init__(config, space=space, seed=seed)
-        self._data = None
         unknown = set(self.config.defaults) - set(DEFAULTS)
         if unknown:
             raise ConfigError([Problem("", f"objective.defaults.{sorted(unknown)[0]}",

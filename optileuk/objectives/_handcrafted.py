@@ -50,10 +50,6 @@ class HandcraftedObjective(Objective):
     Config = HandcraftedConfig
     config: HandcraftedConfig
 
-    def __init__(self, config=None, *, space=None, seed=0):
-        super().__init__(config, space=space, seed=seed)
-        self._data = None
-
     def check_space(self, space) -> list[str]:
         return self.unused(space, PARAMS, "handcrafted")
 

@@ -53,10 +53,6 @@ class UNetObjective(Objective):
     Config = UNetConfig
     config: UNetConfig
 
-    def __init__(self, config=None, *, space=None, seed=0):
-        super().__init__(config, space=space, seed=seed)
-        self._data = None
-
     def check_space(self, space) -> list[str]:
         self.check_device()
         out = self.unused(space, DEFAULTS, "unet_plr")

@@ -133,8 +133,8 @@ class Runner:
         sid = ostudy._study_id
 
         budget = st.file.budget
-        probe = st.optimizer.build(box, st.optimizer_config, seed=st.file.seed, max_generations=None)
-        hint = budget.generations or (math.ceil(budget.trials / probe.population_size) if budget.trials else None)
+        per_gen = getattr(st.optimizer_config, "population", None)  # every built-in config has one
+        hint = budget.generations or (math.ceil(budget.trials / per_gen) if budget.trials and per_gen else None)
         opt = st.optimizer.build(box, st.optimizer_config, seed=st.file.seed, max_generations=hint)
         generation = 0
         saved = storage.get_study_system_attrs(sid).get(STATE_KEY)
