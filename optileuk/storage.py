@@ -125,3 +125,12 @@ def _redact(url: str) -> str:
 
 def study_names(storage: BaseStorage) -> list[str]:
     return [s.study_name for s in storage.get_all_studies()]
+
+
+def open_existing(url: str):
+    """Open a storage that must already exist (never create an empty SQLite file)."""
+    if url.startswith("sqlite:///"):
+        path = Path(url.split(":///", 1)[1].split("?", 1)[0])
+        if not path.exists():
+            raise StorageError(f"storage: '{url}' does not exist (no study has been run there yet)")
+    return open_storage(url)

@@ -71,6 +71,39 @@ def list_studies(storage: str = typer.Option(DEFAULT_STORAGE, "--storage", help=
 
 @app.command()
 @user_errors
+def compare(
+    studies: list[Path] = typer.Argument(..., help="one comparison file (optimizers: [...]) or several study files"),
+    seeds: Optional[int] = typer.Option(None, "--seeds", min=1, help="runs per optimizer (default: the file's seeds, else 5)"),
+    storage: Optional[str] = StorageOpt,
+    name: Optional[str] = typer.Option(None, "--name", help="base of the run names <name>.<optimizer>.s<seed>"),
+    trials: Optional[int] = typer.Option(None, "--trials", min=1, help="override budget.trials of every run"),
+    jobs: Optional[int] = typer.Option(None, "--jobs", "-j", min=1, help="runs side by side (default: CPU cores)"),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bar"),
+) -> None:
+    """Run every optimizer on the same objective, split and budget, once per seed (resumable)."""
+    from optileuk.cli._compare import compare_studies
+
+    compare_studies(studies, seeds=seeds, storage=storage, name=name, trials=trials, jobs=jobs, quiet=quiet,
+                    out=out, err=err)
+
+
+@app.command()
+@user_errors
+def report(
+    storage: str = typer.Option(DEFAULT_STORAGE, "--storage", help="Optuna storage URL"),
+    prefix: Optional[str] = typer.Option(None, "--prefix", help="only studies whose names start with this"),
+    output: Path = typer.Option(Path("report.html"), "-o", "--output", help="HTML file to write"),
+    target: Optional[float] = typer.Option(None, "--target", help="value to reach (default: median final best)"),
+) -> None:
+    """Write one self-contained HTML report (plots, ranking, tests) of the compared runs in a storage."""
+    from optileuk.report import write_report
+
+    groups = write_report(storage, output, prefix=prefix, target=target)
+    typer.echo(f"wrote {output} ({len(groups)} comparison(s), {sum(len(g.runs) for g in groups)} run(s))", err=True)
+
+
+@app.command()
+@user_errors
 def export(
     name: str = typer.Argument(..., help="study name"),
     storage: str = typer.Option(DEFAULT_STORAGE, "--storage", help="Optuna storage URL"),
@@ -91,6 +124,28 @@ def export(
 
 @app.command()
 @user_errors
+def train(
+    config: Path = typer.Argument(..., help="training config (what optileuk export writes)"),
+    output: Optional[Path] = typer.Option(None, "-o", "--output", help="run folder (default: runs/<study>)"),
+    rank: int = typer.Option(1, "--rank", min=1, help="train the R-th best config of an export made with --top"),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bar"),
+) -> None:
+    """Train the final model on training + validation data; score it once on the held-out test split."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from optileuk.cli._inspect import metrics_table
+    from optileuk.train import train as train_final
+
+    with Progress(TextColumn("[bold]training"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[what]}"),
+                  TimeElapsedColumn(), console=err, disable=quiet) as bar:
+        task = bar.add_task("train", total=None, what="")
+        run_dir, metrics = train_final(config, output, rank=rank,
+                                       on_step=lambda done, total, what: bar.update(task, completed=done, total=total, what=what))
+    out.print(metrics_table(metrics, run_dir))
+
+
+@app.command()
+@user_errors
 def dashboard(
     storage: str = typer.Option(DEFAULT_STORAGE, "--storage", help="Optuna storage URL"),
     port: int = typer.Option(8080, "--port"),
@@ -101,7 +156,7 @@ def dashboard(
     except ImportError:
         typer.echo("optuna-dashboard is not installed: pip install 'optileuk[dashboard]'", err=True)
         raise typer.Exit(1)
-    from optileuk.cli._inspect import open_existing
+    from optileuk.storage import open_existing
 
     st = open_existing(storage)
     typer.echo(f"optuna-dashboard on http://127.0.0.1:{port} (Ctrl+C to stop)", err=True)

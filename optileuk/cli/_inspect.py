@@ -13,18 +13,7 @@ from rich.table import Table
 from optileuk.errors import StorageError
 from optileuk.runner import STUDY_ATTR
 from optileuk.space import SearchSpace
-from optileuk.storage import open_storage
-
-
-def open_existing(url: str):
-    """Open a storage that must already exist (never create an empty SQLite file)."""
-    if url.startswith("sqlite:///"):
-        from pathlib import Path
-
-        path = Path(url.split(":///", 1)[1].split("?", 1)[0])
-        if not path.exists():
-            raise StorageError(f"storage: '{url}' does not exist (no study has been run there yet)")
-    return open_storage(url)
+from optileuk.storage import open_existing
 
 
 def list_table(url: str) -> Table:
@@ -81,9 +70,10 @@ def export_config(name: str, url: str, top: int = 1) -> dict[str, Any]:
     out: dict[str, Any] = {"study": name, "storage": url, "direction": study.direction.name.lower()}
     if raw:
         out["objective"] = raw["objective"]
-        out["seed"] = raw["seed"]
+        out["seed"] = raw["seed"] if raw.get("objective_seed") is None else raw["objective_seed"]  # data split + training
         out["optimizer"] = raw["optimizer"]
     best = entry(ranked[0])
+    out["trial"] = best["trial"]
     out["value"] = best["value"]
     out["params"] = best["params"]
     if top > 1:
@@ -98,3 +88,25 @@ def export_text(name: str, url: str, fmt: str, top: int) -> str:
     if fmt == "json":
         return json.dumps(data, indent=2) + "\n"
     return yaml.safe_dump(data, sort_keys=False)
+
+
+def metrics_table(metrics: dict[str, Any], run_dir) -> Table:
+    """The test-split metrics of ``optileuk train``, for the terminal."""
+    table = Table(title=f"{metrics['task']}: scored once on the test split", caption=metrics["split"],
+                  show_header=False, title_justify="left")
+    table.add_column(style="bold")
+    table.add_column()
+    keys = ("accuracy", "balanced_accuracy", "macro_f1", "auc") if metrics["task"] == "classification" \
+        else ("dice", "iou", "ssim", "mean")
+    for k in keys:
+        v = metrics.get(k)
+        table.add_row(k.replace("_", " "), "-" if v is None else f"{v:.4f}")
+    if "confusion_matrix" in metrics:
+        cm = metrics["confusion_matrix"]
+        table.add_row("confusion matrix", "\n".join(" ".join(f"{n:4d}" for n in row) for row in cm)
+                      + f"\n(rows: true {', '.join(metrics['classes'])})")
+    table.add_row("test images", str(metrics["n_test"]))
+    from pathlib import Path
+
+    table.add_row("written to", f"{run_dir}/ ({', '.join(sorted(p.name for p in Path(run_dir).iterdir()))})")
+    return table

@@ -99,6 +99,8 @@ class StudyFile(_Strict):
     description: str = ""
     storage: str = DEFAULT_STORAGE
     seed: int = Field(0, ge=0)
+    objective_seed: Optional[int] = Field(None, ge=0, description="seed of the objective (data split, model "
+                                          "initialisation); default: seed. optileuk compare fixes it across seeds")
     direction: Optional[Literal["minimize", "maximize"]] = None
     objective: dict[str, Any]
     search_space: Union[str, dict[str, Any]]
@@ -126,9 +128,14 @@ class Study:
     def name(self) -> str:
         return self.file.name
 
-    def objective(self):
-        """A fresh objective object for this study."""
-        return self.objective_cls(self.objective_config, space=self.space, seed=self.file.seed)
+    @property
+    def objective_seed(self) -> int:
+        """Seed of the objective's data split and model initialisation (``seed`` unless set apart)."""
+        return self.file.seed if self.file.objective_seed is None else self.file.objective_seed
+
+    def objective(self, config=None):
+        """A fresh objective object for this study (optionally with a changed config)."""
+        return self.objective_cls(config or self.objective_config, space=self.space, seed=self.objective_seed)
 
     @property
     def direction(self) -> str:

@@ -100,6 +100,18 @@ class Objective(ABC):
     def evaluate(self, config: Mapping[str, Any], *, trial: optuna.trial.BaseTrial | None = None) -> Score:
         """Score one configuration. ``trial`` (when given) receives intermediate reports."""
 
+    def train_final(self, params: Mapping[str, Any], *, on_step=None):
+        """Fit ``params`` on the whole search part and score once on the test split (``optileuk train``).
+
+        Returns an :class:`~optileuk.objectives._final.Final`. ``on_step(done, total, what)``
+        drives a progress bar.
+        """
+        from optileuk.errors import ConfigError, Problem
+
+        raise ConfigError([Problem("", "objective.type", "has no final model to train (optileuk train works for "
+                                   "dknn, unet_plr, segmentation, handcrafted and feature_selection)",
+                                   type(self).__name__)])
+
     def __call__(self, trial: optuna.trial.BaseTrial) -> float | tuple[float, ...]:
         start = time.perf_counter()
         score = self.evaluate(self.space.suggest(trial), trial=trial)

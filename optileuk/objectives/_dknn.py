@@ -24,6 +24,7 @@ from optileuk.data import AugmentConfig, DatasetConfig, SplitConfig, SyntheticDa
 from optileuk.errors import ConfigError, Problem
 from optileuk.models import DKNN
 from optileuk.objectives._base import Objective, ObjectiveConfig, Score
+from optileuk.objectives._final import TEST_SPLIT, Final, classification_metrics
 from optileuk.objectives._torch import fit, image_tensor, n_params, predict, resolve_device, seeded
 
 DEFAULTS = {"rank1": 2, "rank2": 1, "shape1": "auto", "kron_conv_rank": 0, "prelu_mode": "channel",
@@ -125,3 +126,30 @@ class DknnObjective(Objective):
         if self.config.multi_objective:
             return Score((1.0 - bal, float(model.head_parameters())), attrs)
         return Score(1.0 - bal, attrs)
+
+    def train_final(self, params: Mapping[str, Any], *, on_step=None) -> Final:
+        """Train on the whole search part (training + validation, augmented), score once on the test split."""
+        c = self.config
+        p = {**DEFAULTS, **c.defaults, **params}
+        ds = load_dataset(c.dataset)
+        splits = make_splits(ds, c.split, seed=self.seed)
+        train, _ = augment_training(ds, splits.search, c.augment, np.random.default_rng(self.seed))
+        test = ds.subset(splits.test)
+        device = resolve_device(c.device)
+        with seeded(self.seed):
+            model = self.build(p, len(ds.classes))
+        epochs = int(p["epochs"])
+        start = time.perf_counter()
+        fit(model, image_tensor(train.images, c.image_size), torch.from_numpy(train.labels), loss_fn=F.cross_entropy,
+            epochs=epochs, batch_size=int(p["batch_size"]), lr=float(p["lr"]), weight_decay=float(p["weight_decay"]),
+            device=device, seed=self.seed, on_epoch=(lambda e: on_step(e + 1, epochs, "epochs")) if on_step else None)
+        proba = torch.softmax(predict(model, image_tensor(test.images, c.image_size), device), 1).numpy()
+        pred = proba.argmax(1)
+        metrics = {**classification_metrics(test.labels, pred, proba, ds.classes), "split": TEST_SPLIT}
+        return Final("classification", metrics,
+                     {"y_true": test.labels, "y_pred": pred, "proba": proba, "index": splits.test,
+                      "classes": np.array(ds.classes)},
+                     state_dict={k: v.detach().cpu() for k, v in model.state_dict().items()},
+                     facts={"train_images": len(train), "search_images": len(splits.search), "epochs": epochs,
+                            "device": str(device), "train_seconds": time.perf_counter() - start,
+                            "head_params": model.head_parameters(), "params": n_params(model)})

@@ -27,6 +27,7 @@ from optileuk.errors import ConfigError, DataError, Problem
 from optileuk.features import FEATURE_NAMES, handcrafted_features
 from optileuk.models import DKNN
 from optileuk.objectives._base import Objective, ObjectiveConfig, Score
+from optileuk.objectives._final import TEST_SPLIT, Final, classification_metrics
 from optileuk.objectives._handcrafted import build_classifier
 from optileuk.objectives._torch import fit, image_tensor, resolve_device, seeded
 
@@ -174,7 +175,13 @@ class FeatureSelectionObjective(Objective):
                              "accuracy": acc, "macro_f1": f1, "split": f"{len(self._folds)}-fold CV, search part"})
 
     def _mask(self, config: Mapping[str, Any]) -> np.ndarray:
-        mask = np.asarray(config[self.config.mask_param], dtype=bool)
+        value = config[self.config.mask_param]
+        if isinstance(value, (list, tuple)) and (len(value) != self.n_features or any(int(i) > 1 for i in value)):
+            if any(not 0 <= int(i) < self.n_features for i in value):  # selected indices (as exported)
+                raise ConfigError([Problem("", self.config.mask_param, f"indices must be in 0..{self.n_features - 1}",
+                                           value)])
+            value = np.isin(np.arange(self.n_features), [int(i) for i in value])
+        mask = np.asarray(value, dtype=bool)
         if mask.shape != (self.n_features,):
             raise ConfigError([Problem("", self.config.mask_param, f"must have {self.n_features} bits", mask.shape)])
         return mask
@@ -201,3 +208,47 @@ class FeatureSelectionObjective(Objective):
                     model = build_classifier({}, self.config.classifier, self.seed).fit(xtr[:, m], ytr)
                     preds[i][f] = model.predict(xva[:, m])
         return [self._score(preds[i], masks[i]) for i in range(len(configs))]
+
+    def train_final(self, params: Mapping[str, Any], *, on_step=None) -> Final:
+        """Trunk and classifier fitted on the whole search part, the mask applied, the test split scored once."""
+        c = self.config
+        self.prepare()
+        mask = self._mask(params)
+        if not mask.any():
+            raise ConfigError([Problem("", f"params.{c.mask_param}", "selects no feature: nothing to train on", 0)])
+        ds = load_dataset(c.dataset)
+        splits = make_splits(ds, c.split, seed=self.seed)
+        search, test = splits.search, splits.test
+        parts, net = [], None
+        if "deep" in c.features:
+            x_all = image_tensor(ds.images, c.image_size)
+            device = resolve_device(c.device)
+            net = self._load_trunk(len(ds.classes)) if c.weights else None
+            if net is None:
+                with seeded(self.seed):
+                    net = DKNN(len(ds.classes), image_size=c.image_size, widths=tuple(c.widths), ranks=(2, 1))
+                fit(net, x_all[search], torch.from_numpy(ds.labels[search]), loss_fn=F.cross_entropy,
+                    epochs=c.trunk_epochs, batch_size=64, lr=3e-3, weight_decay=1e-3, device=device, seed=self.seed,
+                    on_epoch=(lambda e: on_step(e + 1, c.trunk_epochs, "trunk epochs")) if on_step else None)
+            net.eval()
+            with torch.no_grad():
+                parts.append(torch.cat([net.features(x_all[i:i + 256].to(device)).cpu()
+                                        for i in range(0, len(x_all), 256)]).numpy())
+        if "handcrafted" in c.features:
+            parts.append(handcrafted_features(ds.images))
+        x = np.concatenate(parts, axis=1)
+        x = (x - x[search].mean(0)) / (x[search].std(0) + 1e-8)  # training statistics only
+        model = build_classifier({"n_neighbors": c.n_neighbors}, c.classifier, self.seed)
+        if c.classifier == "svm":
+            model[-1].set_params(probability=True)
+        model.fit(x[search][:, mask], ds.labels[search])
+        proba = np.zeros((len(test), len(ds.classes)))
+        proba[:, model.classes_] = model.predict_proba(x[test][:, mask])
+        pred = model.predict(x[test][:, mask])
+        y = ds.labels[test]
+        metrics = {**classification_metrics(y, pred, proba, ds.classes), "split": TEST_SPLIT,
+                   "selected": int(mask.sum()), "total": int(mask.size)}
+        return Final("classification", metrics, {"y_true": y, "y_pred": pred, "proba": proba, "index": test,
+                                                 "classes": np.array(ds.classes), "mask": mask},
+                     state_dict=None if net is None else {k: v.detach().cpu() for k, v in net.state_dict().items()},
+                     model=model, facts={"search_images": len(search), "selected": int(mask.sum())})

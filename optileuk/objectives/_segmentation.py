@@ -19,6 +19,7 @@ post-processing do not recompute them.
 
 from __future__ import annotations
 
+import contextlib
 from functools import lru_cache
 from typing import Any, Literal, Mapping
 
@@ -26,12 +27,12 @@ import numpy as np
 from pydantic import Field
 from scipy import ndimage
 from skimage import color, filters, morphology
-from skimage.metrics import structural_similarity
 from sklearn.cluster import KMeans
 
 from optileuk.data import DatasetConfig, SplitConfig, SyntheticData, load_dataset, make_splits
 from optileuk.errors import DataError
 from optileuk.objectives._base import Objective, ObjectiveConfig, Score
+from optileuk.objectives._final import TEST_SPLIT, Final, mask_predictions, mask_scores, segmentation_metrics
 
 DEFAULTS = {"colour_space": "lab", "blur_sigma": 1.0, "method": "kmeans", "k": 3, "nucleus_rank": 0, "T": 0.02,
             "max_iter": 10, "epsilon": 1e-3, "threshold_offset": 0.0, "opening": 0, "closing": 0, "min_size": 0,
@@ -183,15 +184,8 @@ class SegmentationObjective(Objective):
 
     def scores(self, config: Mapping[str, Any]) -> dict[str, float]:
         p = {**DEFAULTS, **self.config.defaults, **config}
-        dice, iou, ssim = [], [], []
-        for i, truth in enumerate(self._truth):
-            pred = self.segment(i, p)
-            inter, total = np.logical_and(pred, truth).sum(), pred.sum() + truth.sum()
-            union = np.logical_or(pred, truth).sum()
-            dice.append(1.0 if total == 0 else 2 * inter / total)
-            iou.append(1.0 if union == 0 else inter / union)
-            ssim.append(structural_similarity(pred.astype(float), truth.astype(float), data_range=1.0))
-        out = {"dice": float(np.mean(dice)), "iou": float(np.mean(iou)), "ssim": float(np.mean(ssim))}
+        per = np.array([mask_scores(self.segment(i, p), truth) for i, truth in enumerate(self._truth)])
+        out = {"dice": float(per[:, 0].mean()), "iou": float(per[:, 1].mean()), "ssim": float(per[:, 2].mean())}
         out["mean"] = (out["dice"] + out["iou"] + out["ssim"]) / 3
         return out
 
@@ -202,12 +196,31 @@ class SegmentationObjective(Objective):
 
     def test_scores(self, config: Mapping[str, Any]) -> dict[str, float]:
         """Scores on the held-out test split (for final reporting only, never during the search)."""
+        with self._on_test():
+            return self.scores(config)
+
+    @contextlib.contextmanager
+    def _on_test(self):
         self.prepare()
         ds, test = self._test
         saved = (self._images, self._truth, self._ids)
         try:
             self._set_images(ds, test)
-            return self.scores(config)
+            yield test
         finally:
             self._images, self._truth, self._ids = saved
             self._cluster.cache_clear()
+
+    def train_final(self, params: Mapping[str, Any], *, on_step=None) -> Final:
+        """Nothing is fitted (the pipeline is its parameters): segment every test image once."""
+        p = {**DEFAULTS, **self.config.defaults, **params}
+        with self._on_test() as test:
+            preds = []
+            for i in range(len(self._images)):
+                preds.append(self.segment(i, p))
+                if on_step:
+                    on_step(i + 1, len(self._images), "test images segmented")
+            truths = list(self._truth)
+        metrics = {**segmentation_metrics(preds, truths), "split": TEST_SPLIT, "target": self.config.target}
+        return Final("segmentation", metrics, mask_predictions(preds, truths, test),
+                     facts={"pipeline": {k: p[k] for k in DEFAULTS}})

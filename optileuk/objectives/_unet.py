@@ -19,6 +19,7 @@ from optileuk.data import AugmentConfig, DatasetConfig, SplitConfig, SyntheticDa
 from optileuk.errors import DataError
 from optileuk.models import UNetPLR
 from optileuk.objectives._base import Objective, ObjectiveConfig, Score
+from optileuk.objectives._final import TEST_SPLIT, Final, mask_predictions, segmentation_metrics
 from optileuk.objectives._torch import fit, image_tensor, mask_tensor, n_params, predict, resolve_device, seeded
 
 DEFAULTS = {"depth": 2, "base": 8, "prelu_mode": "channel", "prelu_init": 0.25, "lr": 3e-3, "weight_decay": 0.0,
@@ -74,14 +75,17 @@ class UNetObjective(Objective):
         self._data = (image_tensor(train.images, s).to(dev), mask_tensor(train.masks, s, t).to(dev),
                       image_tensor(val.images, s).to(dev), mask_tensor(val.masks, s, t).to(dev))
 
+    def build(self, p: Mapping[str, Any]) -> UNetPLR:
+        with seeded(self.seed):
+            return UNetPLR(depth=int(p["depth"]), base=int(p["base"]), prelu_mode=p["prelu_mode"],
+                           prelu_init=float(p["prelu_init"]))
+
     def evaluate(self, config: Mapping[str, Any], *, trial=None) -> Score:
         self.prepare()
         xtr, ytr, xva, yva = self._data
         p = {**DEFAULTS, **self.config.defaults, **config}
         device = resolve_device(self.config.device)
-        with seeded(self.seed):
-            model = UNetPLR(depth=int(p["depth"]), base=int(p["base"]), prelu_mode=p["prelu_mode"],
-                            prelu_init=float(p["prelu_init"]))
+        model = self.build(p)
         start = time.perf_counter()
 
         def val_error(epoch: int) -> float:
@@ -94,3 +98,28 @@ class UNetObjective(Objective):
         return Score(1.0 - dice, {"dice": dice, "params": n_params(model), "epochs_trained": epochs,
                                   "device": str(device), "train_seconds": time.perf_counter() - start,
                                   "split": "validation (hold-out of the search part)"})
+
+    def train_final(self, params: Mapping[str, Any], *, on_step=None) -> Final:
+        """Train on the whole search part (training + validation), segment the test split once."""
+        c = self.config
+        p = {**DEFAULTS, **c.defaults, **params}
+        ds = load_dataset(c.dataset)
+        if ds.masks is None:
+            raise DataError(f"{ds.name}: the unet_plr objective needs masks (dataset type pairs or synthetic)")
+        splits = make_splits(ds, c.split, seed=self.seed)
+        train, _ = augment_training(ds, splits.search, c.augment, np.random.default_rng(self.seed))
+        test = ds.subset(splits.test)
+        s, device, epochs = c.image_size, resolve_device(c.device), int(p["epochs"])
+        model = self.build(p)
+        start = time.perf_counter()
+        fit(model, image_tensor(train.images, s), mask_tensor(train.masks, s, c.target), loss_fn=dice_loss,
+            epochs=epochs, batch_size=int(p["batch_size"]), lr=float(p["lr"]), weight_decay=float(p["weight_decay"]),
+            device=device, seed=self.seed, on_epoch=(lambda e: on_step(e + 1, epochs, "epochs")) if on_step else None)
+        preds = list((predict(model, image_tensor(test.images, s), device) > 0)[:, 0].numpy())
+        truths = list(mask_tensor(test.masks, s, c.target)[:, 0].numpy() > 0.5)
+        metrics = {**segmentation_metrics(preds, truths), "split": TEST_SPLIT, "target": c.target,
+                   "resolution": f"{s}x{s} (the model's input size)"}
+        return Final("segmentation", metrics, mask_predictions(preds, truths, splits.test),
+                     state_dict={k: v.detach().cpu() for k, v in model.state_dict().items()},
+                     facts={"train_images": len(train), "epochs": epochs, "device": str(device),
+                            "train_seconds": time.perf_counter() - start, "params": n_params(model)})

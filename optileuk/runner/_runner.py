@@ -88,6 +88,8 @@ class Runner:
         storage: an opened storage; default: the study file's ``storage`` URL.
         on_progress: called after every finished trial with a :class:`Progress`.
         state_every: seconds between two saves of the optimizer state (always saved at the end).
+        objective: an objective to use instead of a fresh one (it must match the study's; optileuk
+            compare shares one, with its caches, across the runs of one process).
 
     Example:
         >>> from optileuk.config import load_study  # doctest: +SKIP
@@ -95,8 +97,10 @@ class Runner:
     """
 
     def __init__(self, study: Study, *, storage: BaseStorage | None = None,
-                 on_progress: Callable[[Progress], None] | None = None, state_every: float = 2.0):
+                 on_progress: Callable[[Progress], None] | None = None, state_every: float = 2.0,
+                 objective: Any = None):
         self.study = study
+        self._objective = objective
         self.storage_url = study.file.storage
         self._storage = storage
         self.on_progress = on_progress
@@ -110,7 +114,7 @@ class Runner:
         """
         if self._prepared is None:
             optuna.logging.set_verbosity(optuna.logging.WARNING)
-            objective = self.study.objective()
+            objective = self._objective or self.study.objective()
             if len(getattr(objective, "directions", ["minimize"])) > 1:
                 raise ConfigError([Problem(str(self.study.path), "objective.multi_objective",
                     "is for plain Optuna studies with a multi-objective sampler (e.g. NSGA-II); "

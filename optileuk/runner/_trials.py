@@ -24,6 +24,8 @@ def fingerprint(study, space) -> str:
         "seed": study.file.seed,
         "direction": study.direction,
     }
+    if study.file.objective_seed is not None:  # absent from older studies' fingerprints
+        parts["objective_seed"] = study.file.objective_seed
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:20]
 
 

@@ -87,7 +87,7 @@ class Worker:
         cfg = st.objective_config
         if self.device and "device" in type(cfg).model_fields:
             cfg = cfg.model_copy(update={"device": self.device})
-        objective = st.objective_cls(cfg, space=st.space, seed=st.file.seed)
+        objective = st.objective(cfg)
         objective.prepare()  # the dataset is loaded once and kept for every trial
         return objective
 

@@ -1,0 +1,72 @@
+"""``optileuk compare``: plan, check, run side by side, then a short ranking."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+
+from optileuk.compare import RunResult, execute, plan_comparison, prepare
+from optileuk.errors import ConfigError, Problem
+from optileuk.runner import RunFailed
+
+
+def compare_studies(paths: list[Path], *, seeds: int | None, storage: str | None, name: str | None,
+                    trials: int | None, jobs: int | None, quiet: bool, out: Console, err: Console) -> None:
+    plan = plan_comparison(paths, seeds=seeds, name=name, storage=storage, trials=trials)
+    jobs = min(jobs or os.cpu_count() or 1, len(plan.runs))
+    if jobs > 1 and plan.storage == "memory":
+        raise ConfigError([Problem("", "--storage", "must be a shared storage (sqlite, postgresql, journal, redis) "
+                                   "when runs go side by side; use --jobs 1 for memory", plan.storage)])
+    prepare(plan)  # data, devices, storage and run names are checked before any trial
+    budget = plan.first().file.budget.trials
+    total = budget * len(plan.runs) if budget else None
+    err.print(f"comparing {', '.join(plan.labels)} over seeds {', '.join(map(str, plan.seeds))}: "
+              f"{len(plan.runs)} runs, {jobs} at a time, in {plan.storage}")
+    t0 = time.perf_counter()
+    columns = [TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("trials"),
+               TextColumn("runs {task.fields[runs]}"), TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn()]
+    failed: list[RunResult] = []
+    with Progress(*columns, console=err, disable=quiet) as bar:
+        task = bar.add_task(plan.base, total=total, runs=f"0/{len(plan.runs)}")
+        finished = 0
+
+        def on_done(res: RunResult) -> None:
+            nonlocal finished
+            finished += 1
+            bar.update(task, runs=f"{finished}/{len(plan.runs)}")
+            if res.error:
+                failed.append(res)
+                bar.console.print(f"[red]run {res.name} stopped:[/red] {res.error}")
+
+        execute(plan, jobs=jobs, on_poll=lambda n: bar.update(task, completed=n), on_done=on_done)
+    out.print(ranking_table(plan.storage, plan.base))
+    err.print(f"done in {time.perf_counter() - t0:.0f} s. Report: optileuk report --storage {plan.storage} "
+              f"--prefix {plan.base} -o report.html")
+    if failed:
+        raise RunFailed(f"{len(failed)} of {len(plan.runs)} runs stopped early: {', '.join(r.name for r in failed)} "
+                        "(their finished trials are stored; run the same command again to resume)")
+
+
+def ranking_table(url: str, base: str) -> Table:
+    from optileuk.report import collect, rank
+    from optileuk.storage import open_storage
+
+    group = next(g for g in collect(open_storage(url), url, base + ".") if g.base == base)
+    r = rank(group)
+    table = Table(title=f"{base}: final best over seeds {', '.join(map(str, group.seeds))} "
+                        f"({'lower' if group.minimize else 'higher'} is better)", title_justify="left")
+    for col in ("optimizer", "runs", "median", "best", "mean rank", "s/run"):
+        table.add_column(col, justify="left" if col == "optimizer" else "right")
+    for row in sorted(r.rows, key=lambda x: x.mean_rank if x.mean_rank is not None else 0):
+        table.add_row(row.label, str(row.runs), f"{row.median:.4g}", f"{row.best:.4g}",
+                      "-" if row.mean_rank is None else f"{row.mean_rank:.2f}", f"{row.seconds:.1f}")
+    if r.friedman:
+        table.caption = f"Friedman test: p = {r.friedman[1]:.3g} (details and pairwise tests in the report)"
+    elif r.friedman_note:
+        table.caption = f"Friedman test: {r.friedman_note}"
+    return table

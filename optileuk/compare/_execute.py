@@ -1,0 +1,132 @@
+"""Run the studies of a comparison: whole runs side by side in ``jobs`` processes.
+
+Each process keeps one prepared objective per (objective, data seed, search space) and hands it
+to every run it executes, so the dataset is loaded once per process and an objective's caches
+(e.g. the segmentation objective's clusterings) serve every optimizer. Runs resume like
+``optileuk run``: a finished run is only read back, a half-finished one goes on.
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from optuna.trial import TrialState
+
+from optileuk.compare._plan import Plan, Run
+from optileuk.errors import OptileukError
+
+_OBJECTIVES: dict[str, Any] = {}  # per process: prepared objectives shared by its runs
+
+
+@dataclass
+class RunResult:
+    name: str
+    label: str
+    seed: int
+    best_value: float | None = None
+    trials: int = 0
+    seconds: float = 0.0
+    error: str | None = None
+
+
+def _objective_for(study) -> Any:
+    key = json.dumps([study.objective_type, study.objective_config.model_dump(mode="json"), study.objective_seed,
+                      study.space.to_dict()], sort_keys=True, default=str)
+    if key not in _OBJECTIVES:
+        objective = study.objective()
+        objective.prepare()
+        _OBJECTIVES[key] = objective
+    return _OBJECTIVES[key]
+
+
+def _limit_threads(threads: int) -> None:
+    """Pool initializer: share the cores between the runs instead of each run taking all of them."""
+    import torch
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(threads)  # OpenMP/BLAS (scikit-learn's k-means, numpy)
+    torch.set_num_threads(threads)
+
+
+def run_one(run: Run) -> RunResult:
+    """Run (or resume) one run of the comparison in this process."""
+    from optileuk.runner import Runner
+
+    study = run.study()
+    try:
+        summary = Runner(study, objective=_objective_for(study)).run()
+    except OptileukError as exc:  # a run that keeps failing stops; the others go on
+        return RunResult(run.name, run.label, run.seed, error=str(exc))
+    return RunResult(run.name, run.label, run.seed, summary.best_value, summary.trials, summary.seconds)
+
+
+def prepare(plan: Plan) -> None:
+    """Everything that can fail on a user's input, before any trial: data, devices, storage, names.
+
+    Creates every run's study (so the dashboard lists them from the start) with the shared
+    objective; a study of the same name made with other settings is refused here.
+    """
+    from optileuk.runner import Runner
+    from optileuk.storage import open_storage
+
+    storage = open_storage(plan.storage)
+    for run in plan.runs:
+        study = run.study()
+        Runner(study, storage=storage, objective=_objective_for(study)).prepare()
+
+
+def execute(plan: Plan, *, jobs: int, on_poll: Callable[[int], None] | None = None,
+            on_done: Callable[[RunResult], None] | None = None, poll_seconds: float = 1.0) -> list[RunResult]:
+    """Run every run of ``plan``; ``on_poll(finished trials)`` is called about once a second."""
+    results: list[RunResult] = []
+    if jobs <= 1:
+        for run in plan.runs:
+            results.append(run_one(run))
+            if on_poll:
+                on_poll(_finished_trials(plan))
+            if on_done:
+                on_done(results[-1])
+        return results
+    ctx = multiprocessing.get_context("spawn")  # no forked torch/OpenMP state, same on every OS
+    threads = max(1, (os.cpu_count() or 1) // jobs)
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx, initializer=_limit_threads, initargs=(threads,)) as pool:
+        pending: dict[Future, Run] = {pool.submit(run_one, run): run for run in plan.runs}
+        try:
+            while pending:
+                done, _ = wait(pending, timeout=poll_seconds, return_when=FIRST_COMPLETED)
+                for fut in done:
+                    run = pending.pop(fut)
+                    try:
+                        res = fut.result()
+                    except Exception as exc:  # a crashed process: the run is reported, finished trials stay stored
+                        res = RunResult(run.name, run.label, run.seed, error=f"{type(exc).__name__}: {exc}")
+                    results.append(res)
+                    if on_done:
+                        on_done(res)
+                if on_poll:
+                    on_poll(_finished_trials(plan))
+        except BaseException:
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise
+    return results
+
+
+_storage_cache: dict[str, Any] = {}
+
+
+def _finished_trials(plan: Plan) -> int:
+    from optileuk.storage import open_storage
+
+    storage = _storage_cache.get(plan.storage) or _storage_cache.setdefault(plan.storage, open_storage(plan.storage))
+    names = {r.name for r in plan.runs}
+    total = 0
+    for fs in storage.get_all_studies():
+        if fs.study_name in names:
+            total += len(storage.get_all_trials(fs._study_id, deepcopy=False,
+                                                states=(TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)))
+    return total

@@ -1,0 +1,207 @@
+"""Turn study files (or one comparison file) into the runs of a fair comparison.
+
+A comparison runs every optimizer on the same objective, data split, search space and budget,
+once per seed. Each run is its own Optuna study named ``<base>.<optimizer>.s<seed>`` in one
+storage, so optuna-dashboard shows them side by side and ``optileuk report`` finds them.
+
+The seeds vary the optimizers only: the objective (data split, model initialisation) keeps the
+seed of the file (``objective_seed``), so that run ``s3`` of every optimizer scores candidates on
+exactly the same data and the runs of one seed can be compared pairwise.
+
+A comparison file is a study file with ``optimizers:`` (a list) in place of ``optimizer:`` and an
+optional ``seeds:``; each entry may carry a ``label`` (default: its name)::
+
+    name: segmentation
+    objective: {type: segmentation, score: mean, target: nucleus}
+    search_space: ../search_spaces/segmentation.yaml
+    optimizers:
+      - {name: pso, population: 12}
+      - {name: tpe, population: 4, n_startup_trials: 12}
+    budget: {trials: 72}
+    seeds: 5
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from optileuk.config import Study, load_study, study_from_dict
+from optileuk.config._load import read_yaml
+from optileuk.errors import ConfigError, Problem
+
+NAME = re.compile(r"^(?P<base>.+)\.(?P<label>[A-Za-z0-9_\-]+)\.s(?P<seed>\d+)$")
+_LABEL = re.compile(r"^[A-Za-z0-9_\-]+$")
+DEFAULT_SEEDS = 5
+
+
+def run_name(base: str, label: str, seed: int) -> str:
+    return f"{base}.{label}.s{seed}"
+
+
+def default_label(optimizer: str) -> str:
+    """``pso`` -> ``pso``; ``mealpy:GA.BaseGA`` -> ``mealpy-GA-BaseGA`` (no dots in run names)."""
+    return re.sub(r"[^A-Za-z0-9_\-]+", "-", optimizer).strip("-") or "optimizer"
+
+
+@dataclass(frozen=True)
+class Run:
+    """One optimizer on one seed: the study data to validate and run (picklable for workers)."""
+
+    base: str
+    label: str
+    seed: int
+    data: dict[str, Any]
+    path: Path
+
+    @property
+    def name(self) -> str:
+        return run_name(self.base, self.label, self.seed)
+
+    def study(self) -> Study:
+        return study_from_dict(self.data, self.path)
+
+
+@dataclass
+class Plan:
+    base: str
+    storage: str
+    labels: list[str]
+    seeds: list[int]
+    runs: list[Run] = field(default_factory=list)
+
+    def first(self) -> Study:
+        return self.runs[0].study()
+
+
+def plan_comparison(paths: list[Path], *, seeds: int | None = None, name: str | None = None,
+                    storage: str | None = None, trials: int | None = None) -> Plan:
+    """Validate the files and list the runs; raise :class:`ConfigError` with every problem at once."""
+    if not paths:
+        raise ConfigError([Problem("", "STUDY", "give one comparison file or two or more study files")])
+    if seeds is not None and seeds < 1:
+        raise ConfigError([Problem("", "--seeds", "must be an integer >= 1", seeds)])
+    if len(paths) == 1:
+        data = read_yaml(paths[0], what="comparison file")
+        if not (isinstance(data, dict) and "optimizers" in data):
+            raise ConfigError([Problem(str(paths[0]), "optimizers", "is required in a comparison file (a list of "
+                                       "optimizers); or give two or more study files", )])
+        entries, n_seeds, base = _from_comparison_file(paths[0], data, seeds, name)
+    else:
+        entries, n_seeds, base = _from_study_files(paths, seeds, name)
+
+    problems: list[Problem] = []
+    studies: list[tuple[str, Study, dict, Path]] = []
+    for label, data, path, where in entries:
+        if trials is not None:
+            data["budget"] = {**(data.get("budget") or {}), "trials": trials}
+        if storage is not None:
+            data["storage"] = storage
+        data["name"] = run_name(base, label, int(data.get("seed") or 0))
+        try:
+            studies.append((label, study_from_dict(data, path), data, path))
+        except ConfigError as exc:
+            problems += [Problem(p.file, where(p.path), p.rule, p.value) for p in exc.problems]
+    if problems:
+        raise ConfigError(problems)
+    problems += _fairness(studies)
+    if problems:
+        raise ConfigError(problems)
+
+    first = studies[0][1]
+    objective_seed = first.objective_seed
+    seed_list = [first.file.seed + i for i in range(n_seeds)]
+    plan = Plan(base, first.file.storage, [s[0] for s in studies], seed_list)
+    for seed in seed_list:
+        for label, _study, data, path in studies:
+            run = {**data, "name": run_name(base, label, seed), "seed": seed, "objective_seed": objective_seed}
+            plan.runs.append(Run(base, label, seed, run, path))
+    return plan
+
+
+def _from_comparison_file(path: Path, data: dict, seeds: int | None, name: str | None):
+    src = str(path)
+    problems: list[Problem] = []
+    specs = data.get("optimizers")
+    n_seeds = data.get("seeds", DEFAULT_SEEDS)
+    if not isinstance(n_seeds, int) or isinstance(n_seeds, bool) or n_seeds < 1:
+        problems.append(Problem(src, "seeds", "must be an integer >= 1", n_seeds))
+    if "optimizer" in data:
+        problems.append(Problem(src, "optimizer", "is not a key of a comparison file (list them under optimizers:)"))
+    if not isinstance(specs, list) or not specs:
+        problems.append(Problem(src, "optimizers", "must be a non-empty list of optimizers ({name: ..., ...})", specs))
+        specs = []
+    base = name or data.get("name")
+    if not isinstance(base, str) or not base:
+        problems.append(Problem(src, "name", "is required (the base of the run names <name>.<optimizer>.s<seed>)", base))
+    common = {k: v for k, v in data.items() if k not in ("optimizers", "seeds", "optimizer")}
+    entries, labels = [], set()
+    for i, spec in enumerate(specs):
+        if not isinstance(spec, dict):
+            problems.append(Problem(src, f"optimizers[{i}]", "must be a mapping with a name", spec))
+            continue
+        spec = dict(spec)
+        label = spec.pop("label", None) or default_label(str(spec.get("name", "")))
+        if not isinstance(label, str) or not _LABEL.match(label):
+            problems.append(Problem(src, f"optimizers[{i}].label", "must contain only letters, digits, '-' and '_'", label))
+        elif label in labels:
+            problems.append(Problem(src, f"optimizers[{i}].label",
+                                    "must be unique in the comparison (add label: to tell the entries apart)", label))
+        labels.add(label)
+
+        def where(key: str, i=i) -> str:
+            return f"optimizers[{i}]" + key[len("optimizer"):] if key.startswith("optimizer") else key
+
+        entries.append((label, {**common, "optimizer": spec}, path, where))
+    if problems:
+        raise ConfigError(problems)
+    return entries, seeds or n_seeds, base
+
+
+def _from_study_files(paths: list[Path], seeds: int | None, name: str | None):
+    problems: list[Problem] = []
+    loaded: list[tuple[Path, Study]] = []
+    for p in paths:
+        try:
+            loaded.append((p, load_study(p)))
+        except ConfigError as exc:
+            problems += exc.problems
+    if problems:
+        raise ConfigError(problems)
+    base = name or os.path.commonprefix([s.name for _, s in loaded]).rstrip("-_.")
+    if not base:
+        raise ConfigError([Problem("", "--name", "is required: the study names share no prefix to name the comparison by",
+                                   [s.name for _, s in loaded])])
+    entries, counts = [], {}
+    for p, st in loaded:
+        label = default_label(st.optimizer_name)
+        counts[label] = counts.get(label, 0) + 1
+        if counts[label] > 1:
+            label = f"{label}-{counts[label]}"
+        data = read_yaml(p, what="study file")
+        entries.append((label, dict(data), p, lambda key: key))
+    return entries, seeds or DEFAULT_SEEDS, base
+
+
+def _fairness(studies: list[tuple[str, Study, dict, Path]]) -> list[Problem]:
+    """Same objective, data split, search space, budget and direction for every optimizer."""
+    def facts(st: Study) -> dict[str, Any]:
+        raw = st.raw()
+        return {"objective": raw["objective"], "search_space": raw["search_space"], "budget": raw["budget"],
+                "direction": st.direction, "objective_seed": st.objective_seed, "pruner": raw["pruner"]}
+
+    ref_label, ref, _, ref_path = studies[0]
+    want = facts(ref)
+    out = []
+    for label, st, _, path in studies[1:]:
+        got = facts(st)
+        for key, value in got.items():
+            if json.dumps(value, sort_keys=True, default=str) != json.dumps(want[key], sort_keys=True, default=str):
+                shown = "seed" if key == "objective_seed" else key
+                out.append(Problem(str(path), shown, f"must be the same as in {ref_path} for a fair comparison "
+                                   f"(same objective, data split, search space and budget)", value))
+    return out

@@ -1,0 +1,254 @@
+"""The report: one self-contained HTML file (plotly.js inlined, works offline)."""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as _dt
+import html
+import json
+import warnings
+from typing import Any
+
+import numpy as np
+import optuna
+import plotly
+import plotly.graph_objects as go
+from plotly.colors import qualitative
+from plotly.subplots import make_subplots
+
+from optileuk.report._collect import Group, RunData
+from optileuk.report._stats import Ranking, hit, rank
+
+COLOURS = qualitative.Plotly + qualitative.D3
+
+
+def _colour(i: int, alpha: float | None = None) -> str:
+    c = COLOURS[i % len(COLOURS)]
+    if alpha is None:
+        return c
+    r, g, b = (int(c[k:k + 2], 16) for k in (1, 3, 5))
+    return f"rgba({r},{g},{b},{alpha})"
+
+
+def _fmt(v: Any, digits: int = 4) -> str:
+    if v is None or (isinstance(v, float) and np.isnan(v)):
+        return "–"
+    if isinstance(v, float):
+        return f"{v:.{digits}g}"
+    return html.escape(str(v))
+
+
+def _layout(fig: go.Figure, title: str, x: str, y: str) -> go.Figure:
+    fig.update_layout(title=title, xaxis_title=x, yaxis_title=y, template="plotly_white", height=420,
+                      margin=dict(l=60, r=20, t=50, b=50), legend=dict(orientation="h", y=-0.18))
+    return fig
+
+
+def best_so_far_figure(group: Group) -> go.Figure:
+    fig = go.Figure()
+    for i, lab in enumerate(group.labels):
+        curves = [r.best_so_far() for r in group.of(lab)]
+        n = max(len(c) for c in curves)
+        m = np.full((len(curves), n), np.nan)
+        for j, c in enumerate(curves):
+            m[j, :len(c)] = c
+        x = np.arange(1, n + 1)
+        with np.errstate(all="ignore"), _quiet():
+            med, lo, hi = (np.nanpercentile(m, q, axis=0) for q in (50, 25, 75))
+        if len(curves) > 1:
+            fig.add_trace(go.Scatter(x=x, y=hi, mode="lines", line=dict(width=0), showlegend=False,
+                                     hoverinfo="skip", legendgroup=lab))
+            fig.add_trace(go.Scatter(x=x, y=lo, mode="lines", line=dict(width=0), fill="tonexty",
+                                     fillcolor=_colour(i, 0.18), showlegend=False, hoverinfo="skip", legendgroup=lab))
+        fig.add_trace(go.Scatter(x=x, y=med, mode="lines", name=f"{lab} (median of {len(curves)})",
+                                 line=dict(color=_colour(i), width=2), legendgroup=lab))
+    spread = " and interquartile range over seeds" if len(group.seeds) > 1 else ""
+    fig = _layout(fig, f"Best value so far: median{spread}", "evaluations", _value_name(group))
+    finals = [v for r in group.runs for v in r.values if not np.isnan(v)]
+    if group.minimize and finals and min(finals) > 0:  # errors shrinking towards 0 read better on a log axis
+        fig.update_yaxes(type="log")
+    return fig
+
+
+def finals_figure(group: Group) -> go.Figure:
+    fig = go.Figure()
+    for i, lab in enumerate(group.labels):
+        runs = group.of(lab)
+        fig.add_trace(go.Box(y=[r.final_best for r in runs], name=lab, boxpoints="all", jitter=0.3, pointpos=0,
+                             marker_color=_colour(i), text=[f"seed {r.seed}" for r in runs]))
+    return _layout(fig, "Final best value per run (one point per seed)", "optimizer", _value_name(group))
+
+
+def target_figure(group: Group, ranking: Ranking) -> go.Figure:
+    fig = make_subplots(rows=1, cols=2, subplot_titles=("by evaluations", "by wall time"))
+    for i, lab in enumerate(group.labels):
+        runs = group.of(lab)
+        hits = [(hit(r.best_so_far(), ranking.target, group.minimize), r) for r in runs]
+        evals = sorted(h + 1 for h, _ in hits if h is not None)
+        secs = sorted(float(r.seconds[h]) for h, r in hits if h is not None)
+        for col, xs, xmax in ((1, evals, max(len(r.trials) for r in runs)),
+                              (2, secs, max(float(np.nanmax(r.seconds)) for r in runs))):
+            x = [0.0] + list(xs) + [xmax]
+            y = [0.0] + [(k + 1) / len(runs) for k in range(len(xs))] + [len(xs) / len(runs)]
+            fig.add_trace(go.Scatter(x=x, y=y, mode="lines", line_shape="hv", name=lab, legendgroup=lab,
+                                     showlegend=col == 1, line=dict(color=_colour(i), width=2)), row=1, col=col)
+    fig.update_yaxes(range=[0, 1.05], title_text="fraction of runs at target", row=1, col=1)
+    fig.update_xaxes(title_text="evaluations", row=1, col=1)
+    fig.update_xaxes(title_text="seconds", row=1, col=2)
+    word = "<=" if group.minimize else ">="
+    return _layout(fig, f"Runs reaching the target (best {word} {ranking.target:.6g})", "", "")
+
+
+def importance_figure(storage, run: RunData) -> tuple[go.Figure | None, str]:
+    study = optuna.load_study(study_name=run.name, storage=storage)
+    try:
+        with _quiet():
+            fig = optuna.visualization.plot_param_importances(study)
+    except (ValueError, RuntimeError) as exc:  # e.g. fewer than two complete trials, or one parameter
+        return None, f"no parameter importances for {run.name}: {exc}"
+    fig.update_layout(title=f"Parameter importances (fANOVA) of the best run, {run.name}", template="plotly_white",
+                      height=max(320, 40 + 28 * len(fig.data[0].y if fig.data else [])))
+    return fig, ""
+
+
+def pareto_figure(group: Group) -> go.Figure:
+    fig = go.Figure()
+    names = None
+    for i, lab in enumerate(group.labels):
+        pts = []
+        for r in group.of(lab):
+            pts += [tuple(t.values[:2]) for t in r.trials if t.state.name == "COMPLETE" and t.values]
+        front = _pareto(np.array(pts), group.runs[0].directions[:2]) if pts else np.empty((0, 2))
+        front = front[np.argsort(front[:, 0])] if len(front) else front
+        fig.add_trace(go.Scatter(x=front[:, 0], y=front[:, 1], mode="lines+markers", line_shape="hv",
+                                 name=f"{lab} (over {len(group.of(lab))} seed(s))", marker=dict(color=_colour(i))))
+        names = group.runs[0].user_attrs.get("metric_names")
+    x, y = (names or ["objective 0", "objective 1"])[:2]
+    return _layout(fig, "Pareto front (non-dominated trials of every seed)", x, y)
+
+
+def _pareto(points: np.ndarray, directions: list[str]) -> np.ndarray:
+    sign = np.array([1.0 if d == "minimize" else -1.0 for d in directions])
+    p = points * sign
+    keep = [i for i in range(len(p)) if not np.any(np.all(p <= p[i], axis=1) & np.any(p < p[i], axis=1))]
+    return points[keep]
+
+
+def _value_name(group: Group) -> str:
+    return f"objective value ({'lower' if group.minimize else 'higher'} is better)"
+
+
+@contextlib.contextmanager
+def _quiet():
+    """Silence Optuna's experimental warnings and numpy's all-NaN warnings inside a block."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        yield
+
+
+# ---- the page ------------------------------------------------------------------------------------
+CSS = """
+body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2rem auto;max-width:1150px;color:#222;padding:0 1rem}
+h1{font-size:1.6rem}h2{border-bottom:2px solid #ddd;padding-bottom:.3rem;margin-top:2.5rem}
+table{border-collapse:collapse;margin:1rem 0;font-size:.92rem}th,td{border:1px solid #ddd;padding:.3rem .6rem;text-align:right}
+th{background:#f4f4f4}td:first-child,th:first-child{text-align:left}.note{color:#555;font-size:.9rem}
+.figure{margin:1rem 0}.facts td{text-align:left}code{background:#f4f4f4;padding:0 .2rem}
+"""
+
+
+def _table(head: list[str], rows: list[list[str]], cls: str = "") -> str:
+    h = "".join(f"<th>{html.escape(c)}</th>" for c in head)
+    body = "".join("<tr>" + "".join(f"<td>{c}</td>" for c in r) + "</tr>" for r in rows)
+    return f'<table class="{cls}"><thead><tr>{h}</tr></thead><tbody>{body}</tbody></table>'
+
+
+def _figure(fig: go.Figure, fid: str, kind: str) -> str:
+    div = fig.to_html(full_html=False, include_plotlyjs=False, div_id=fid, config={"displaylogo": False})
+    return f'<div class="figure" data-kind="{kind}">{div}</div>'
+
+
+def group_section(storage, group: Group, gi: int, target: float | None) -> str:
+    cfg = group.config
+    parts = [f'<section id="g{gi}"><h2>{html.escape(group.base)}</h2>']
+    facts = [["runs", f"{len(group.runs)} ({len(group.labels)} optimizer(s) × {len(group.seeds)} seed(s): "
+                      f"{', '.join(map(str, group.seeds))})"],
+             ["studies", ", ".join(html.escape(r.name) for r in group.runs[:6]) + (" ..." if len(group.runs) > 6 else "")],
+             ["direction", ", ".join(group.runs[0].directions)]]
+    if cfg:
+        obj = cfg.get("objective", {})
+        facts += [["objective", f"<code>{html.escape(json.dumps(obj)[:300])}</code>"],
+                  ["search space", ", ".join(html.escape(k) for k in (cfg.get("search_space", {}).get("parameters") or {}))],
+                  ["budget", html.escape(json.dumps(cfg.get("budget")))],
+                  ["data seed", _fmt(cfg.get("objective_seed", cfg.get("seed")))]]
+    parts.append(_table(["", ""], facts, "facts"))
+    if group.multi:
+        parts.append(_figure(pareto_figure(group), f"fig-{gi}-pareto", "pareto"))
+        parts.append('<p class="note">Multi-objective runs: compared by their Pareto fronts; '
+                     'best-so-far curves and rank tests need one objective.</p>')
+        return "".join(parts) + "</section>"
+
+    ranking = rank(group, target)
+    parts.append(_figure(best_so_far_figure(group), f"fig-{gi}-curves", "best-so-far"))
+    parts.append(_figure(finals_figure(group), f"fig-{gi}-finals", "final-best"))
+    parts.append(_figure(target_figure(group, ranking), f"fig-{gi}-target", "time-to-target"))
+    parts.append(ranking_html(group, ranking))
+    best_run = min(group.runs, key=lambda r: r.final_best if group.minimize else -r.final_best)
+    fig, note = importance_figure(storage, best_run)
+    if fig is not None:
+        parts.append(_figure(fig, f"fig-{gi}-importance", "importance"))
+    else:
+        parts.append(f'<p class="note">{html.escape(note)}</p>')
+    bt = best_run.best_trial()
+    if bt is not None:
+        parts.append(f"<h3>Best configuration ({html.escape(best_run.name)}, trial {bt.number}, "
+                     f"value {bt.value:.6g})</h3>")
+        parts.append(_table(["parameter", "value"], [[html.escape(k), _fmt(v)] for k, v in bt.params.items()]))
+        parts.append(f'<p class="note">Export it for training: <code>optileuk export {html.escape(best_run.name)} '
+                     f'-o best.yaml</code> then <code>optileuk train best.yaml</code>.</p>')
+    return "".join(parts) + "</section>"
+
+
+def ranking_html(group: Group, r: Ranking) -> str:
+    word = "&le;" if group.minimize else "&ge;"
+    rows = sorted(r.rows, key=lambda x: (x.mean_rank if x.mean_rank is not None else 0, x.median * (1 if group.minimize else -1)))
+    body = [[html.escape(x.label), str(x.runs), _fmt(x.median), f"{_fmt(x.q25)} – {_fmt(x.q75)}", _fmt(x.best),
+             _fmt(x.mean_rank, 3), f"{x.reached}/{x.runs}", _fmt(x.evals_to_target), _fmt(x.seconds_to_target, 3),
+             _fmt(x.seconds, 3)] for x in rows]
+    out = ["<h3>Ranking</h3>",
+           _table(["optimizer", "runs", "median final best", "IQR", "best", "mean rank",
+                   f"reached target ({word} {r.target:.6g})", "median evaluations to target",
+                   "median seconds to target", "median seconds per run"], body)]
+    if r.friedman:
+        out.append(f"<p>Friedman test over {len(r.blocks)} seeds × {len(r.rows)} optimizers: "
+                   f"χ² = {r.friedman[0]:.4g}, <b>p = {r.friedman[1]:.4g}</b>.</p>")
+    else:
+        out.append(f'<p class="note">Friedman test: {html.escape(r.friedman_note)}.</p>')
+    if r.pairs:
+        out.append("<h3>Pairwise Wilcoxon signed-rank tests (paired by seed, Holm-corrected)</h3>")
+        out.append(_table(["pair", "better (median of differences)", "p", "p (Holm)", "note"],
+                          [[f"{html.escape(p.a)} vs {html.escape(p.b)}", html.escape(p.better or "–"), _fmt(p.p),
+                            _fmt(p.p_holm), html.escape(p.note)] for p in r.pairs]))
+    if r.min_p_note:
+        out.append(f'<p class="note">{html.escape(r.min_p_note)}; run more seeds (<code>--seeds</code>) '
+                   'for a test that can reach small p-values.</p>')
+    out.append('<p class="note">Ranks are per seed (1 = best); the target defaults to the median final best '
+               'over all runs (<code>--target</code> sets it). Wall times depend on the machine and on how many '
+               'runs shared it.</p>')
+    return "".join(out)
+
+
+def render(storage, url: str, groups: list[Group], target: float | None = None) -> str:
+    stamp = _dt.datetime.now().strftime("%Y-%m-%d %H:%M")
+    toc = "".join(f'<li><a href="#g{i}">{html.escape(g.base)}</a> ({len(g.runs)} run(s))</li>' for i, g in enumerate(groups))
+    sections = "".join(group_section(storage, g, i, target) for i, g in enumerate(groups))
+    from optileuk import __version__
+
+    return f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>optileuk report</title>
+<meta name="viewport" content="width=device-width, initial-scale=1"><style>{CSS}</style>
+<script type="text/javascript">{plotly.offline.get_plotlyjs()}</script></head>
+<body><h1>optileuk report</h1>
+<p class="note">Storage <code>{html.escape(url)}</code> · made {stamp} by optileuk {__version__} ·
+values are the objective's, on the split its runs were scored on (the search part; never the test split).</p>
+<ul>{toc}</ul>{sections}</body></html>
+"""

@@ -1,0 +1,127 @@
+"""``optileuk train``: the final model of an exported config, scored once on the held-out test split.
+
+The training config is what ``optileuk export`` writes (plain YAML/JSON): the objective with its
+data and split settings, the seed of the split, and the tuned ``params`` (with ``--top K``, a
+``top`` list of alternatives). The final model is fitted on the whole search part (training +
+validation), then the test split — held out before the search began, and never seen by it — is
+scored once. The run folder gets ``config.yaml`` (the config used), ``metrics.json``,
+``predictions.npz`` (the predictions the metrics come from) and the weights: ``model.pt`` (a torch
+``state_dict``) and/or ``model.pkl`` (a fitted scikit-learn model).
+
+Example:
+    >>> run_dir = train("best.yaml", "runs/best")  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import pickle
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+import numpy as np
+import yaml
+from pydantic import BaseModel, ConfigDict, Field
+
+from optileuk.config._load import read_yaml, validate
+from optileuk.errors import ConfigError, Problem
+
+
+class TrainFile(BaseModel):
+    """A training config (the keys ``optileuk export`` writes)."""
+
+    model_config = ConfigDict(extra="forbid")
+    objective: dict[str, Any]
+    params: dict[str, Any]
+    seed: int = Field(0, ge=0, description="seed of the data split and of training")
+    study: Optional[str] = None
+    storage: Optional[str] = None
+    direction: Optional[str] = None
+    trial: Optional[int] = None
+    value: Optional[float] = None
+    optimizer: Optional[dict[str, Any]] = None
+    top: Optional[list[dict[str, Any]]] = None
+
+
+def load_training_config(path: Path, rank: int = 1):
+    """Validate a training config; return ``(file, objective, params)``."""
+    from optileuk.registry import OBJECTIVES
+
+    src = str(path)
+    data = read_yaml(path, what="training config")
+    if not isinstance(data, dict):
+        raise ConfigError([Problem(src, "", "must be a YAML mapping (objective, params, seed; as optileuk export writes)", data)])
+    tf, problems = validate(TrainFile, data, src)
+    if tf is None:
+        raise ConfigError(problems)
+    params = tf.params
+    if rank > 1:
+        if not tf.top or rank > len(tf.top):
+            raise ConfigError([Problem(src, "top", f"must list at least {rank} configs for --rank {rank} "
+                                       "(export with --top K)", len(tf.top or []))])
+        params = tf.top[rank - 1].get("params", {})
+    spec = dict(tf.objective)
+    kind = spec.pop("type", None)
+    found = OBJECTIVES.resolve(kind) if isinstance(kind, str) else None
+    if found is None:
+        raise ConfigError([Problem(src, "objective.type", f"must be one of {', '.join(OBJECTIVES.display_names())}", kind)])
+    cls = found[0]
+    cfg, problems = validate(cls.Config, spec, src, ("objective",))
+    if cfg is None:
+        raise ConfigError(problems)
+    objective = cls(cfg, seed=tf.seed)
+    objective.check_device()
+    return tf, objective, params, kind
+
+
+def free_folder(base: Path) -> Path:
+    """``base``, or ``base-2``, ``base-3``, ... the first that does not exist yet."""
+    out, n = base, 1
+    while out.exists():
+        n += 1
+        out = base.with_name(f"{base.name}-{n}")
+    return out
+
+
+def train(config: str | Path, run_dir: str | Path | None = None, *, rank: int = 1,
+          on_step: Callable[[int, int, str], None] | None = None) -> tuple[Path, dict[str, Any]]:
+    """Fit the config's final model and write the run folder; return it and the metrics."""
+    import torch
+
+    from optileuk import __version__
+
+    config = Path(config)
+    tf, objective, params, kind = load_training_config(config, rank)
+    final = objective.train_final(params, on_step=on_step)
+    out = Path(run_dir) if run_dir is not None else free_folder(Path("runs") / (tf.study or kind))
+    out.mkdir(parents=True, exist_ok=True)
+    used = {"objective": {"type": kind, **objective.config.model_dump(mode="json")}, "params": _plain(params),
+            "seed": tf.seed, "rank": rank, "from": str(config), "study": tf.study, "trial": tf.trial,
+            "search_value": tf.value, "trained": _dt.datetime.now().isoformat(timespec="seconds"),
+            "optileuk": __version__, "torch": str(torch.__version__)}
+    (out / "config.yaml").write_text(yaml.safe_dump(used, sort_keys=False))
+    metrics = {"task": final.task, **final.metrics, "facts": _plain(final.facts)}
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    np.savez_compressed(out / "predictions.npz", **final.predictions)
+    if final.state_dict is not None:
+        torch.save(final.state_dict, out / "model.pt")
+    if final.model is not None:
+        with open(out / "model.pkl", "wb") as fh:
+            pickle.dump(final.model, fh)
+    return out, metrics
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+__all__ = ["TrainFile", "free_folder", "load_training_config", "train"]
