@@ -11,6 +11,7 @@ import time
 
 import optuna
 import pytest
+import torch
 import yaml
 from typer.testing import CliRunner
 
@@ -224,6 +225,21 @@ def test_the_main_job_runs_as_the_readme_says(workdir):
     assert best.user_attrs["head_params"] > 0 and best.user_attrs["device"] in ("cpu", "cuda")
     exported = yaml.safe_load(run_cli("export", "dknn-pso", cwd=workdir).stdout)
     assert exported["objective"]["type"] == "dknn" and exported["params"]["rank1"] == best.params["rank1"]
+
+    # ... and its best config trained on training + validation, scored once on the test split
+    assert run_cli("export", "dknn-pso", "-o", "best.yaml", cwd=workdir).returncode == 0
+    r = run_cli("train", "best.yaml", "-o", "final", cwd=workdir, timeout=600)
+    assert r.returncode == 0, r.stderr
+    assert "balanced accuracy" in r.stdout and "confusion matrix" in r.stdout
+    from test_train import check_classification
+
+    m = check_classification(workdir / "final")
+    assert m["classes"] == ["normal", "L1", "L2", "L3"] and m["facts"]["epochs"] == best.params.get("epochs", 20)
+    state = torch.load(workdir / "final" / "model.pt", weights_only=True)
+    from optileuk.objectives import make
+
+    params = yaml.safe_load((workdir / "final" / "config.yaml").read_text())["params"]
+    make("dknn", {k: v for k, v in exported["objective"].items() if k != "type"}).build(params, 4).load_state_dict(state)
 
 
 def test_ctrl_c_ends_with_a_resume_hint_not_a_traceback(workdir):

@@ -134,12 +134,13 @@ def train(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from optileuk.cli._inspect import metrics_table
-    from optileuk.train import train as train_final
+    from optileuk.train import load_training_config, train as train_final
 
+    loaded = load_training_config(config, rank)  # every mistake in the file is reported before training
     with Progress(TextColumn("[bold]training"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[what]}"),
                   TimeElapsedColumn(), console=err, disable=quiet) as bar:
         task = bar.add_task("train", total=None, what="")
-        run_dir, metrics = train_final(config, output, rank=rank,
+        run_dir, metrics = train_final(config, output, rank=rank, loaded=loaded,
                                        on_step=lambda done, total, what: bar.update(task, completed=done, total=total, what=what))
     out.print(metrics_table(metrics, run_dir))
 

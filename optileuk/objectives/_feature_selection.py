@@ -27,7 +27,7 @@ from optileuk.errors import ConfigError, DataError, Problem
 from optileuk.features import FEATURE_NAMES, handcrafted_features
 from optileuk.models import DKNN
 from optileuk.objectives._base import Objective, ObjectiveConfig, Score
-from optileuk.objectives._final import TEST_SPLIT, Final, classification_metrics
+from optileuk.objectives._final import TEST_SPLIT, Final, class_scores, classification_metrics
 from optileuk.objectives._handcrafted import build_classifier
 from optileuk.objectives._torch import fit, image_tensor, resolve_device, seeded
 
@@ -239,14 +239,11 @@ class FeatureSelectionObjective(Objective):
         x = np.concatenate(parts, axis=1)
         x = (x - x[search].mean(0)) / (x[search].std(0) + 1e-8)  # training statistics only
         model = build_classifier({"n_neighbors": c.n_neighbors}, c.classifier, self.seed)
-        if c.classifier == "svm":
-            model[-1].set_params(probability=True)
         model.fit(x[search][:, mask], ds.labels[search])
-        proba = np.zeros((len(test), len(ds.classes)))
-        proba[:, model.classes_] = model.predict_proba(x[test][:, mask])
+        proba, kind = class_scores(model, x[test][:, mask], len(ds.classes))
         pred = model.predict(x[test][:, mask])
         y = ds.labels[test]
-        metrics = {**classification_metrics(y, pred, proba, ds.classes), "split": TEST_SPLIT,
+        metrics = {**classification_metrics(y, pred, proba, ds.classes), "split": TEST_SPLIT, "scores": kind,
                    "selected": int(mask.sum()), "total": int(mask.size)}
         return Final("classification", metrics, {"y_true": y, "y_pred": pred, "proba": proba, "index": test,
                                                  "classes": np.array(ds.classes), "mask": mask},

@@ -30,7 +30,10 @@ class Final:
 
 
 def classification_metrics(y: np.ndarray, pred: np.ndarray, proba: np.ndarray | None, classes: list[str]) -> dict[str, Any]:
-    """Accuracy, balanced accuracy, macro-F1, ROC AUC (one-vs-rest, macro) and the confusion matrix."""
+    """Accuracy, balanced accuracy, macro-F1, ROC AUC (one-vs-rest, macro) and the confusion matrix.
+
+    ``proba`` holds per-class scores (probabilities, or any score that ranks samples per class).
+    """
     labels = list(range(len(classes)))
     out: dict[str, Any] = {
         "accuracy": float(accuracy_score(y, pred)),
@@ -42,13 +45,24 @@ def classification_metrics(y: np.ndarray, pred: np.ndarray, proba: np.ndarray | 
         "n_test": int(len(y)),
     }
     if proba is None:
-        out["auc_note"] = "the classifier gives no class probabilities"
+        out["auc_note"] = "the classifier gives no class scores"
     elif len(np.unique(y)) < len(classes):
         out["auc_note"] = "not every class is in the test split"
-    elif len(classes) == 2:
-        out["auc"] = float(roc_auc_score(y, proba[:, 1]))
-    else:
-        out["auc"] = float(roc_auc_score(y, proba, multi_class="ovr", average="macro", labels=labels))
+    else:  # one-vs-rest, macro: what roc_auc_score(multi_class="ovr") gives for probabilities
+        out["auc"] = float(np.mean([roc_auc_score(y == k, proba[:, k]) for k in labels]))
+    return out
+
+
+def class_scores(model, X: np.ndarray, n_classes: int) -> tuple[np.ndarray, str]:
+    """Per-class scores of a fitted scikit-learn model for every class index (0 where it saw none):
+    probabilities when it has them, else its decision function (an SVM)."""
+    out = np.zeros((len(X), n_classes))
+    if hasattr(model, "predict_proba"):
+        out[:, model.classes_] = model.predict_proba(X)
+        return out, "probability"
+    s = model.decision_function(X)
+    out[:, model.classes_] = np.stack([-s, s], 1) if s.ndim == 1 else s
+    return out, "decision function (AUC ranks by it)"
     return out
 
 

@@ -24,7 +24,7 @@ from optileuk.data import DatasetConfig, SplitConfig, SyntheticData, load_datase
 from optileuk.data._cache import cached
 from optileuk.features import FEATURE_NAMES, handcrafted_features
 from optileuk.objectives._base import Objective, ObjectiveConfig, Score
-from optileuk.objectives._final import TEST_SPLIT, Final, classification_metrics
+from optileuk.objectives._final import TEST_SPLIT, Final, class_scores, classification_metrics
 
 PARAMS = ("classifier", "C", "gamma", "n_neighbors", "weights")
 
@@ -83,17 +83,13 @@ class HandcraftedObjective(Objective):
         self.prepare()
         ds, X, splits = self._data
         model = build_classifier(params, self.config.classifier, self.seed)
-        if isinstance(model[-1], SVC):
-            model[-1].set_params(probability=True)  # Platt scaling, for the AUC
         model.fit(X[splits.search], ds.labels[splits.search])
         if on_step:
             on_step(1, 1, "classifier fitted")
-        proba = model.predict_proba(X[splits.test])
         pred = model.predict(X[splits.test])
+        full, kind = class_scores(model, X[splits.test], len(ds.classes))
         y = ds.labels[splits.test]
-        full = np.zeros((len(y), len(ds.classes)))
-        full[:, model.classes_] = proba
-        metrics = {**classification_metrics(y, pred, full, ds.classes), "split": TEST_SPLIT}
+        metrics = {**classification_metrics(y, pred, full, ds.classes), "scores": kind, "split": TEST_SPLIT}
         return Final("classification", metrics, {"y_true": y, "y_pred": pred, "proba": full, "index": splits.test,
                                                  "classes": np.array(ds.classes)},
                      model=model, facts={"search_images": len(splits.search), "features": len(FEATURE_NAMES)})

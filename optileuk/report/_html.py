@@ -66,7 +66,7 @@ def best_so_far_figure(group: Group) -> go.Figure:
     fig = _layout(fig, f"Best value so far: median{spread}", "evaluations", _value_name(group))
     finals = [v for r in group.runs for v in r.values if not np.isnan(v)]
     if group.minimize and finals and min(finals) > 0:  # errors shrinking towards 0 read better on a log axis
-        fig.update_yaxes(type="log")
+        fig.update_yaxes(type="log", dtick="D2", tickformat=".2g")
     return fig
 
 
@@ -156,10 +156,10 @@ th{background:#f4f4f4}td:first-child,th:first-child{text-align:left}.note{color:
 """
 
 
-def _table(head: list[str], rows: list[list[str]], cls: str = "") -> str:
-    h = "".join(f"<th>{html.escape(c)}</th>" for c in head)
+def _table(head: list[str] | None, rows: list[list[str]], cls: str = "") -> str:
+    h = "<thead><tr>" + "".join(f"<th>{html.escape(c)}</th>" for c in head) + "</tr></thead>" if head else ""
     body = "".join("<tr>" + "".join(f"<td>{c}</td>" for c in r) + "</tr>" for r in rows)
-    return f'<table class="{cls}"><thead><tr>{h}</tr></thead><tbody>{body}</tbody></table>'
+    return f'<table class="{cls}">{h}<tbody>{body}</tbody></table>'
 
 
 def _figure(fig: go.Figure, fid: str, kind: str) -> str:
@@ -180,7 +180,7 @@ def group_section(storage, group: Group, gi: int, target: float | None) -> str:
                   ["search space", ", ".join(html.escape(k) for k in (cfg.get("search_space", {}).get("parameters") or {}))],
                   ["budget", html.escape(json.dumps(cfg.get("budget")))],
                   ["data seed", _fmt(cfg.get("objective_seed", cfg.get("seed")))]]
-    parts.append(_table(["", ""], facts, "facts"))
+    parts.append(_table(None, facts, "facts"))
     if group.multi:
         parts.append(_figure(pareto_figure(group), f"fig-{gi}-pareto", "pareto"))
         parts.append('<p class="note">Multi-objective runs: compared by their Pareto fronts; '
@@ -209,7 +209,7 @@ def group_section(storage, group: Group, gi: int, target: float | None) -> str:
 
 
 def ranking_html(group: Group, r: Ranking) -> str:
-    word = "&le;" if group.minimize else "&ge;"
+    word = "≤" if group.minimize else "≥"
     rows = sorted(r.rows, key=lambda x: (x.mean_rank if x.mean_rank is not None else 0, x.median * (1 if group.minimize else -1)))
     body = [[html.escape(x.label), str(x.runs), _fmt(x.median), f"{_fmt(x.q25)} – {_fmt(x.q75)}", _fmt(x.best),
              _fmt(x.mean_rank, 3), f"{x.reached}/{x.runs}", _fmt(x.evals_to_target), _fmt(x.seconds_to_target, 3),

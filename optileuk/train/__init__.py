@@ -70,6 +70,11 @@ def load_training_config(path: Path, rank: int = 1):
     cfg, problems = validate(cls.Config, spec, src, ("objective",))
     if cfg is None:
         raise ConfigError(problems)
+    from optileuk.objectives import Objective
+
+    if cls.train_final is Objective.train_final:
+        raise ConfigError([Problem(src, "objective.type", "has no final model to train (optileuk train works for "
+                                   "dknn, unet_plr, segmentation, handcrafted and feature_selection)", kind)])
     objective = cls(cfg, seed=tf.seed)
     objective.check_device()
     return tf, objective, params, kind
@@ -85,14 +90,17 @@ def free_folder(base: Path) -> Path:
 
 
 def train(config: str | Path, run_dir: str | Path | None = None, *, rank: int = 1,
-          on_step: Callable[[int, int, str], None] | None = None) -> tuple[Path, dict[str, Any]]:
-    """Fit the config's final model and write the run folder; return it and the metrics."""
+          on_step: Callable[[int, int, str], None] | None = None, loaded=None) -> tuple[Path, dict[str, Any]]:
+    """Fit the config's final model and write the run folder; return it and the metrics.
+
+    ``loaded``: what :func:`load_training_config` returned, when the caller validated first.
+    """
     import torch
 
     from optileuk import __version__
 
     config = Path(config)
-    tf, objective, params, kind = load_training_config(config, rank)
+    tf, objective, params, kind = loaded or load_training_config(config, rank)
     final = objective.train_final(params, on_step=on_step)
     out = Path(run_dir) if run_dir is not None else free_folder(Path("runs") / (tf.study or kind))
     out.mkdir(parents=True, exist_ok=True)

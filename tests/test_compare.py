@@ -1,0 +1,211 @@
+"""`optileuk compare` and `optileuk report` as a user runs them; the report rendered in headless
+Chromium; optuna-dashboard asked over HTTP which studies it lists."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import socket
+import subprocess
+import time
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import optuna
+import pytest
+from scipy import stats
+
+from conftest import _service_missing, optileuk_exe, run_cli, write
+from optileuk.report import holm
+
+LABELS = ["pso", "ga", "tpe", "random"]
+SEEDS = [0, 1, 2]
+TRIALS = 20
+
+COMPARISON = f"""
+    name: sphere
+    seed: 0
+    seeds: {len(SEEDS)}
+    objective: {{type: analytic, function: sphere}}
+    search_space: spaces/box4.yaml
+    optimizers:
+      - {{name: pso, population: 5}}
+      - {{name: ga, population: 6}}
+      - {{name: tpe, population: 4, n_startup_trials: 8}}
+      - {{name: random, population: 5}}
+    budget: {{trials: {TRIALS}}}
+    """
+
+
+@pytest.fixture(scope="module")
+def compared(tmp_path_factory):
+    """One comparison (4 optimizers x 3 seeds, two runs at a time) plus two multi-objective Optuna studies."""
+    root = tmp_path_factory.mktemp("compare")
+    lines = ["parameters:"] + [f"  x{i}: {{type: float, low: -5.12, high: 5.12}}" for i in range(4)]
+    write(root / "spaces" / "box4.yaml", "\n".join(lines) + "\n")
+    write(root / "cmp.yaml", COMPARISON)
+    r = run_cli("compare", "cmp.yaml", "--jobs", "2", cwd=root, timeout=600)
+    assert r.returncode == 0, r.stderr
+    url = f"sqlite:///{root}/optileuk.db"
+    for label, sampler in (("nsga2", optuna.samplers.NSGAIISampler), ("random", optuna.samplers.RandomSampler)):
+        for seed in (0, 1):
+            st = optuna.create_study(study_name=f"bi.{label}.s{seed}", storage=url,
+                                     directions=["minimize", "minimize"], sampler=sampler(seed=seed))
+            st.optimize(lambda t: ((t.suggest_float("x", 0, 1) - 0.2) ** 2, (t.suggest_float("y", 0, 1) - t.params["x"]) ** 2 + t.params["x"]),
+                        n_trials=15)
+    return root, url, r
+
+
+def test_compare_runs_every_optimizer_on_every_seed_as_its_own_study(compared):
+    root, url, r = compared
+    names = {s.study_name for s in optuna.get_all_study_summaries(url)}
+    want = {f"sphere.{lab}.s{seed}" for lab in LABELS for seed in SEEDS}
+    assert want <= names
+    for name in want:
+        study = optuna.load_study(study_name=name, storage=url)
+        assert len(study.trials) == TRIALS and all(t.state.name == "COMPLETE" for t in study.trials)
+        raw = study.user_attrs["optileuk.study"]
+        assert raw["objective_seed"] == 0 and raw["seed"] == int(name.rsplit(".s", 1)[1])  # one data seed, many optimizer seeds
+        assert raw["budget"]["trials"] == TRIALS and raw["optimizer"]["name"] == name.split(".")[1]
+    # different seeds drive different searches
+    first = [optuna.load_study(study_name=f"sphere.pso.s{s}", storage=url).trials[0].params["x0"] for s in SEEDS]
+    assert len(set(first)) == len(SEEDS)
+    for lab in LABELS:
+        assert re.search(rf"^\W*{lab}\b", r.stdout, re.M), r.stdout  # the ranking table
+    assert "Friedman test: p =" in r.stdout and "optileuk report" in r.stderr
+
+
+def test_compare_again_resumes_without_new_trials(compared):
+    root, url, _ = compared
+    before = sum(len(optuna.load_study(study_name=f"sphere.{lab}.s{s}", storage=url).trials) for lab in LABELS for s in SEEDS)
+    r = run_cli("compare", "cmp.yaml", "--jobs", "1", "-q", cwd=root)
+    assert r.returncode == 0, r.stderr
+    after = sum(len(optuna.load_study(study_name=f"sphere.{lab}.s{s}", storage=url).trials) for lab in LABELS for s in SEEDS)
+    assert before == after == len(LABELS) * len(SEEDS) * TRIALS
+
+
+def test_unfair_study_files_are_refused_before_anything_is_written(workdir, box_space):
+    for opt, trials in (("pso", 30), ("ga", 40)):
+        write(workdir / f"s_{opt}.yaml", f"""
+            name: box-{opt}
+            objective: {{type: analytic, function: sphere}}
+            search_space: spaces/box4.yaml
+            optimizer: {{name: {opt}, population: 6}}
+            budget: {{trials: {trials}}}
+            """)
+    r = run_cli("compare", "s_pso.yaml", "s_ga.yaml", cwd=workdir)
+    assert r.returncode == 2
+    assert r.stderr.strip() == ("error: s_ga.yaml: budget must be the same as in s_pso.yaml for a fair comparison (same "
+                                "objective, data split, search space and budget), got {'trials': 40, 'generations': None, "
+                                "'timeout': None}")
+    assert not (workdir / "optileuk.db").exists()
+
+
+def test_bad_comparison_file_lists_every_problem_and_writes_nothing(workdir, box_space):
+    write(workdir / "bad.yaml", """
+        name: bad
+        seeds: 0
+        objective: {type: analytic, function: sphere}
+        search_space: spaces/box4.yaml
+        optimizers:
+          - {name: pso, population: 5}
+          - {name: pso, population: 8}
+          - {name: nope}
+        budget: {trials: 10}
+        """)
+    r = run_cli("compare", "bad.yaml", cwd=workdir)
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    lines = r.stderr.strip().splitlines()
+    assert "error: bad.yaml: seeds must be an integer >= 1, got 0" in lines
+    assert ("error: bad.yaml: optimizers[1].label must be unique in the comparison (add label: to tell the entries "
+            "apart), got 'pso'") in lines
+    assert not (workdir / "optileuk.db").exists()
+    write(workdir / "bad2.yaml", COMPARISON.replace("{name: ga, population: 6}", "{name: ga, population: 1}")
+          .replace("spaces/box4.yaml", "spaces/box4.yaml"))
+    r = run_cli("compare", "bad2.yaml", cwd=workdir)
+    assert r.returncode == 2
+    assert "error: bad2.yaml: optimizers[1].population must be >= 2, got 1" in r.stderr.splitlines()
+
+
+def test_report_numbers_match_scipy_on_the_stored_runs(compared, tmp_path):
+    root, url, _ = compared
+    out = tmp_path / "report.html"
+    r = run_cli("report", "--storage", url, "--prefix", "sphere", "-o", str(out), cwd=root)
+    assert r.returncode == 0, r.stderr
+    page = out.read_text()
+    finals = np.array([[optuna.load_study(study_name=f"sphere.{lab}.s{s}", storage=url).best_value for lab in LABELS]
+                       for s in SEEDS])
+    chi2, p = stats.friedmanchisquare(*finals.T)
+    assert f"χ² = {chi2:.4g}, <b>p = {p:.4g}</b>" in page
+    ps = [stats.wilcoxon(finals[:, 0], finals[:, j]).pvalue for j in (1, 2, 3)]
+    assert f"<td>pso vs ga</td>" in page and f"<td>{ps[0]:.4g}</td>" in page
+    assert "<script src" not in page  # self-contained: plotly.js is inlined
+    assert "bi.nsga2" not in page and "sphere.pso.s0" in page  # --prefix keeps the other studies out
+
+
+def test_holm_adjustment():
+    assert holm([0.01, 0.04, 0.03]) == pytest.approx([0.03, 0.06, 0.06])
+    assert holm([0.5]) == [0.5]
+
+
+def _chromium() -> str:
+    exe = next((shutil.which(n) for n in ("chromium", "chromium-browser", "google-chrome") if shutil.which(n)), None)
+    if exe is None:
+        _service_missing("Chromium (apt-get install chromium)", "no chromium on PATH")
+    return exe
+
+
+def test_report_renders_every_plot_in_headless_chromium(compared, tmp_path):
+    root, url, _ = compared
+    out = tmp_path / "report.html"
+    assert run_cli("report", "--storage", url, "-o", str(out), cwd=root).returncode == 0
+    dom = subprocess.run(
+        [_chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync",
+         f"--user-data-dir={tmp_path / 'chrome'}", "--virtual-time-budget=30000", "--dump-dom", out.as_uri()],
+        capture_output=True, text=True, timeout=180).stdout
+    figures = re.split(r'<div class="figure" data-kind="', dom)[1:]
+    kinds = [f.split('"', 1)[0] for f in figures]
+    # the comparison: curves, finals, time to target, importances; the two-objective study: a Pareto front
+    assert sorted(kinds) == sorted(["best-so-far", "final-best", "time-to-target", "importance", "pareto"]), kinds
+    for kind, html in zip(kinds, figures):
+        assert 'class="main-svg"' in html, f"{kind}: plotly drew nothing"
+        traces = re.findall(r'<g class="trace[ "]', html)
+        assert traces, f"{kind}: no trace rendered"
+        if kind in ("best-so-far", "final-best"):
+            for lab in LABELS:
+                assert re.search(rf'class="legendtext"[^>]*>{lab}\b', html), f"{kind}: {lab} missing from the legend"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_optuna_dashboard_lists_every_compared_study(compared):
+    try:
+        import optuna_dashboard  # noqa: F401
+    except ImportError as exc:
+        _service_missing("optuna-dashboard (pip install 'optileuk[dashboard]')", str(exc))
+    root, url, _ = compared
+    port = _free_port()
+    proc = subprocess.Popen([optileuk_exe(), "dashboard", "--storage", url, "--port", str(port)], cwd=root,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline, listed = time.time() + 60, None
+        while time.time() < deadline and proc.poll() is None:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/studies", timeout=5) as resp:
+                    listed = json.load(resp)
+                break
+            except OSError:
+                time.sleep(0.3)
+        assert listed is not None, proc.stderr.read() if proc.poll() is not None else "no answer in 60 s"
+        names = {s["study_name"] for s in listed["study_summaries"]}
+        assert {f"sphere.{lab}.s{seed}" for lab in LABELS for seed in SEEDS} <= names
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
