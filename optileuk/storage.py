@@ -17,6 +17,7 @@ Example:
 from __future__ import annotations
 
 import os
+import time
 import warnings
 from pathlib import Path
 
@@ -48,10 +49,7 @@ def open_storage(url: str, *, heartbeat_interval: int | None = None, grace_perio
     else:
         kwargs = {"pool_pre_ping": True}
     try:
-        with warnings.catch_warnings():  # heartbeats are "experimental" in Optuna; we rely on them knowingly
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            storage = RDBStorage(url, engine_kwargs=kwargs, heartbeat_interval=heartbeat_interval,
-                                 grace_period=grace_period)
+        storage = _rdb(url, kwargs, heartbeat_interval, grace_period)
     except ImportError as exc:
         raise StorageError(f"storage: the database driver for '{_redact(url)}' is not installed ({exc}); "
                            "for PostgreSQL: pip install 'optileuk[postgres]'") from None
@@ -61,6 +59,24 @@ def open_storage(url: str, *, heartbeat_interval: int | None = None, grace_perio
     if url.startswith("sqlite:"):
         _tune_sqlite(storage)
     return storage
+
+
+def _rdb(url: str, kwargs: dict, heartbeat_interval: int | None, grace_period: int | None,
+         attempts: int = 6) -> RDBStorage:
+    """Optuna's RDBStorage; retried when another process creates the same fresh schema at the same
+    moment (a driver and a worker starting together: both run CREATE TABLE, one hits a unique key)."""
+    for attempt in range(attempts):
+        try:
+            with warnings.catch_warnings():  # heartbeats are "experimental" in Optuna; we rely on them knowingly
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                return RDBStorage(url, engine_kwargs=kwargs, heartbeat_interval=heartbeat_interval,
+                                  grace_period=grace_period)
+        except sqlalchemy.exc.DBAPIError as exc:
+            racing = any(w in str(exc.orig).lower() for w in ("already exists", "unique", "duplicate key"))
+            if not racing or attempt == attempts - 1:
+                raise
+            time.sleep(0.2 * (attempt + 1))
+    raise AssertionError("unreachable")
 
 
 def _check_sqlite_path(url: str) -> None:

@@ -4,13 +4,14 @@ Chromium; optuna-dashboard asked over HTTP which studies it lists."""
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
+import signal
 import socket
 import subprocess
 import time
 import urllib.request
-from pathlib import Path
 
 import numpy as np
 import optuna
@@ -55,6 +56,8 @@ def compared(tmp_path_factory):
                                      directions=["minimize", "minimize"], sampler=sampler(seed=seed))
             st.optimize(lambda t: ((t.suggest_float("x", 0, 1) - 0.2) ** 2, (t.suggest_float("y", 0, 1) - t.params["x"]) ** 2 + t.params["x"]),
                         n_trials=15)
+    solo = optuna.create_study(study_name="solo", storage=url, sampler=optuna.samplers.RandomSampler(seed=0))
+    solo.optimize(lambda t: t.suggest_float("a", -1, 1) ** 2 + t.suggest_int("b", 0, 3), n_trials=12)
     return root, url, r
 
 
@@ -101,6 +104,12 @@ def test_unfair_study_files_are_refused_before_anything_is_written(workdir, box_
                                 "objective, data split, search space and budget), got {'trials': 40, 'generations': None, "
                                 "'timeout': None}")
     assert not (workdir / "optileuk.db").exists()
+    # made fair, the two files compare: the base name is their common prefix
+    (workdir / "s_ga.yaml").write_text((workdir / "s_ga.yaml").read_text().replace("40", "30"))
+    r = run_cli("compare", "s_pso.yaml", "s_ga.yaml", "--seeds", "2", "--jobs", "1", cwd=workdir)
+    assert r.returncode == 0, r.stderr
+    names = {s.study_name for s in optuna.get_all_study_summaries(f"sqlite:///{workdir}/optileuk.db")}
+    assert names == {"box.pso.s0", "box.pso.s1", "box.ga.s0", "box.ga.s1"}
 
 
 def test_bad_comparison_file_lists_every_problem_and_writes_nothing(workdir, box_space):
@@ -140,9 +149,19 @@ def test_report_numbers_match_scipy_on_the_stored_runs(compared, tmp_path):
     chi2, p = stats.friedmanchisquare(*finals.T)
     assert f"χ² = {chi2:.4g}, <b>p = {p:.4g}</b>" in page
     ps = [stats.wilcoxon(finals[:, 0], finals[:, j]).pvalue for j in (1, 2, 3)]
-    assert f"<td>pso vs ga</td>" in page and f"<td>{ps[0]:.4g}</td>" in page
+    assert "<td>pso vs ga</td>" in page and f"<td>{ps[0]:.4g}</td>" in page
     assert "<script src" not in page  # self-contained: plotly.js is inlined
     assert "bi.nsga2" not in page and "sphere.pso.s0" in page  # --prefix keeps the other studies out
+
+
+def test_report_refuses_a_missing_storage_or_an_empty_selection(compared, tmp_path):
+    root, url, _ = compared
+    r = run_cli("report", "--storage", f"sqlite:///{tmp_path}/none.db", cwd=tmp_path)
+    assert r.returncode == 2 and r.stderr.strip() == f"error: storage: 'sqlite:///{tmp_path}/none.db' does not exist (no study has been run there yet)"
+    assert not (tmp_path / "none.db").exists()
+    r = run_cli("report", "--storage", url, "--prefix", "nope", "-o", str(tmp_path / "r.html"), cwd=tmp_path)
+    assert r.returncode == 2 and r.stderr.startswith(f"error: storage: no study starting with 'nope' with finished trials in {url}")
+    assert not (tmp_path / "r.html").exists()
 
 
 def test_holm_adjustment():
@@ -168,15 +187,18 @@ def test_report_renders_every_plot_in_headless_chromium(compared, tmp_path):
         capture_output=True, text=True, timeout=180).stdout
     figures = re.split(r'<div class="figure" data-kind="', dom)[1:]
     kinds = [f.split('"', 1)[0] for f in figures]
-    # the comparison: curves, finals, time to target, importances; the two-objective study: a Pareto front
-    assert sorted(kinds) == sorted(["best-so-far", "final-best", "time-to-target", "importance", "pareto"]), kinds
+    # the comparison and the plain study "solo": curves, finals, time to target, importances each;
+    # the two-objective comparison: a Pareto front
+    per_study = ["best-so-far", "final-best", "time-to-target", "importance"]
+    assert sorted(kinds) == sorted(2 * per_study + ["pareto"]), kinds
+    assert "Friedman test: one optimizer: nothing to rank" in dom  # solo
     for kind, html in zip(kinds, figures):
         assert 'class="main-svg"' in html, f"{kind}: plotly drew nothing"
         traces = re.findall(r'<g class="trace[ "]', html)
         assert traces, f"{kind}: no trace rendered"
-        if kind in ("best-so-far", "final-best"):
-            for lab in LABELS:
-                assert re.search(rf'class="legendtext"[^>]*>{lab}\b', html), f"{kind}: {lab} missing from the legend"
+    for kind in ("best-so-far", "final-best", "time-to-target"):  # the comparison's figures show every optimizer
+        assert any(all(re.search(rf'class="legendtext"[^>]*>{lab}\b', html) for lab in LABELS)
+                   for k, html in zip(kinds, figures) if k == kind), f"{kind}: an optimizer is missing from the legend"
 
 
 def _free_port() -> int:
@@ -187,7 +209,7 @@ def _free_port() -> int:
 
 def test_optuna_dashboard_lists_every_compared_study(compared):
     try:
-        import optuna_dashboard  # noqa: F401
+        import optuna_dashboard
     except ImportError as exc:
         _service_missing("optuna-dashboard (pip install 'optileuk[dashboard]')", str(exc))
     root, url, _ = compared
@@ -205,7 +227,40 @@ def test_optuna_dashboard_lists_every_compared_study(compared):
                 time.sleep(0.3)
         assert listed is not None, proc.stderr.read() if proc.poll() is not None else "no answer in 60 s"
         names = {s["study_name"] for s in listed["study_summaries"]}
+        assert optuna_dashboard.__version__
         assert {f"sphere.{lab}.s{seed}" for lab in LABELS for seed in SEEDS} <= names
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+def test_a_killed_compare_resumes_without_losing_or_repeating_trials(workdir, box_space):
+    write(workdir / "slow.yaml", COMPARISON.replace("function: sphere}", "function: sphere, sleep: 0.02}")
+          .replace("name: sphere", "name: slow").replace(f"trials: {TRIALS}", "trials: 30"))
+    db = workdir / "optileuk.db"
+    proc = subprocess.Popen([optileuk_exe(), "compare", "slow.yaml", "--jobs", "2", "-q"], cwd=workdir,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.time() + 120
+
+    def finished() -> int:
+        try:
+            return sum(len([t for t in s.get_trials() if t.state.is_finished()])
+                       for s in (optuna.load_study(study_name=n.study_name, storage=f"sqlite:///{db}")
+                                 for n in optuna.get_all_study_summaries(f"sqlite:///{db}")))
+        except Exception:  # the storage is still being created
+            return 0
+
+    while finished() < 100 and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.2)
+    os.killpg(proc.pid, signal.SIGKILL)  # the driver and its run processes, mid-run
+    proc.wait()
+    before = finished()
+    assert 100 <= before < 12 * 30
+    r = run_cli("compare", "slow.yaml", "--jobs", "2", "-q", cwd=workdir)
+    assert r.returncode == 0, r.stderr
+    for lab in LABELS:
+        for seed in SEEDS:
+            trials = optuna.load_study(study_name=f"slow.{lab}.s{seed}", storage=f"sqlite:///{db}").trials
+            assert len(trials) == 30 and all(t.state.name == "COMPLETE" for t in trials), (lab, seed)
+            keys = {(t.user_attrs["generation"], t.user_attrs["batch"], t.user_attrs["index"]) for t in trials}
+            assert len(keys) == 30  # no candidate recorded twice

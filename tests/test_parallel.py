@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import sys
 import time
 from collections import Counter
 
@@ -140,3 +141,14 @@ def test_workers_on_the_redis_journal(workdir, redis_url):
     r = run_cli("run", str(path), "--storage", redis_url, cwd=workdir, timeout=300)
     assert r.returncode == 0, r.stderr
     check_complete(redis_url, "par-redis", 40)
+
+
+def test_processes_creating_one_fresh_storage_at_once_all_open_it(tmp_path):
+    """A driver and its workers (or compare's run processes) may create a new SQLite file together;
+    Optuna's schema creation races (UNIQUE alembic_version, 'table studies already exists')."""
+    code = "import sys; from optileuk.storage import open_storage; open_storage(sys.argv[1])"
+    for i in range(8):
+        url = f"sqlite:///{tmp_path}/fresh{i}.db"
+        procs = [subprocess.Popen([sys.executable, "-c", code, url], stderr=subprocess.PIPE, text=True) for _ in range(4)]
+        errors = [p.communicate(timeout=120)[1] for p in procs]
+        assert all(p.returncode == 0 for p in procs), errors

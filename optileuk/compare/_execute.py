@@ -81,8 +81,13 @@ def prepare(plan: Plan) -> None:
 
 
 def execute(plan: Plan, *, jobs: int, on_poll: Callable[[int], None] | None = None,
-            on_done: Callable[[RunResult], None] | None = None, poll_seconds: float = 1.0) -> list[RunResult]:
-    """Run every run of ``plan``; ``on_poll(finished trials)`` is called about once a second."""
+            on_done: Callable[[RunResult], None] | None = None, poll_seconds: float = 1.0,
+            threads: int | None = None) -> list[RunResult]:
+    """Run every run of ``plan``; ``on_poll(finished trials)`` is called about once a second.
+
+    ``threads``: BLAS/OpenMP/torch threads per process when ``jobs > 1`` (default: the CPU cores
+    shared out between the jobs; 0 = no limit, every process takes every core).
+    """
     results: list[RunResult] = []
     if jobs <= 1:
         for run in plan.runs:
@@ -93,8 +98,10 @@ def execute(plan: Plan, *, jobs: int, on_poll: Callable[[int], None] | None = No
                 on_done(results[-1])
         return results
     ctx = multiprocessing.get_context("spawn")  # no forked torch/OpenMP state, same on every OS
-    threads = max(1, (os.cpu_count() or 1) // jobs)
-    with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx, initializer=_limit_threads, initargs=(threads,)) as pool:
+    if threads is None:
+        threads = max(1, (os.cpu_count() or 1) // jobs)
+    init = dict(initializer=_limit_threads, initargs=(threads,)) if threads else {}
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx, **init) as pool:
         pending: dict[Future, Run] = {pool.submit(run_one, run): run for run in plan.runs}
         try:
             while pending:

@@ -161,6 +161,9 @@ def load_study(path: str | Path, *, trials: int | None = None, seed: int | None 
     if not isinstance(data, dict):
         raise ConfigError([Problem(str(path), "", "must be a YAML mapping (name, objective, search_space, optimizer, budget, ...)", data)])
     data = dict(data)
+    if "optimizers" in data and "optimizer" not in data:
+        raise ConfigError([Problem(str(path), "optimizers", "makes this a comparison file: run it with "
+                                   f"optileuk compare {path}")])
     if trials is not None:
         data["budget"] = {**(data.get("budget") or {}), "trials": trials} if isinstance(data.get("budget", {}), dict) else data["budget"]
     if seed is not None:
