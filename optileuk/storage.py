@@ -121,7 +121,9 @@ def _journal_redis(url: str) -> BaseStorage:
     except ImportError:
         raise StorageError("storage: Redis needs the 'redis' package: pip install 'optileuk[redis]'") from None
     try:
-        backend = JournalRedisBackend(url)
+        with warnings.catch_warnings():  # "experimental" in Optuna; tested here against a real server
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            backend = JournalRedisBackend(url)
         backend._redis.ping()
     except Exception as exc:  # redis raises many connection error types
         raise StorageError(f"storage: cannot reach '{_redact(url)}': {exc}") from None
