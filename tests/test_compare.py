@@ -264,3 +264,31 @@ def test_a_killed_compare_resumes_without_losing_or_repeating_trials(workdir, bo
             assert len(trials) == 30 and all(t.state.name == "COMPLETE" for t in trials), (lab, seed)
             keys = {(t.user_attrs["generation"], t.user_attrs["batch"], t.user_attrs["index"]) for t in trials}
             assert len(keys) == 30  # no candidate recorded twice
+
+
+def test_ctrl_c_stops_compare_with_a_resume_hint_and_the_rerun_finishes(workdir, box_space):
+    write(workdir / "int.yaml", COMPARISON.replace("function: sphere}", "function: sphere, sleep: 0.05}")
+          .replace("name: sphere", "name: int").replace(f"trials: {TRIALS}", "trials: 40"))
+    db = f"sqlite:///{workdir}/optileuk.db"
+    proc = subprocess.Popen([optileuk_exe(), "compare", "int.yaml", "--jobs", "2", "-q"], cwd=workdir,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None:
+        if any(s.n_trials >= 10 for s in _summaries(db)):
+            break
+        time.sleep(0.2)
+    os.killpg(proc.pid, signal.SIGINT)  # what Ctrl+C sends to the terminal's process group
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "interrupted: finished trials are saved; run the same command again to resume" in err
+    assert "Traceback" not in err
+    r = run_cli("compare", "int.yaml", "--jobs", "2", "-q", cwd=workdir)
+    assert r.returncode == 0, r.stderr
+    assert sorted(s.n_trials for s in _summaries(db)) == [40] * len(LABELS) * len(SEEDS)
+
+
+def _summaries(url: str):
+    try:
+        return optuna.get_all_study_summaries(url)
+    except Exception:  # not created yet
+        return []
