@@ -12,6 +12,7 @@ import socket
 import subprocess
 import time
 import urllib.request
+import warnings
 
 import numpy as np
 import optuna
@@ -54,6 +55,9 @@ def compared(tmp_path_factory):
         for seed in (0, 1):
             st = optuna.create_study(study_name=f"bi.{label}.s{seed}", storage=url,
                                      directions=["minimize", "minimize"], sampler=sampler(seed=seed))
+            with warnings.catch_warnings():  # "experimental" since Optuna 3.2
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                st.set_metric_names(["error", "cost"])
             st.optimize(lambda t: ((t.suggest_float("x", 0, 1) - 0.2) ** 2, (t.suggest_float("y", 0, 1) - t.params["x"]) ** 2 + t.params["x"]),
                         n_trials=15)
     solo = optuna.create_study(study_name="solo", storage=url, sampler=optuna.samplers.RandomSampler(seed=0))
@@ -192,6 +196,8 @@ def test_report_renders_every_plot_in_headless_chromium(compared, tmp_path):
     per_study = ["best-so-far", "final-best", "time-to-target", "importance"]
     assert sorted(kinds) == sorted(2 * per_study + ["pareto"]), kinds
     assert "Friedman test: one optimizer: nothing to rank" in dom  # solo
+    pareto = figures[kinds.index("pareto")]
+    assert ">error<" in pareto and ">cost<" in pareto  # the axes carry the study's metric names
     for kind, html in zip(kinds, figures):
         assert 'class="main-svg"' in html, f"{kind}: plotly drew nothing"
         traces = re.findall(r'<g class="trace[ "]', html)

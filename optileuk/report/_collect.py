@@ -25,6 +25,7 @@ class RunData:
     directions: list[str]
     trials: list[FrozenTrial]
     user_attrs: dict[str, Any]
+    metric_names: list[str] | None = None  # study.set_metric_names(...)
 
     @property
     def multi(self) -> bool:
@@ -125,7 +126,8 @@ def collect(storage, url: str, prefix: str | None = None) -> list[Group]:
             continue
         dirs = ["minimize" if d == StudyDirection.MINIMIZE else "maximize" for d in fs.directions]
         groups.setdefault(base, Group(base)).runs.append(
-            RunData(fs.study_name, label, seed, fs._study_id, dirs, trials, dict(fs.user_attrs)))
+            RunData(fs.study_name, label, seed, fs._study_id, dirs, trials, dict(fs.user_attrs),
+                    fs.system_attrs.get("study:metric_names")))
     if not groups:
         shown = ", ".join(names[:10]) + (" ..." if len(names) > 10 else "") or "none"
         what = f"starting with '{prefix}' " if prefix else ""

@@ -122,7 +122,7 @@ def pareto_figure(group: Group) -> go.Figure:
         front = front[np.argsort(front[:, 0])] if len(front) else front
         fig.add_trace(go.Scatter(x=front[:, 0], y=front[:, 1], mode="lines+markers", line_shape="hv",
                                  name=f"{lab} (over {len(group.of(lab))} seed(s))", marker=dict(color=_colour(i))))
-        names = group.runs[0].user_attrs.get("metric_names")
+        names = group.runs[0].metric_names
     x, y = (names or ["objective 0", "objective 1"])[:2]
     return _layout(fig, "Pareto front (non-dominated trials of every seed)", x, y)
 
