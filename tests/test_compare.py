@@ -140,6 +140,11 @@ def test_bad_comparison_file_lists_every_problem_and_writes_nothing(workdir, box
     r = run_cli("compare", "bad2.yaml", cwd=workdir)
     assert r.returncode == 2
     assert "error: bad2.yaml: optimizers[1].population must be >= 2, got 1" in r.stderr.splitlines()
+    write(workdir / "good.yaml", COMPARISON)
+    r = run_cli("compare", "good.yaml", "--storage", "memory", cwd=workdir)
+    assert r.returncode == 2 and r.stderr.strip() == (
+        "error: --storage must outlive the command (sqlite, postgresql, journal, redis): the runs are read back "
+        "for the ranking and the report, got 'memory'")
 
 
 def test_report_numbers_match_scipy_on_the_stored_runs(compared, tmp_path):

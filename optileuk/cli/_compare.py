@@ -19,9 +19,9 @@ def compare_studies(paths: list[Path], *, seeds: int | None, storage: str | None
                     trials: int | None, jobs: int | None, quiet: bool, out: Console, err: Console) -> None:
     plan = plan_comparison(paths, seeds=seeds, name=name, storage=storage, trials=trials)
     jobs = min(jobs or os.cpu_count() or 1, len(plan.runs))
-    if jobs > 1 and plan.storage == "memory":
-        raise ConfigError([Problem("", "--storage", "must be a shared storage (sqlite, postgresql, journal, redis) "
-                                   "when runs go side by side; use --jobs 1 for memory", plan.storage)])
+    if plan.storage == "memory":
+        raise ConfigError([Problem("", "--storage", "must outlive the command (sqlite, postgresql, journal, redis): "
+                                   "the runs are read back for the ranking and the report", plan.storage)])
     prepare(plan)  # data, devices, storage and run names are checked before any trial
     budget = plan.first().file.budget.trials
     total = budget * len(plan.runs) if budget else None
