@@ -15,7 +15,7 @@ from optileuk.data._config import (
 from optileuk.data._dataset import Dataset
 from optileuk.data._generate import synthetic
 from optileuk.data._loaders import DataWarning, load_all_idb1, load_all_idb2, load_cnmc, load_folders, load_pairs, read_image
-from optileuk.data._splits import AugmentConfig, Fold, SplitConfig, Splits, augment_training, make_splits
+from optileuk.data._splits import AugmentConfig, Fold, SplitConfig, Splits, augment_training, final_parts, make_splits
 
 _LOADERS = {"synthetic": synthetic, "folders": load_folders, "all_idb1": load_all_idb1, "all_idb2": load_all_idb2,
             "cnmc": load_cnmc, "pairs": load_pairs}
@@ -34,4 +34,4 @@ def load_dataset(cfg) -> Dataset:
 
 __all__ = ["AllIdb1Data", "AllIdb2Data", "AugmentConfig", "CnmcData", "DataWarning", "Dataset", "DatasetConfig",
            "Fold", "FoldersData", "PairsData", "RealismConfig", "SplitConfig", "Splits", "SyntheticData",
-           "augment_training", "load_dataset", "make_splits", "read_image", "synthetic"]
+           "augment_training", "final_parts", "load_dataset", "make_splits", "read_image", "synthetic"]

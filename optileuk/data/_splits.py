@@ -134,3 +134,11 @@ def augment_training(ds: Dataset, train_idx: np.ndarray, cfg: AugmentConfig, rng
                   None if base.groups is None else np.concatenate([base.groups, ds.groups[src]]),
                   None, name=ds.name + " (augmented training fold)")
     return out, np.concatenate([train_idx, np.array(src, dtype=int)])
+
+
+def final_parts(ds: Dataset, cfg: SplitConfig, augment: AugmentConfig, seed: int) -> tuple[Splits, Dataset, Dataset]:
+    """The data of a final fit: the whole search part (training + validation, augmented as in the
+    search) to train on, and the test split — the same one the search held out — to score once."""
+    splits = make_splits(ds, cfg, seed=seed)
+    train, _ = augment_training(ds, splits.search, augment, np.random.default_rng(seed))
+    return splits, train, ds.subset(splits.test)

@@ -20,7 +20,7 @@ from pydantic import Field
 from sklearn.metrics import accuracy_score, balanced_accuracy_score, f1_score
 from torch.nn import functional as F
 
-from optileuk.data import AugmentConfig, DatasetConfig, SplitConfig, SyntheticData, augment_training, load_dataset, make_splits
+from optileuk.data import AugmentConfig, DatasetConfig, SplitConfig, SyntheticData, augment_training, final_parts, load_dataset, make_splits
 from optileuk.errors import ConfigError, Problem
 from optileuk.models import DKNN
 from optileuk.objectives._base import Objective, ObjectiveConfig, Score
@@ -132,9 +132,7 @@ class DknnObjective(Objective):
         c = self.config
         p = {**DEFAULTS, **c.defaults, **params}
         ds = load_dataset(c.dataset)
-        splits = make_splits(ds, c.split, seed=self.seed)
-        train, _ = augment_training(ds, splits.search, c.augment, np.random.default_rng(self.seed))
-        test = ds.subset(splits.test)
+        splits, train, test = final_parts(ds, c.split, c.augment, self.seed)
         device = resolve_device(c.device)
         with seeded(self.seed):
             model = self.build(p, len(ds.classes))

@@ -15,7 +15,7 @@ import torch
 from pydantic import Field
 from torch.nn import functional as F
 
-from optileuk.data import AugmentConfig, DatasetConfig, SplitConfig, SyntheticData, augment_training, load_dataset, make_splits
+from optileuk.data import AugmentConfig, DatasetConfig, SplitConfig, SyntheticData, augment_training, final_parts, load_dataset, make_splits
 from optileuk.errors import DataError
 from optileuk.models import UNetPLR
 from optileuk.objectives._base import Objective, ObjectiveConfig, Score
@@ -106,9 +106,7 @@ class UNetObjective(Objective):
         ds = load_dataset(c.dataset)
         if ds.masks is None:
             raise DataError(f"{ds.name}: the unet_plr objective needs masks (dataset type pairs or synthetic)")
-        splits = make_splits(ds, c.split, seed=self.seed)
-        train, _ = augment_training(ds, splits.search, c.augment, np.random.default_rng(self.seed))
-        test = ds.subset(splits.test)
+        splits, train, test = final_parts(ds, c.split, c.augment, self.seed)
         s, device, epochs = c.image_size, resolve_device(c.device), int(p["epochs"])
         model = self.build(p)
         start = time.perf_counter()
