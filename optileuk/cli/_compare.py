@@ -44,7 +44,8 @@ def compare_studies(paths: list[Path], *, seeds: int | None, storage: str | None
                 bar.console.print(f"[red]run {res.name} stopped:[/red] {res.error}")
 
         execute(plan, jobs=jobs, on_poll=lambda n: bar.update(task, completed=n), on_done=on_done)
-    out.print(ranking_table(plan.storage, plan.base))
+    if len(failed) < len(plan.runs):
+        out.print(ranking_table(plan.storage, plan.base))
     err.print(f"done in {time.perf_counter() - t0:.0f} s. Report: optileuk report --storage {plan.storage} "
               f"--prefix {plan.base} -o report.html")
     if failed:
