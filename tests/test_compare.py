@@ -303,3 +303,15 @@ def _summaries(url: str):
         return optuna.get_all_study_summaries(url)
     except Exception:  # not created yet
         return []
+
+
+def test_runs_that_keep_failing_stop_alone_and_the_command_says_so(workdir, box_space):
+    write(workdir / "fail.yaml", COMPARISON.replace("function: sphere}", "function: sphere, fail_rate: 1.0}")
+          .replace("name: sphere", "name: fail") + "runner: {max_consecutive_failures: 3}\n")
+    r = run_cli("compare", "fail.yaml", "--seeds", "1", "--jobs", "1", "-q", cwd=workdir)
+    assert r.returncode == 1 and "Traceback" not in r.stderr
+    assert r.stderr.strip().splitlines()[-1].startswith(
+        "error: 4 of 4 runs stopped early: fail.pso.s0, fail.ga.s0, fail.tpe.s0, fail.random.s0 (their finished "
+        "trials are stored; run the same command again to resume)")
+    failed = optuna.load_study(study_name="fail.pso.s0", storage=f"sqlite:///{workdir}/optileuk.db").trials
+    assert failed and all(t.state.name == "FAIL" and t.user_attrs["error"] for t in failed)
