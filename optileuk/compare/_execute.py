@@ -17,6 +17,8 @@ from typing import Any, Callable
 
 from optuna.trial import TrialState
 
+FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
+
 from optileuk.compare._plan import Plan, Run
 from optileuk.errors import OptileukError
 
@@ -80,20 +82,43 @@ def prepare(plan: Plan) -> None:
         Runner(study, storage=storage, objective=_objective_for(study)).prepare()
 
 
+class _Counter:
+    """Finished trials of the comparison, for the progress bar. Counting every study's trials on each
+    poll costs ~1.7 s on a finished 1,800-trial SQLite storage, so only the runs in progress are
+    recounted; the others keep the count they had when they started or ended."""
+
+    def __init__(self, plan: Plan):
+        from optileuk.storage import open_storage
+
+        self.storage = open_storage(plan.storage)
+        self.ids = {fs.study_name: fs._study_id for fs in self.storage.get_all_studies()}
+        self.counts = {run.name: self._count(run.name) for run in plan.runs}
+
+    def _count(self, name: str) -> int:
+        sid = self.ids.get(name)
+        return 0 if sid is None else self.storage.get_n_trials(sid, state=FINISHED)
+
+    def update(self, names) -> int:
+        for name in names:
+            self.counts[name] = self._count(name)
+        return sum(self.counts.values())
+
+
 def execute(plan: Plan, *, jobs: int, on_poll: Callable[[int], None] | None = None,
-            on_done: Callable[[RunResult], None] | None = None, poll_seconds: float = 1.0,
+            on_done: Callable[[RunResult], None] | None = None, poll_seconds: float = 2.0,
             threads: int | None = None) -> list[RunResult]:
-    """Run every run of ``plan``; ``on_poll(finished trials)`` is called about once a second.
+    """Run every run of ``plan``; ``on_poll(finished trials)`` is called every ``poll_seconds``.
 
     ``threads``: BLAS/OpenMP/torch threads per process when ``jobs > 1`` (default: the CPU cores
     shared out between the jobs; 0 = no limit, every process takes every core).
     """
     results: list[RunResult] = []
+    counter = _Counter(plan) if on_poll else None
     if jobs <= 1:
         for run in plan.runs:
             results.append(run_one(run))
-            if on_poll:
-                on_poll(_finished_trials(plan))
+            if counter:
+                on_poll(counter.update([run.name]))
             if on_done:
                 on_done(results[-1])
         return results
@@ -115,25 +140,10 @@ def execute(plan: Plan, *, jobs: int, on_poll: Callable[[int], None] | None = No
                     results.append(res)
                     if on_done:
                         on_done(res)
-                if on_poll:
-                    on_poll(_finished_trials(plan))
+                if counter:
+                    on_poll(counter.update([pending[f].name for f in pending if f.running()]
+                                           + [r.name for r in results[len(results) - len(done):]]))
         except BaseException:
             pool.shutdown(wait=False, cancel_futures=True)
             raise
     return results
-
-
-_storage_cache: dict[str, Any] = {}
-
-
-def _finished_trials(plan: Plan) -> int:
-    from optileuk.storage import open_storage
-
-    storage = _storage_cache.get(plan.storage) or _storage_cache.setdefault(plan.storage, open_storage(plan.storage))
-    names = {r.name for r in plan.runs}
-    total = 0
-    for fs in storage.get_all_studies():
-        if fs.study_name in names:
-            total += len(storage.get_all_trials(fs._study_id, deepcopy=False,
-                                                states=(TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)))
-    return total
