@@ -31,7 +31,7 @@ DEFAULT_STORAGE = "sqlite:///optileuk.db"
 _SQLITE_TIMEOUT_S = 120
 
 
-def open_storage(url: str, *, heartbeat_interval: int | None = None, grace_period: int | None = None) -> BaseStorage:
+def open_storage(url: str) -> BaseStorage:
     """Open (and create if needed) the storage at ``url``; raise :class:`StorageError` if unreachable."""
     url = url.strip()
     if url == "memory":
@@ -49,7 +49,7 @@ def open_storage(url: str, *, heartbeat_interval: int | None = None, grace_perio
     else:
         kwargs = {"pool_pre_ping": True}
     try:
-        storage = _rdb(url, kwargs, heartbeat_interval, grace_period)
+        storage = _rdb(url, kwargs)
     except ImportError as exc:
         raise StorageError(f"storage: the database driver for '{_redact(url)}' is not installed ({exc}); "
                            "for PostgreSQL: pip install 'optileuk[postgres]'") from None
@@ -61,16 +61,12 @@ def open_storage(url: str, *, heartbeat_interval: int | None = None, grace_perio
     return storage
 
 
-def _rdb(url: str, kwargs: dict, heartbeat_interval: int | None, grace_period: int | None,
-         attempts: int = 6) -> RDBStorage:
+def _rdb(url: str, kwargs: dict, attempts: int = 6) -> RDBStorage:
     """Optuna's RDBStorage; retried when another process creates the same fresh schema at the same
-    moment (a driver and a worker starting together: both run CREATE TABLE, one hits a unique key)."""
+    moment (compare's run processes starting together: both run CREATE TABLE, one hits a unique key)."""
     for attempt in range(attempts):
         try:
-            with warnings.catch_warnings():  # heartbeats are "experimental" in Optuna; we rely on them knowingly
-                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-                return RDBStorage(url, engine_kwargs=kwargs, heartbeat_interval=heartbeat_interval,
-                                  grace_period=grace_period)
+            return RDBStorage(url, engine_kwargs=kwargs)
         except sqlalchemy.exc.DBAPIError as exc:
             racing = any(w in str(exc.orig).lower() for w in ("already exists", "unique", "duplicate key"))
             if not racing or attempt == attempts - 1:

@@ -65,7 +65,7 @@ MALFORMED = {
     "int step does not divide": (yaml.safe_dump(GOOD), "parameters:\n  k: {type: int, low: 0, high: 10, step: 4}\n", "parameters.k", "high - low must be a multiple of step"),
     "log with low 0": (yaml.safe_dump(GOOD), "parameters:\n  lr: {type: float, low: 0, high: 1, log: true}\n", "parameters.lr", "low must be > 0 when log is true"),
     "unknown optimizer key": (_with(optimizer__speed=3), GOOD_SPACE, "optimizer.speed", "is not a known key (valid keys: name, population, w, c1, c2"),
-    "unknown objective key": (_with(objective__extra=1), GOOD_SPACE, "objective.extra", "is not a known key (valid keys: type, function, shift, sleep, fail_rate, work)"),
+    "unknown objective key": (_with(objective__extra=1), GOOD_SPACE, "objective.extra", "is not a known key (valid keys: type, function, shift, sleep, fail_rate, work, sleep_sigma, sleep_range, steps)"),
     "bad analytic function": (_with(objective__function="cube"), GOOD_SPACE, "objective.function", "must be one of 'sphere', 'rastrigin', 'ackley' or 'rosenbrock', got 'cube'"),
     "unknown mealpy algorithm": (_with(optimizer={"name": "mealpy:Foo.Bar"}), GOOD_SPACE, "optimizer", "'Foo.Bar' is not a mealpy algorithm"),
     "bad mealpy argument": (_with(optimizer={"name": "mealpy:DE.OriginalDE", "wings": 2}), GOOD_SPACE, "optimizer", "'wings' is not an argument of DE.OriginalDE"),
@@ -149,7 +149,8 @@ def test_list_and_export(workdir):
     study = optuna.load_study(study_name="mixed-ga", storage=f"sqlite:///{workdir}/optileuk.db")
     best = study.best_trial
     assert data["value"] == best.value
-    assert data["objective"] == {"type": "analytic", "function": "sphere", "shift": 0.0, "sleep": 0.0, "fail_rate": 0.0, "work": 0.0}
+    assert data["objective"] == {"type": "analytic", "function": "sphere", "shift": 0.0, "sleep": 0.0, "fail_rate": 0.0,
+                                 "work": 0.0, "sleep_sigma": 0.0, "sleep_range": None, "steps": 0}
     for k in ("x0", "x1", "lr", "k", "width", "colour", "fill_holes"):
         assert data["params"][k] == best.params[k]
     assert len(data["params"]["features"]) == best.params["features.n_selected"]  # indices of kept bits

@@ -1,154 +1,319 @@
-"""Parallel evaluation through the storage: local workers, a remote worker, kills, failures."""
+"""Evaluation on Dask workers: local clusters, a worker joined by hand, a user's cluster, kills, failures, pruning.
+
+Every test runs real processes (the console script, Dask worker processes) against real storages:
+SQLite, a journal file, PostgreSQL and Redis (the last two skip without their servers, and fail
+instead in CI).
+"""
 
 from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
 from collections import Counter
 
 import optuna
+import psutil
+import pytest
 from optuna.trial import TrialState
 
 from conftest import optileuk_exe, run_cli, write
+from optileuk.config import load_study
+from optileuk.errors import ConfigError
+from optileuk.runner._dask import device_slots
 from optileuk.storage import open_storage
 
 SPACE = "parameters:\n  x0: {type: float, low: -5, high: 5}\n  x1: {type: float, low: -5, high: 5}\n"
 
 
-def study(workdir, name, *, trials=200, sleep=0.01, workers=4, extra="", fail_rate=0.0, pop=20):
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def study(workdir, name, *, trials=40, sleep=0.05, runner="workers: 2", objective="", optimizer="pso", pop=8,
+          extra=""):
     write(workdir / "space.yaml", SPACE)
     return write(workdir / f"{name}.yaml", f"""
         name: {name}
         seed: 3
-        objective: {{type: analytic, function: sphere, sleep: {sleep}, fail_rate: {fail_rate}}}
+        objective: {{type: analytic, function: sphere, sleep: {sleep}{', ' + objective if objective else ''}}}
         search_space: space.yaml
-        optimizer: {{name: pso, population: {pop}}}
+        optimizer: {{name: {optimizer}, population: {pop}}}
         budget: {{trials: {trials}}}
-        runner: {{workers: {workers}, heartbeat: 1, max_consecutive_failures: 50}}
+        runner: {{{runner}, max_consecutive_failures: 50}}
         {extra}
         """)
 
 
+def trials_of(url, name):
+    try:
+        return optuna.load_study(study_name=name, storage=open_storage(url)).get_trials()
+    except KeyError:  # not created yet
+        return []
+
+
 def check_complete(url, name, n):
-    trials = optuna.load_study(study_name=name, storage=open_storage(url)).get_trials()
-    complete = [t for t in trials if t.state == TrialState.COMPLETE]
-    keys = Counter((t.user_attrs["generation"], t.user_attrs["batch"], t.user_attrs["index"]) for t in complete)
-    assert len(complete) == n, Counter(t.state.name for t in trials)
-    assert max(keys.values()) == 1  # no candidate evaluated to completion twice
-    assert all(t.params for t in complete)
+    """Exactly n COMPLETE trials, none RUNNING or WAITING, no candidate stored twice."""
+    trials = trials_of(url, name)
+    states = Counter(t.state.name for t in trials)
+    assert states == {"COMPLETE": n}, states
+    keys = Counter(t.user_attrs.get("ask", (t.user_attrs.get("generation"), t.user_attrs.get("batch"),
+                                             t.user_attrs.get("index"))) for t in trials)
+    assert max(keys.values()) == 1, [k for k, c in keys.items() if c > 1]
+    assert all(t.params and t.user_attrs["worker"] for t in trials)
     return trials
 
 
-def test_four_local_workers_on_sqlite(workdir):
-    path = study(workdir, "par-sqlite")
-    r = run_cli("run", str(path), cwd=workdir, timeout=300)
-    assert r.returncode == 0, r.stderr
-    trials = check_complete(f"sqlite:///{workdir}/optileuk.db", "par-sqlite", 200)
-    workers = Counter(t.user_attrs["worker"] for t in trials)
-    assert len(workers) >= 2  # the work was shared
-    assert not subprocess.run(["pgrep", "-f", "optileuk.cli worker.*par-sqlite"], capture_output=True).stdout
-
-
-def test_four_local_workers_and_a_remote_worker_on_postgresql(workdir, postgres_url):
-    path = study(workdir, "par-pg", sleep=0.02)
-    driver = subprocess.Popen([optileuk_exe(), "run", str(path), "--storage", postgres_url, "-q"], cwd=workdir,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    remote = subprocess.Popen([optileuk_exe(), "worker", "--storage", postgres_url, "--study", "par-pg",
-                               "--device", "cpu", "--exit-idle", "60"], cwd=workdir,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    out, err = driver.communicate(timeout=300)
-    assert driver.returncode == 0, err
-    _, rerr = remote.communicate(timeout=60)
-    assert remote.returncode == 0, rerr
-    trials = check_complete(postgres_url, "par-pg", 200)
-    remote_tag = f":{remote.pid}:cpu"
-    assert any(t.user_attrs["worker"].endswith(remote_tag) for t in trials)
-
-
-def _pids(pattern):
-    out = subprocess.run(["pgrep", "-f", pattern], capture_output=True, text=True).stdout
-    return [int(p) for p in out.split()]
-
-
-def test_sigkill_of_a_worker_mid_trial(workdir):
-    path = study(workdir, "killw", trials=40, sleep=0.4, workers=3, pop=8)
-    url = f"sqlite:///{workdir}/optileuk.db"
-    driver = subprocess.Popen([optileuk_exe(), "run", str(path), "-q"], cwd=workdir,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline, victim = time.time() + 120, None
-    while victim is None and time.time() < deadline:
-        time.sleep(0.05)
-        try:
-            busy = [t for t in optuna.load_study(study_name="killw", storage=url).trials
-                    if t.state == TrialState.RUNNING and "worker" in t.user_attrs]
-        except KeyError:  # the study is not created yet
-            continue
-        victim = int(busy[0].user_attrs["worker"].split(":")[1]) if busy else None
-    assert victim in _pids("optileuk.cli worker.*killw")
-    os.kill(victim, signal.SIGKILL)  # mid-trial
-    out, err = driver.communicate(timeout=300)
-    assert driver.returncode == 0, err
-    trials = check_complete(url, "killw", 40)
-    stale = [t for t in trials if t.state == TrialState.FAIL]
-    assert len(stale) == 1 and not stale[0].user_attrs.get("error")  # failed by the heartbeat check
-    retry = [t for t in trials if t.user_attrs.get("retry_of") == stale[0].number]
-    assert len(retry) == 1 and retry[0].state == TrialState.COMPLETE
-
-
-def test_sigkill_of_the_driver_then_rerun(workdir):
-    path = study(workdir, "killd", trials=60, sleep=0.1, workers=3, pop=10)
-    url = f"sqlite:///{workdir}/optileuk.db"
-    driver = subprocess.Popen([optileuk_exe(), "run", str(path), "-q"], cwd=workdir, start_new_session=True,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 120
+def wait_until(what, timeout=120, step=0.05):
+    deadline = time.time() + timeout
     while time.time() < deadline:
-        try:
-            done = [t for t in optuna.load_study(study_name="killd", storage=url).trials if t.state.is_finished()]
-        except KeyError:  # the study is not created yet
-            done = []
-        if len(done) >= 25:
-            break
+        got = what()
+        if got:
+            return got
+        time.sleep(step)
+    raise AssertionError("timed out waiting")
+
+
+def driver(path, url, workdir, *args):
+    return subprocess.Popen([optileuk_exe(), "run", str(path), "--storage", url, "-q", *args], cwd=workdir,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+
+
+def gone(pids, timeout=20):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if not [p for p in pids if psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE]:
+            return True
         time.sleep(0.1)
-    os.killpg(driver.pid, signal.SIGKILL)  # the driver and its local workers
-    driver.wait()
+    return False
+
+
+@pytest.fixture(params=["sqlite", "journal", "postgresql", "redis"])
+def any_storage(request, workdir):
+    if request.param == "sqlite":
+        return f"sqlite:///{workdir}/optileuk.db"
+    if request.param == "journal":
+        return f"journal://{workdir}/optileuk.log"
+    return request.getfixturevalue({"postgresql": "postgres_url", "redis": "redis_url"}[request.param])
+
+
+# ---- local clusters ------------------------------------------------------------------------------
+def test_two_local_workers_share_the_work_and_leave_nothing_behind(workdir):
+    path = study(workdir, "two", trials=40, sleep=0.02)
     r = run_cli("run", str(path), cwd=workdir, timeout=300)
     assert r.returncode == 0, r.stderr
-    check_complete(url, "killd", 60)
+    assert "evaluating on Dask LocalCluster" in r.stderr and "2 worker(s) on cpu, cpu" in r.stdout
+    trials = check_complete(f"sqlite:///{workdir}/optileuk.db", "two", 40)
+    assert len({t.user_attrs["worker"] for t in trials}) == 2  # the work was shared
+    assert not [p for p in psutil.process_iter(["cmdline"]) if "two.yaml" in " ".join(p.info["cmdline"] or [])]
+
+
+@pytest.mark.slow
+def test_sigkill_of_a_worker_mid_candidate(workdir, any_storage):
+    from distributed import Client
+
+    name, port = f"killw-{abs(hash(any_storage)) % 10**6}", free_port()
+    path = study(workdir, name, trials=40, sleep=0.3, runner=f"workers: 2, listen: '127.0.0.1:{port}'")
+    proc = driver(path, any_storage, workdir)
+    wait_until(lambda: len(trials_of(any_storage, name)) >= 4 or proc.poll() is not None)
+    with Client(f"tcp://127.0.0.1:{port}", timeout=30, set_as_default=False) as client:
+        busy = wait_until(lambda: [w for w, keys in client.processing().items() if keys], step=0.01)
+        victim = client.run(os.getpid, workers=[busy[0]])[busy[0]]
+        os.kill(victim, signal.SIGKILL)  # while it evaluates a candidate
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err
+    trials = check_complete(any_storage, name, 40)  # the lost candidate was evaluated again, and stored once
+    workers = {t.user_attrs["worker"].split(":")[1] for t in trials}
+    assert str(victim) in workers and len(workers) >= 3  # the killed worker, its replacement, the other
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("storage_kind", ["sqlite", "postgresql", "redis"])
+def test_sigkill_of_the_driver_then_rerun(workdir, request, storage_kind):
+    url = (f"sqlite:///{workdir}/optileuk.db" if storage_kind == "sqlite"
+           else request.getfixturevalue({"postgresql": "postgres_url", "redis": "redis_url"}[storage_kind]))
+    name = f"killd-{storage_kind}"
+    path = study(workdir, name, trials=48, sleep=0.1)
+    proc = driver(path, url, workdir)
+    wait_until(lambda: len(trials_of(url, name)) >= 16 or proc.poll() is not None)
+    children = [c.pid for c in psutil.Process(proc.pid).children(recursive=True)]
+    assert len(children) >= 2
+    os.kill(proc.pid, signal.SIGKILL)  # the driver alone: its workers must not outlive it
+    proc.communicate()
+    assert gone(children), "worker processes outlived their driver"
+    before = len(trials_of(url, name))
+    assert 16 <= before < 48
+    r = run_cli("run", str(path), "--storage", url, cwd=workdir, timeout=300)
+    assert r.returncode == 0, r.stderr
+    check_complete(url, name, 48)
+    assert f"{48 - before} evaluated" in r.stdout  # nothing finished was evaluated again
 
 
 def test_a_fifth_of_candidates_fail_and_the_study_completes(workdir):
-    path = study(workdir, "flaky", trials=80, sleep=0.0, workers=2, fail_rate=0.2)
+    path = study(workdir, "flaky", trials=60, sleep=0.0, objective="fail_rate: 0.2")
     url = f"sqlite:///{workdir}/optileuk.db"
     r = run_cli("run", str(path), cwd=workdir, timeout=300)
     assert r.returncode == 0, r.stderr
-    trials = optuna.load_study(study_name="flaky", storage=url).trials
+    trials = trials_of(url, "flaky")
     failed = [t for t in trials if t.state == TrialState.FAIL]
-    assert len(trials) == 80 and 5 <= len(failed) <= 30
+    assert len(trials) == 60 and 4 <= len(failed) <= 25
     assert all(t.user_attrs["error"].startswith("RuntimeError: injected failure") for t in failed)
+    assert all("optileuk:told" in t.system_attrs for t in failed)  # the optimizer was given a penalty
 
 
-def test_memory_storage_cannot_have_workers(workdir):
-    path = study(workdir, "mem", trials=4)
-    r = run_cli("run", str(path), "--storage", "memory", cwd=workdir)
-    assert r.returncode == 2 and "storage must be shared by processes" in r.stderr
-
-
-def test_workers_on_the_redis_journal(workdir, redis_url):
-    path = study(workdir, "par-redis", trials=40, sleep=0.0, workers=2, pop=8)
-    r = run_cli("run", str(path), "--storage", redis_url, cwd=workdir, timeout=300)
+def test_a_pruner_prunes_with_two_workers(workdir):
+    path = study(workdir, "pruned", trials=40, sleep=0.08, objective="steps: 4",
+                 extra="pruner: {name: median, n_startup_trials: 4, n_warmup_steps: 0}")
+    url = f"sqlite:///{workdir}/optileuk.db"
+    r = run_cli("run", str(path), cwd=workdir, timeout=300)
     assert r.returncode == 0, r.stderr
-    check_complete(redis_url, "par-redis", 40)
+    trials = trials_of(url, "pruned")
+    pruned = [t for t in trials if t.state == TrialState.PRUNED]
+    assert len(trials) == 40 and pruned
+    assert len({t.user_attrs["worker"] for t in trials}) == 2
+    for t in pruned:  # stopped early; the optimizer was told the last reported value
+        assert len(t.intermediate_values) < 4
+        assert t.system_attrs["optileuk:told"] == pytest.approx(t.intermediate_values[max(t.intermediate_values)])
+        assert t.user_attrs["pruned"].startswith("pruned after step")
+    assert all(len(t.intermediate_values) == 4 for t in trials if t.state == TrialState.COMPLETE)
 
 
-def test_processes_creating_one_fresh_storage_at_once_all_open_it(tmp_path):
-    """A driver and its workers (or compare's run processes) may create a new SQLite file together;
-    Optuna's schema creation races (UNIQUE alembic_version, 'table studies already exists')."""
-    code = "import sys; from optileuk.storage import open_storage; open_storage(sys.argv[1])"
-    for i in range(8):
-        url = f"sqlite:///{tmp_path}/fresh{i}.db"
-        procs = [subprocess.Popen([sys.executable, "-c", code, url], stderr=subprocess.PIPE, text=True) for _ in range(4)]
-        errors = [p.communicate(timeout=120)[1] for p in procs]
-        assert all(p.returncode == 0 for p in procs), errors
+def test_a_dask_worker_started_by_hand_joins_the_drivers_cluster(workdir):
+    port = free_port()
+    path = study(workdir, "joined", trials=40, sleep=0.25, runner=f"workers: 1, listen: ':{port}'")
+    remote = subprocess.Popen([sys.executable, "-m", "dask", "worker", f"tcp://127.0.0.1:{port}", "--nthreads", "1",
+                               "--no-nanny", "--death-timeout", "60"], cwd=workdir, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL, env={**os.environ, "OPTILEUK_DEVICE": "cpu"})
+    try:
+        r = run_cli("run", str(path), cwd=workdir, timeout=300)
+        assert r.returncode == 0, r.stderr
+        trials = check_complete(f"sqlite:///{workdir}/optileuk.db", "joined", 40)
+        assert any(t.user_attrs["worker"].endswith(f":{remote.pid}:cpu") for t in trials)  # it took part
+        assert len({t.user_attrs["worker"] for t in trials}) == 2
+    finally:
+        remote.terminate()
+        remote.wait(timeout=30)
+
+
+def test_a_cluster_the_user_started(workdir):
+    port = free_port()
+    dask = [sys.executable, "-m", "dask"]
+    scheduler = subprocess.Popen([*dask, "scheduler", "--host", "127.0.0.1", "--port", str(port), "--no-dashboard"],
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    workers = [subprocess.Popen([*dask, "worker", f"tcp://127.0.0.1:{port}", "--nthreads", "1", "--no-nanny",
+                                 "--death-timeout", "60"], cwd=workdir, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL) for _ in range(2)]
+    try:
+        path = study(workdir, "theirs", trials=24, sleep=0.05, runner="max_consecutive_failures: 5")
+        r = run_cli("run", str(path), "--scheduler", f"tcp://127.0.0.1:{port}", cwd=workdir, timeout=300)
+        assert r.returncode == 0, r.stderr
+        assert f"Dask scheduler tcp://127.0.0.1:{port}" in r.stdout
+        trials = check_complete(f"sqlite:///{workdir}/optileuk.db", "theirs", 24)
+        assert {t.user_attrs["worker"].split(":")[1] for t in trials} <= {str(w.pid) for w in workers}
+    finally:
+        for p in (*workers, scheduler):
+            p.terminate()
+            p.wait(timeout=30)
+
+
+def test_an_unreachable_scheduler_is_a_user_error_and_writes_nothing(workdir):
+    path = study(workdir, "nowhere", trials=4, runner="max_consecutive_failures: 5")
+    r = run_cli("run", str(path), "--scheduler", f"tcp://127.0.0.1:{free_port()}", cwd=workdir, timeout=120)
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert "nowhere.yaml: runner.scheduler cannot reach the Dask scheduler" in r.stderr
+    assert not (workdir / "optileuk.db").exists()
+
+
+def test_ctrl_c_stops_the_workers_and_the_rerun_finishes(workdir):
+    path = study(workdir, "stopped", trials=40, sleep=0.2)
+    url = f"sqlite:///{workdir}/optileuk.db"
+    proc = driver(path, url, workdir)
+    wait_until(lambda: len(trials_of(url, "stopped")) >= 6 or proc.poll() is not None)
+    children = [c.pid for c in psutil.Process(proc.pid).children(recursive=True)]
+    os.killpg(proc.pid, signal.SIGINT)  # what a terminal's Ctrl+C does: every process of the group
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130 and "run the same command again to resume" in err
+    assert "Traceback" not in err
+    assert gone(children)
+    r = run_cli("run", str(path), cwd=workdir, timeout=300)
+    assert r.returncode == 0, r.stderr
+    check_complete(url, "stopped", 40)
+
+
+def test_workers_with_the_memory_storage(workdir):
+    """The driver is the only writer: even an in-memory storage works with workers."""
+    path = study(workdir, "mem", trials=16, sleep=0.0)
+    r = run_cli("run", str(path), "--storage", "memory", cwd=workdir, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert "16 finished" in r.stdout
+
+
+# ---- asynchronous mode ---------------------------------------------------------------------------
+@pytest.mark.slow
+def test_async_on_workers_survives_a_driver_kill(workdir):
+    path = study(workdir, "asyncd", trials=40, sleep=0.1, optimizer="ga", runner="workers: 2, mode: async")
+    url = f"sqlite:///{workdir}/optileuk.db"
+    proc = driver(path, url, workdir)
+    wait_until(lambda: len(trials_of(url, "asyncd")) >= 14 or proc.poll() is not None)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.communicate()
+    before = len(trials_of(url, "asyncd"))
+    r = run_cli("run", str(path), cwd=workdir, timeout=300)
+    assert r.returncode == 0, r.stderr
+    trials = check_complete(url, "asyncd", 40)
+    assert f"{40 - before} evaluated" in r.stdout
+    assert sorted(t.user_attrs["ask"] for t in trials)[-1] >= 39
+
+
+# ---- configuration -------------------------------------------------------------------------------
+def test_device_slots():
+    assert device_slots(["cuda:0", "cuda:1"], 2, None) == ["cuda:0", "cuda:0", "cuda:1", "cuda:1"]
+    assert device_slots("cpu", 1, 3) == ["cpu", "cpu", "cpu"]
+    assert device_slots(["cuda:0", "cuda:1"], 1, 3) == ["cuda:0", "cuda:1", "cuda:0"]
+
+
+@pytest.mark.parametrize("runner, needle", [
+    ("workers: 2, scheduler: 'tcp://h:8786'", "runner.scheduler uses the workers of that cluster; workers would"),
+    ("listen: 'somewhere'", "listen must look like tcp://0.0.0.0:8786"),
+    ("mode: sometimes", "runner.mode"),
+])
+def test_runner_settings_are_checked(workdir, runner, needle):
+    path = study(workdir, "bad", runner=runner)
+    with pytest.raises(ConfigError, match=needle):
+        load_study(path)
+
+
+def test_cuda_devices_this_machine_lacks_are_refused_before_anything_runs(workdir):
+    import torch
+
+    n = torch.cuda.device_count()
+    path = study(workdir, "nogpu", runner=f"devices: ['cuda:{n}']")
+    r = run_cli("run", str(path), cwd=workdir, timeout=120)
+    assert r.returncode == 2 and f"runner.devices names CUDA devices this machine does not have ({n} CUDA" in r.stderr
+    assert not (workdir / "optileuk.db").exists()
+
+
+@pytest.mark.skipif("not __import__('torch').cuda.is_available()", reason="needs a CUDA device")
+def test_one_worker_per_gpu_each_pinned_to_its_device(workdir):
+    import torch
+
+    n = torch.cuda.device_count()
+    write(workdir / "space.yaml", "parameters:\n  lr: {type: float, low: 1.0e-3, high: 1.0e-2, log: true}\n")
+    path = write(workdir / "gpu.yaml", f"""
+        name: gpu
+        objective: {{type: dknn, dataset: {{type: synthetic, n_per_class: 20}}, defaults: {{epochs: 1}}}}
+        search_space: space.yaml
+        optimizer: {{name: random, population: {2 * n}}}
+        budget: {{trials: {2 * n}}}
+        runner: {{devices: auto, trials_per_device: 2}}
+        """)
+    r = run_cli("run", str(path), cwd=workdir, timeout=600)
+    assert r.returncode == 0, r.stderr
+    trials = trials_of(f"sqlite:///{workdir}/optileuk.db", "gpu")
+    assert {t.user_attrs["device"] for t in trials} == {"cuda:0"}  # each worker sees only its own GPU
+    assert len({t.user_attrs["worker"] for t in trials}) == 2 * n

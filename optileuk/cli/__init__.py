@@ -52,12 +52,14 @@ def run(
     storage: Optional[str] = StorageOpt,
     trials: Optional[int] = typer.Option(None, "--trials", min=1, help="override budget.trials"),
     seed: Optional[int] = typer.Option(None, "--seed", min=0, help="override the study seed"),
+    scheduler: Optional[str] = typer.Option(None, "--scheduler",
+                                            help="evaluate on this Dask cluster: tcp://host:8786 or a scheduler file"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bar"),
 ) -> None:
     """Run (or resume) the study in STUDY until its budget is spent."""
     from optileuk.cli._run import run_study
 
-    run_study(study, storage=storage, trials=trials, seed=seed, quiet=quiet, out=out, err=err)
+    run_study(study, storage=storage, trials=trials, seed=seed, scheduler=scheduler, quiet=quiet, out=out, err=err)
 
 
 @app.command("list")
@@ -162,25 +164,6 @@ def dashboard(
     st = open_existing(storage)
     typer.echo(f"optuna-dashboard on http://127.0.0.1:{port} (Ctrl+C to stop)", err=True)
     optuna_dashboard.run_server(st, host="127.0.0.1", port=port)
-
-
-@app.command()
-@user_errors
-def worker(
-    storage: str = typer.Option(..., "--storage", help="the study's storage URL (shared by every worker)"),
-    study: str = typer.Option(..., "--study", help="study name"),
-    device: Optional[str] = typer.Option(None, "--device", help="cpu or cuda:N (default: the study's objective device)"),
-    exit_idle: Optional[float] = typer.Option(None, "--exit-idle", help="leave after this many idle seconds"),
-    heartbeat: int = typer.Option(10, "--heartbeat", min=1, help="seconds between heartbeats (RDB storages)"),
-    parent: Optional[int] = typer.Option(None, "--parent", hidden=True),
-) -> None:
-    """Evaluate the queued candidates of a study, here, until the study's driver is done."""
-    from optileuk.runner._worker import Worker
-    from optileuk.storage import open_storage
-
-    st = open_storage(storage, heartbeat_interval=heartbeat, grace_period=2 * heartbeat)
-    n = Worker(st, study, device=device, exit_idle=exit_idle, parent=parent).run()
-    typer.echo(f"worker done: {n} trial(s) evaluated", err=True)
 
 
 @app.command()

@@ -18,6 +18,11 @@ from optileuk.runner import RunFailed
 def compare_studies(paths: list[Path], *, seeds: int | None, storage: str | None, name: str | None,
                     trials: int | None, jobs: int | None, quiet: bool, out: Console, err: Console) -> None:
     plan = plan_comparison(paths, seeds=seeds, name=name, storage=storage, trials=trials)
+    if plan.first().file.runner.distributed:  # each run uses every worker of its Dask cluster
+        if jobs is not None and jobs > 1:
+            raise ConfigError([Problem("", "--jobs", "must be 1 when the runs evaluate on Dask workers "
+                                       "(runner.workers, devices or scheduler): each run uses all of them", jobs)])
+        jobs = 1
     jobs = min(jobs or os.cpu_count() or 1, len(plan.runs))
     if plan.storage == "memory":
         raise ConfigError([Problem("", "--storage", "must outlive the command (sqlite, postgresql, journal, redis): "

@@ -13,9 +13,11 @@ from optileuk.runner import Runner, Summary
 
 
 def run_study(path: Path, *, storage: str | None, trials: int | None, seed: int | None, quiet: bool,
-              out: Console, err: Console) -> Summary:
-    study = load_study(path, trials=trials, seed=seed, storage=storage)
+              out: Console, err: Console, scheduler: str | None = None) -> Summary:
+    study = load_study(path, trials=trials, seed=seed, storage=storage, scheduler=scheduler)
     runner = Runner(study).prepare()
+    if not quiet:
+        runner.on_executor = lambda where: err.print(f"evaluating on {where}")
     total = study.file.budget.trials
     columns = [TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                TextColumn("best {task.fields[best]}"), TextColumn("gen {task.fields[gen]}"),
@@ -46,5 +48,6 @@ def summary_table(s: Summary, direction: str) -> Table:
     table.add_row("generations", str(s.generation))
     table.add_row("stopped by", s.stopped_by)
     table.add_row("time", f"{s.seconds:.1f} s")
+    table.add_row("evaluated on", s.executor)
     table.add_row("stored in", f"{s.storage} (study '{s.study_name}')")
     return table

@@ -46,6 +46,11 @@ def _objective_for(study) -> Any:
     return _OBJECTIVES[key]
 
 
+def _shared_objective(study) -> Any:
+    """The process's prepared objective for inline runs; runs on Dask workers build their own."""
+    return None if study.file.runner.distributed else _objective_for(study)
+
+
 def _limit_threads(threads: int) -> None:
     """Pool initializer: share the cores between the runs instead of each run taking all of them."""
     import torch
@@ -61,7 +66,7 @@ def run_one(run: Run) -> RunResult:
 
     study = run.study()
     try:
-        summary = Runner(study, objective=_objective_for(study)).run()
+        summary = Runner(study, objective=_shared_objective(study)).run()
     except OptileukError as exc:  # a run that keeps failing stops; the others go on
         return RunResult(run.name, run.label, run.seed, error=str(exc))
     return RunResult(run.name, run.label, run.seed, summary.best_value, summary.trials, summary.seconds)
@@ -79,7 +84,7 @@ def prepare(plan: Plan) -> None:
     storage = open_storage(plan.storage)
     for run in plan.runs:
         study = run.study()
-        Runner(study, storage=storage, objective=_objective_for(study)).prepare()
+        Runner(study, storage=storage, objective=_shared_objective(study)).prepare()
 
 
 class _Counter:

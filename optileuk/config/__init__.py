@@ -1,5 +1,5 @@
 """Study files and search-space files: loading and validation (all errors at once)."""
 
-from optileuk.config._study import Budget, RunnerConfig, Study, load_study, study_from_dict
+from optileuk.config._study import Budget, PrunerConfig, RunnerConfig, Study, load_study, study_from_dict
 
-__all__ = ["Budget", "RunnerConfig", "Study", "load_study", "study_from_dict"]
+__all__ = ["Budget", "PrunerConfig", "RunnerConfig", "Study", "load_study", "study_from_dict"]

@@ -45,14 +45,24 @@ class Budget(_Strict):
 
 
 class RunnerConfig(_Strict):
-    """Where candidates are evaluated (used by the parallel executors)."""
+    """Where and how candidates are evaluated.
 
-    devices: Union[Literal["auto", "cpu"], list[str]] = "auto"
-    trials_per_device: int = Field(1, ge=1)
-    workers: Optional[int] = Field(None, ge=1, description="local worker processes (default: one per device slot)")
+    No ``workers``, ``devices`` or ``scheduler``: one after another in the driver's process.
+    Otherwise on Dask: a local cluster of one single-threaded worker process per device slot,
+    or the cluster at ``scheduler``.
+    """
+
+    mode: Literal["generational", "async"] = Field(
+        "generational", description="async: a new candidate whenever a worker is free (tpe, random, ga, pso)")
+    workers: Optional[int] = Field(None, ge=1, description="local Dask worker processes (default: one per device slot)")
+    devices: Union[Literal["auto", "cpu"], list[str], None] = Field(
+        None, description="auto (every CUDA device, else the CPU), cpu, or a list such as [cuda:0, cuda:1]")
+    trials_per_device: int = Field(1, ge=1, description="worker processes per device")
+    scheduler: Optional[str] = Field(None, description="a Dask cluster the user started: tcp://host:8786 or a scheduler file")
+    listen: Optional[str] = Field(None, description="address of the local cluster's scheduler, e.g. tcp://0.0.0.0:8786, "
+                                                    "so workers on other machines can join")
     max_consecutive_failures: int = Field(10, ge=1)
     flush_seconds: float = Field(0.5, ge=0, description="how long finished trials may wait to be written")
-    heartbeat: int = Field(10, ge=1, description="seconds between worker heartbeats (RDB storages)")
 
     @field_validator("devices")
     @classmethod
@@ -64,6 +74,24 @@ class RunnerConfig(_Strict):
                 if not re.fullmatch(r"cpu|cuda(:\d+)?|mps", str(d)):
                     raise ValueError(f"each device must be cpu, cuda:N or mps, got {d!r}")
         return v
+
+    @field_validator("listen")
+    @classmethod
+    def _listen(cls, v):
+        if v is not None and not re.fullmatch(r"(tcp://)?[\w.\-]*:\d{1,5}", v):
+            raise ValueError(f"listen must look like tcp://0.0.0.0:8786, host:port or :port, got {v!r}")
+        return v
+
+    def local_cluster_keys(self) -> list[str]:
+        """The keys set here that start a local cluster (refused beside ``scheduler``)."""
+        keys = [k for k in ("workers", "devices", "listen") if getattr(self, k) is not None]
+        return keys + (["trials_per_device"] if self.trials_per_device != 1 else [])
+
+    @property
+    def distributed(self) -> bool:
+        """Whether candidates are evaluated on Dask workers."""
+        return (self.workers is not None or self.devices is not None or self.trials_per_device > 1
+                or self.scheduler is not None)
 
 
 PRUNERS = {
@@ -151,10 +179,10 @@ class Study:
 
 
 def load_study(path: str | Path, *, trials: int | None = None, seed: int | None = None,
-               storage: str | None = None) -> Study:
+               storage: str | None = None, scheduler: str | None = None) -> Study:
     """Read and validate a study file (and its search-space file); raise :class:`ConfigError`.
 
-    The overrides mirror ``optileuk run --trials/--seed/--storage``.
+    The overrides mirror ``optileuk run --trials/--seed/--storage/--scheduler``.
     """
     path = Path(path)
     data = read_yaml(path, what="study file")
@@ -170,6 +198,11 @@ def load_study(path: str | Path, *, trials: int | None = None, seed: int | None 
         data["seed"] = seed
     if storage is not None:
         data["storage"] = storage
+    if scheduler is not None:  # the cluster named on the command line replaces a local one
+        runner = data.get("runner") or {}
+        if isinstance(runner, dict):
+            local = ("workers", "devices", "trials_per_device", "listen")
+            data["runner"] = {**{k: v for k, v in runner.items() if k not in local}, "scheduler": scheduler}
     return study_from_dict(data, path)
 
 
@@ -182,6 +215,10 @@ def study_from_dict(data: dict[str, Any], path: Path) -> Study:
     problems: list[Problem] = []
     file, errs = validate(StudyFile, data, src)
     problems += _explain_extra(errs, StudyFile)
+    if file is not None and file.runner.scheduler and file.runner.local_cluster_keys():
+        problems.append(Problem(src, "runner.scheduler", "uses the workers of that cluster; "
+                                f"{', '.join(file.runner.local_cluster_keys())} would start another one (remove them)",
+                                file.runner.scheduler))
 
     # The plug-ins and the space are checked even when the top level has problems elsewhere.
     space = None
@@ -206,6 +243,10 @@ def study_from_dict(data: dict[str, Any], path: Path) -> Study:
             opt_cfg = opt_entry.make_config({k: v for k, v in spec.items() if k != "name"}, arg)
         except ValidationError as exc:
             problems += _explain_extra(problems_from(exc, src, ("optimizer",)), opt_entry.config_model(), "name")
+        if file is not None and file.runner.mode == "async" and not opt_entry.cls.supports_async:
+            problems.append(Problem(src, "runner.mode", "async needs an optimizer that makes one candidate at a time "
+                                    f"({', '.join(_async_optimizers(OPTIMIZERS))}); '{opt_name}' evaluates whole "
+                                    "generations (use mode: generational)", "async"))
 
     obj_cls = obj_cfg = None
     spec = data.get("objective")
@@ -224,6 +265,15 @@ def study_from_dict(data: dict[str, Any], path: Path) -> Study:
     if problems:
         raise ConfigError(problems)
     return Study(path, file, space, opt_name, opt_entry, opt_cfg, obj_type, obj_cls, obj_cfg)
+
+
+def _async_optimizers(registry) -> list[str]:
+    names = []
+    for name in registry.names():
+        found = registry.resolve(name)  # None for names that need an argument (mealpy:<Module>.<Class>)
+        if found is not None and getattr(found[0].cls, "supports_async", False):
+            names.append(name)
+    return names
 
 
 def _plugin(registry, spec: Any, section: str, key: str, src: str, problems: list[Problem]):
@@ -249,4 +299,4 @@ def _explain_extra(problems: list[Problem], model: type[BaseModel], selector: st
     return out
 
 
-__all__ = ["Budget", "RunnerConfig", "Study", "StudyFile", "load_study", "study_from_dict", "join"]
+__all__ = ["Budget", "PrunerConfig", "RunnerConfig", "Study", "StudyFile", "load_study", "study_from_dict", "join"]

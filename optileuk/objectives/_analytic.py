@@ -5,15 +5,23 @@ optimum is at ``x_i = shift``. Other types add a penalty with its optimum at a k
 that mixed spaces stay testable: a ``categorical`` adds its choice index (best: the first
 choice), a ``bool`` adds 1 when false, a ``mask`` adds the fraction of bits that differ from
 the pattern 1010... (best: every even bit selected).
+
+For tests and benchmarks of the runner it can imitate a costly objective: ``sleep`` (seconds, or
+the median of a lognormal time with ``sleep_sigma``), ``work`` (CPU busy-work), ``fail_rate``,
+and ``steps`` (per-step reports of a value falling towards the final one, like training epochs,
+so pruners can prune it).
 """
 
 from __future__ import annotations
 
+import math
 import time
-from typing import Any, Literal, Mapping
+from statistics import NormalDist
+from typing import Any, Literal, Mapping, Optional
 
 import numpy as np
-from pydantic import Field
+import optuna
+from pydantic import Field, model_validator
 
 from optileuk.objectives._base import Objective, ObjectiveConfig, Score
 from optileuk.space import SearchSpace
@@ -37,11 +45,11 @@ def rosenbrock(x: np.ndarray) -> float:
     return float(np.sum(100 * (x[1:] - x[:-1] ** 2) ** 2 + (1 - x[:-1]) ** 2))
 
 
-def _unit_hash(config: Mapping[str, Any]) -> float:
-    """A number in [0, 1) fixed by the config: which candidates fail is deterministic."""
+def _unit_hash(config: Mapping[str, Any], salt: str = "") -> float:
+    """A number in [0, 1) fixed by the config: which candidates fail (or how long they take) is deterministic."""
     import hashlib
 
-    text = repr(sorted((k, v.tolist() if isinstance(v, np.ndarray) else v) for k, v in config.items()))
+    text = salt + repr(sorted((k, v.tolist() if isinstance(v, np.ndarray) else v) for k, v in config.items()))
     return int(hashlib.sha256(text.encode()).hexdigest()[:8], 16) / 16**8
 
 
@@ -54,6 +62,16 @@ class AnalyticConfig(ObjectiveConfig):
     sleep: float = Field(0.0, ge=0, description="seconds to wait per evaluation (imitates a costly objective)")
     fail_rate: float = Field(0.0, ge=0, le=1, description="share of candidates that raise (tests of failure handling)")
     work: float = Field(0.0, ge=0, description="seconds of CPU busy-work per evaluation (imitates a CPU-bound objective)")
+    sleep_sigma: float = Field(0.0, ge=0, description="> 0: each candidate sleeps a lognormal time (median sleep, "
+                                                      "this log-spread), fixed by its parameters")
+    sleep_range: Optional[tuple[float, float]] = Field(None, description="[low, high] seconds the lognormal time is clipped to")
+    steps: int = Field(0, ge=0, description="> 0: report this many intermediate values (like epochs) so pruners work")
+
+    @model_validator(mode="after")
+    def _range(self) -> "AnalyticConfig":
+        if self.sleep_range is not None and not 0 <= self.sleep_range[0] <= self.sleep_range[1]:
+            raise ValueError(f"sleep_range must be [low, high] with 0 <= low <= high, got {list(self.sleep_range)}")
+        return self
 
 
 class AnalyticObjective(Objective):
@@ -74,14 +92,39 @@ class AnalyticObjective(Objective):
         return []
 
     def evaluate(self, config: Mapping[str, Any], *, trial=None) -> Score:
-        if self.config.sleep:
-            time.sleep(self.config.sleep)
-        if self.config.work:
-            end = time.perf_counter() + self.config.work
-            while time.perf_counter() < end:
-                pass
-        if self.config.fail_rate and _unit_hash(config) < self.config.fail_rate:
-            raise RuntimeError(f"injected failure (fail_rate={self.config.fail_rate})")
+        c = self.config
+        seconds = self._seconds(config)
+        if c.fail_rate and _unit_hash(config) < c.fail_rate:
+            self._spend(seconds)
+            raise RuntimeError(f"injected failure (fail_rate={c.fail_rate})")
+        value = self._value(config)
+        for step in range(c.steps):  # like epochs: a value falling towards the final one
+            self._spend(seconds, 1 / c.steps)
+            if trial is not None:
+                trial.report(value + (c.steps - 1 - step) / c.steps, step)
+                if trial.should_prune():
+                    raise optuna.TrialPruned(f"pruned after step {step + 1}")
+        if not c.steps:
+            self._spend(seconds)
+        return Score(value, {"sleep_seconds": round(seconds, 6)} if c.sleep_sigma else {})
+
+    def _seconds(self, config: Mapping[str, Any]) -> float:
+        c = self.config
+        if not c.sleep_sigma:
+            return c.sleep
+        z = NormalDist().inv_cdf(min(max(_unit_hash(config, "sleep"), 1e-9), 1 - 1e-9))
+        seconds = c.sleep * math.exp(c.sleep_sigma * z)
+        return float(np.clip(seconds, *c.sleep_range)) if c.sleep_range else seconds
+
+    def _spend(self, seconds: float, share: float = 1.0) -> None:
+        """Sleep and busy-work for ``share`` of one evaluation."""
+        if seconds:
+            time.sleep(seconds * share)
+        end = time.perf_counter() + self.config.work * share
+        while time.perf_counter() < end:
+            pass
+
+    def _value(self, config: Mapping[str, Any]) -> float:
         numeric, penalty = [], 0.0
         for name, value in config.items():
             if isinstance(value, np.ndarray):
@@ -94,7 +137,7 @@ class AnalyticObjective(Objective):
             else:
                 penalty += float(self._choice_index(name, value))
         x = np.asarray(numeric) - self.config.shift
-        return Score(FUNCTIONS[self.config.function](x) + penalty)
+        return FUNCTIONS[self.config.function](x) + penalty
 
     def _is_categorical(self, name: str) -> bool:
         space = self._space

@@ -4,6 +4,12 @@ An adapter drives one library (pyswarms, DEAP, mealpy, an Optuna sampler) one ge
 time: ``step(evaluate)`` where ``evaluate(X) -> values`` is supplied by the runner and always
 *minimises*. ``state_dict()`` holds everything needed to continue (RNG state included).
 Adapters do no I/O and never touch a storage.
+
+Adapters that can make a new candidate whenever a worker is free (``supports_async = True``)
+also implement the asynchronous contract, used by ``runner: {mode: async}``: ``ask()`` one
+candidate, ``tell(token, value)`` its result in any order, ``pending()`` the candidates asked and
+not yet told (kept in ``state_dict()``), and ``inject(x, value, info)`` for a result the adapter
+did not ask for itself (trials finished after the last saved state, read back on resume).
 """
 
 from __future__ import annotations
@@ -40,6 +46,7 @@ class Optimizer(ABC):
     """
 
     Config: ClassVar[type[OptimizerConfig]] = OptimizerConfig
+    supports_async: ClassVar[bool] = False
 
     def __init__(self, box: Box, config: OptimizerConfig, *, seed: int, max_generations: int | None = None):
         self.box = box
@@ -63,6 +70,24 @@ class Optimizer(ABC):
     @abstractmethod
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Continue from a state returned by :meth:`state_dict`."""
+
+    # ---- asynchronous mode (adapters with ``supports_async``) ------------------------------------
+    def ask(self) -> tuple[int, np.ndarray, dict[str, Any]] | None:
+        """One new candidate ``(token, box point, info)``; ``None`` when none can be made before a
+        result comes back. ``info`` (JSON-able) is stored with the candidate's trial."""
+        raise NotImplementedError(f"{type(self).__name__} does not support asynchronous evaluation")
+
+    def tell(self, token: int, value: float) -> None:
+        """The (minimised) value of the candidate asked as ``token``."""
+        raise NotImplementedError(f"{type(self).__name__} does not support asynchronous evaluation")
+
+    def pending(self) -> dict[int, np.ndarray]:
+        """Candidates asked and not yet told, by token."""
+        raise NotImplementedError(f"{type(self).__name__} does not support asynchronous evaluation")
+
+    def inject(self, x: np.ndarray, value: float, info: dict[str, Any]) -> None:
+        """A result this adapter did not ask for (evaluated after its last saved state)."""
+        raise NotImplementedError(f"{type(self).__name__} does not support asynchronous evaluation")
 
 
 @dataclass(frozen=True)

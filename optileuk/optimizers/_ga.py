@@ -4,6 +4,11 @@ Tournament selection (``tools.selTournament``); real-coded coordinates use simul
 crossover and polynomial mutation (``cxSimulatedBinaryBounded``, ``mutPolynomialBounded``,
 Deb's NSGA-II operators); bits use uniform crossover and bit-flip mutation (``cxUniform``,
 ``mutFlipBit``); the best ``elite`` individuals survive unchanged.
+
+Asynchronously (``runner: {mode: async}``) it is a steady-state GA: after ``population`` random
+individuals, each free worker gets a child of two tournament-selected parents (the second child
+of a pair is the next one handed out), and a returning child replaces the worst individual of
+the population if it is better (so the best always survive).
 """
 
 from __future__ import annotations
@@ -59,6 +64,7 @@ class _Individual(list):
 class GAOptimizer(Optimizer):
     Config = GAConfig
     config: GAConfig
+    supports_async = True
 
     def __init__(self, box, config, *, seed, max_generations=None):
         super().__init__(box, config, seed=seed, max_generations=max_generations)
@@ -70,6 +76,11 @@ class GAOptimizer(Optimizer):
         self._indpb = c.gene_mutation_prob if c.gene_mutation_prob is not None else 1.0 / max(box.dim, 1)
         flat = box.upper <= box.lower  # SBX needs low < up
         self._up = np.where(flat, box.lower + 1e-12, box.upper)
+        # asynchronous (steady-state) mode
+        self._asked: dict[int, list[float]] = {}
+        self._spare: list[float] | None = None
+        self._next = 0
+        self._initial = 0  # random individuals handed out so far
 
     @property
     def population_size(self) -> int:
@@ -131,12 +142,51 @@ class GAOptimizer(Optimizer):
         for new, old in zip(self._pop[: len(elite)], elite):
             new.fitness.values = old.fitness.values
 
+    # ---- asynchronous: steady state ----------------------------------------------------------
+    def ask(self):
+        c = self.config
+        with python_global_rng(self._rng):
+            if self._initial < c.population:
+                genes = self.box.uniform(np.random.default_rng(random.getrandbits(63)), 1)[0].tolist()
+                self._initial += 1
+            elif self._spare is not None:
+                genes, self._spare = self._spare, None
+            elif self._pop is not None and len(self._pop) >= 2:
+                a, b = (_Individual(list(p)) for p in tools.selTournament(self._pop, 2, tournsize=c.tournament_size))
+                self._vary(a, b)
+                genes, self._spare = list(a), list(b)
+            else:
+                return None  # the first individuals are still being evaluated
+        token, self._next = self._next, self._next + 1
+        self._asked[token] = genes
+        return token, np.array(genes, dtype=float), {}
+
+    def tell(self, token: int, value: float) -> None:
+        self._insert(self._asked.pop(token), value)
+
+    def pending(self) -> dict[int, np.ndarray]:
+        return {t: np.array(g, dtype=float) for t, g in self._asked.items()}
+
+    def inject(self, x, value, info) -> None:
+        self._insert([float(v) for v in x], value)
+
+    def _insert(self, genes: list[float], value: float) -> None:
+        ind = _Individual(genes)
+        ind.fitness.values = (float(value),)
+        self._pop = (self._pop or []) + [ind]
+        if len(self._pop) > self.config.population:
+            worst = tools.selWorst(self._pop, 1)[0]
+            self._pop = [p for p in self._pop if p is not worst]
+
     def state_dict(self) -> dict[str, Any]:
         pop = None if self._pop is None else [(list(i), i.fitness.values) for i in self._pop]
-        return {"rng": self._rng, "pop": pop}
+        return {"rng": self._rng, "pop": pop, "asked": dict(self._asked), "spare": self._spare, "next": self._next,
+                "initial": self._initial}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self._rng = state["rng"]
+        self._asked = dict(state.get("asked", {}))
+        self._spare, self._next, self._initial = state.get("spare"), state.get("next", 0), state.get("initial", 0)
         self._pop = None
         if state["pop"] is not None:
             self._pop = []

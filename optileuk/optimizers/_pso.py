@@ -4,11 +4,16 @@ The swarm moves in the unit cube (each box coordinate scaled to [0, 1]) so one v
 fits coordinates of any range. Bits (masks, booleans) use binary PSO: a bit is 1 when a uniform
 draw is below ``sigmoid(velocity)`` (Kennedy & Eberhart 1997, as pyswarms' ``BinaryPSO``).
 Topologies: ``global`` (pyswarms ``Star``) and ``ring`` (pyswarms ``Ring``, ``k`` neighbours).
+
+Asynchronously (``runner: {mode: async}``) a particle moves as soon as its own evaluation is
+back, towards its personal best and the best known at that moment (asynchronous PSO, Venter &
+Sobieszczanski-Sobieski 2006); a free worker gets the next particle that is not in flight.
 """
 
 from __future__ import annotations
 
 import contextlib
+import copy
 import os
 from pathlib import Path
 from typing import Any, Iterator, Literal
@@ -69,6 +74,7 @@ class PSOConfig(OptimizerConfig):
 class PSOOptimizer(Optimizer):
     Config = PSOConfig
     config: PSOConfig
+    supports_async = True
 
     def __init__(self, box, config, *, seed, max_generations=None):
         super().__init__(box, config, seed=seed, max_generations=max_generations)
@@ -83,6 +89,11 @@ class PSOOptimizer(Optimizer):
         self._unit = (np.zeros(box.dim), np.ones(box.dim))
         self._rng = seeded_states(seed)
         self._swarm = None
+        # asynchronous mode: which particle each asked token moves, who is in flight, who has started
+        self._asked: dict[int, int] = {}
+        self._started = np.zeros(config.population, dtype=bool)
+        self._next = 0
+        self._cursor = 0
 
     @property
     def population_size(self) -> int:
@@ -96,29 +107,84 @@ class PSOOptimizer(Optimizer):
         kwargs = {"p": c.p, "k": c.k} if c.topology == "ring" else {}
         self._swarm.best_pos, self._swarm.best_cost = self._topology.compute_gbest(self._swarm, **kwargs)
 
-    def step(self, evaluate) -> None:
+    def _new_swarm(self):
+        """A fresh swarm (call inside the adapter's RNG block)."""
         c = self.config
+        options = {"c1": c.c1, "c2": c.c2, "w": c.w, "k": c.k, "p": c.p}
+        swarm = create_swarm(c.population, self.box.dim, options=options, bounds=self._unit, clamp=self._clamp)
+        if self._bits.any():
+            swarm.position[:, self._bits] = np.random.randint(0, 2, size=(c.population, int(self._bits.sum())))
+        swarm.pbest_cost = np.full(c.population, np.inf)
+        swarm.current_cost = np.full(c.population, np.inf)
+        return swarm
+
+    def _moved(self, swarm) -> tuple[np.ndarray, np.ndarray]:
+        """Every particle's next (velocity, position) by pyswarms' operators (call inside the RNG block)."""
+        velocity = compute_velocity(swarm, self._clamp, self._vh, self._unit)
+        ahead = copy.copy(swarm)
+        ahead.velocity = velocity
+        new = compute_position(ahead, self._unit, self._bh)
+        if self._bits.any():
+            v = velocity[:, self._bits]
+            new[:, self._bits] = (np.random.random_sample(v.shape) < 1.0 / (1.0 + np.exp(-v))) * 1.0
+        return velocity, new
+
+    def step(self, evaluate) -> None:
         with numpy_global_rng(self._rng):
             if self._swarm is None:
-                options = {"c1": c.c1, "c2": c.c2, "w": c.w, "k": c.k, "p": c.p}
-                swarm = create_swarm(c.population, self.box.dim, options=options, bounds=self._unit, clamp=self._clamp)
-                if self._bits.any():
-                    swarm.position[:, self._bits] = np.random.randint(0, 2, size=(c.population, int(self._bits.sum())))
-                swarm.pbest_cost = np.full(c.population, np.inf)
-                self._swarm = swarm
+                self._swarm = self._new_swarm()
             else:
                 swarm = self._swarm
-                swarm.velocity = compute_velocity(swarm, self._clamp, self._vh, self._unit)
-                new = compute_position(swarm, self._unit, self._bh)
-                if self._bits.any():
-                    v = swarm.velocity[:, self._bits]
-                    new[:, self._bits] = (np.random.random_sample(v.shape) < 1.0 / (1.0 + np.exp(-v))) * 1.0
-                swarm.position = new
+                swarm.velocity, swarm.position = self._moved(swarm)
         # evaluation happens outside the RNG block (the runner may do anything meanwhile)
         cost = as_minimise(evaluate(self._to_box(self._swarm.position)))
         swarm = self._swarm
         swarm.current_cost = cost
         swarm.pbest_pos, swarm.pbest_cost = compute_pbest(swarm)
+        with numpy_global_rng(self._rng):
+            self._gbest()
+
+    # ---- asynchronous: a particle moves when its own result is back ------------------------------
+    def ask(self):
+        n = self.config.population
+        busy = set(self._asked.values())
+        free = [p for p in ((self._cursor + k) % n for k in range(n)) if p not in busy]
+        if not free:
+            return None  # every particle is being evaluated
+        p = free[0]
+        self._cursor = (p + 1) % n
+        with numpy_global_rng(self._rng):
+            if self._swarm is None:
+                self._swarm = self._new_swarm()
+            swarm = self._swarm
+            if self._started[p]:  # its last evaluation is back: move it
+                velocity, position = self._moved(swarm)
+                swarm.velocity[p], swarm.position[p] = velocity[p], position[p]
+        self._started[p] = True
+        token, self._next = self._next, self._next + 1
+        self._asked[token] = p
+        return token, self._to_box(self._swarm.position[p]), {"particle": int(p)}
+
+    def tell(self, token: int, value: float) -> None:
+        self._update(self._asked.pop(token), float(value))
+
+    def pending(self) -> dict[int, np.ndarray]:
+        return {t: self._to_box(self._swarm.position[p]) for t, p in self._asked.items()}
+
+    def inject(self, x, value, info) -> None:
+        p = info.get("particle")
+        if self._swarm is None or not isinstance(p, int) or not 0 <= p < self.config.population \
+                or p in self._asked.values():
+            return
+        self._swarm.position[p] = np.clip((np.asarray(x, dtype=float) - self.box.lower) / self._span, 0.0, 1.0)
+        self._started[p] = True
+        self._update(p, float(value))
+
+    def _update(self, p: int, value: float) -> None:
+        swarm = self._swarm
+        swarm.current_cost[p] = value
+        if value < swarm.pbest_cost[p]:
+            swarm.pbest_cost[p], swarm.pbest_pos[p] = value, swarm.position[p].copy()
         with numpy_global_rng(self._rng):
             self._gbest()
 
@@ -128,10 +194,14 @@ class PSOOptimizer(Optimizer):
             k: np.array(getattr(s, k)) for k in
             ("position", "velocity", "pbest_pos", "pbest_cost", "best_pos", "current_cost")
         } | {"best_cost": float(s.best_cost)}
-        return {"rng": self._rng, "swarm": swarm}
+        return {"rng": self._rng, "swarm": swarm, "asked": dict(self._asked), "started": self._started.copy(),
+                "next": self._next, "cursor": self._cursor}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self._rng = state["rng"]
+        self._asked = dict(state.get("asked", {}))
+        self._started = np.array(state.get("started", np.zeros(self.config.population, dtype=bool)))
+        self._next, self._cursor = state.get("next", 0), state.get("cursor", 0)
         if state["swarm"] is None:
             self._swarm = None
             return

@@ -5,6 +5,9 @@ as floats, ``choice`` coordinates and bits as categoricals) and asks it for ``po
 candidates per generation; with Optuna 5's defaults TPE is multivariate and uses the constant
 liar, so a batch of candidates asked together is spread out. The runner records the real
 trials in the real study; this private study is only the sampler's memory.
+
+Asynchronously (``runner: {mode: async}``) each free worker gets one ``ask``; the candidates
+still being evaluated are RUNNING trials of the private study, which the constant liar accounts for.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ class TPEConfig(OptimizerConfig):
 class TPEOptimizer(Optimizer):
     Config = TPEConfig
     config: TPEConfig
+    supports_async = True
 
     def __init__(self, box, config, *, seed, max_generations=None):
         super().__init__(box, config, seed=seed, max_generations=max_generations)
@@ -69,6 +73,34 @@ class TPEOptimizer(Optimizer):
             v = params[f"x{i}"]
             x[i] = v + 0.5 if kind == "choice" else float(v)
         return x
+
+    def _params(self, x: np.ndarray) -> dict[str, Any]:
+        """Inverse of :meth:`_vector` for a box point."""
+        params: dict[str, Any] = {}
+        for i, (kind, n) in enumerate(zip(self.box.kinds, self.box.choices)):
+            dist = self._dists[f"x{i}"]
+            if kind == "binary":
+                params[f"x{i}"] = int(x[i] >= 0.5)
+            elif kind == "choice":
+                params[f"x{i}"] = int(min(max(np.floor(x[i]), 0), n - 1))
+            else:
+                params[f"x{i}"] = float(min(max(x[i], dist.low), dist.high))
+        return params
+
+    def ask(self):
+        trial = self._study.ask(self._dists)
+        return trial.number, self._vector(trial.params), {}
+
+    def tell(self, token: int, value: float) -> None:
+        self._study.tell(token, float(value))
+
+    def pending(self) -> dict[int, np.ndarray]:
+        running = self._study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))
+        return {t.number: self._vector(t.params) for t in running}
+
+    def inject(self, x, value, info) -> None:
+        self._study.add_trial(optuna.trial.create_trial(params=self._params(np.asarray(x, dtype=float)),
+                                                        distributions=self._dists, value=float(value)))
 
     def step(self, evaluate) -> None:
         trials = [self._study.ask(self._dists) for _ in range(self.config.population)]

@@ -7,13 +7,12 @@ import hashlib
 import json
 import pickle
 import zlib
-from datetime import datetime
 from typing import Any
 
 import numpy as np
 from optuna.trial import FrozenTrial, TrialState
 
-TOLD_KEY = "optileuk:told"
+from optileuk.runner._common import TOLD_KEY
 
 
 def fingerprint(study, space) -> str:
@@ -26,6 +25,8 @@ def fingerprint(study, space) -> str:
     }
     if study.file.objective_seed is not None:  # absent from older studies' fingerprints
         parts["objective_seed"] = study.file.objective_seed
+    if study.file.runner.mode != "generational":  # likewise: a study keeps the mode it was made with
+        parts["mode"] = study.file.runner.mode
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:20]
 
 
@@ -37,27 +38,19 @@ def decode_state(text: str) -> dict[str, Any]:
     return pickle.loads(zlib.decompress(base64.b64decode(text)))
 
 
-def _state(state: TrialState):
-    from optileuk.runner._executor import Outcome
-
-    return Outcome(state, None, start=datetime.now())
-
-
-def _running():
-    return _state(TrialState.RUNNING)
-
-
-def _key(t: FrozenTrial) -> tuple[int, int, int] | None:
+def trial_key(t: FrozenTrial) -> tuple | None:
+    """Where a stored trial belongs: ``(generation, batch, index)``, or ``("ask", ticket)``."""
     ua = t.user_attrs
+    if "ask" in ua:
+        return ("ask", ua["ask"])
     if "generation" in ua and "index" in ua:
         return (ua["generation"], ua.get("batch", 1), ua["index"])
     return None
 
 
-def _penalty_before(number: int, sign: float, study_or_trials) -> float:
+def penalty_before(number: int, sign: float, trials) -> float:
     """The value a failed candidate gives the optimizer: clearly worse than every complete trial
     before it (by trial number), so a replay after a crash computes the same penalty."""
-    trials = study_or_trials.get_trials(deepcopy=False) if hasattr(study_or_trials, "get_trials") else study_or_trials
     seen = [sign * t.value for t in trials if t.state == TrialState.COMPLETE and t.number < number and t.value is not None]
     if not seen:
         return 1e12
@@ -65,16 +58,8 @@ def _penalty_before(number: int, sign: float, study_or_trials) -> float:
     return worst + max(1.0, abs(worst))
 
 
-def _finish(storage, trial_id: int, done: FrozenTrial) -> None:
-    """Finish a live trial: the attrs the evaluation produced, then its final state and value."""
-    for key, value in done.user_attrs.items():
-        storage.set_trial_user_attr(trial_id, key, value)
-    for key, value in done.system_attrs.items():
-        storage.set_trial_system_attr(trial_id, key, value)
-    storage.set_trial_state_values(trial_id, done.state, None if done.value is None else [done.value])
-
-
-def _told(trial: FrozenTrial, sign: float, trials) -> float:
+def told_value(trial: FrozenTrial, sign: float, trials) -> float:
+    """The (minimised) value the optimizer was given for a stored trial."""
     if TOLD_KEY in trial.system_attrs:
         return float(trial.system_attrs[TOLD_KEY])
     if trial.state == TrialState.COMPLETE:
@@ -82,13 +67,9 @@ def _told(trial: FrozenTrial, sign: float, trials) -> float:
     steps = trial.intermediate_values
     if trial.state == TrialState.PRUNED and steps:
         return sign * steps[max(steps)]
-    return _penalty_before(trial.number, sign, trials)
+    return penalty_before(trial.number, sign, trials)
 
 
-def _config_for_display(space, trial: FrozenTrial) -> dict[str, Any]:
+def config_for_display(space, trial: FrozenTrial) -> dict[str, Any]:
     config = space.from_record(trial.params, trial.user_attrs)
     return {k: (f"{int(v.sum())}/{v.size} selected" if isinstance(v, np.ndarray) else v) for k, v in config.items()}
-
-
-def now() -> datetime:
-    return datetime.now()

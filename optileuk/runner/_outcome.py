@@ -1,7 +1,14 @@
-"""Executors evaluate candidates; the inline one does it in this process.
+"""Evaluating one candidate, wherever it runs (the driver's process or a Dask worker).
 
-An :class:`Outcome` is what any executor reports for one candidate: final state, value,
-user attrs, error text, timing and intermediate values.
+An :class:`Outcome` is what an evaluation reports: final state, value, user attrs, error text,
+timing, intermediate values and the pruner's trial attrs. The evaluating process never writes to
+the study's storage: the driver writes every finished trial, so a cluster needs no shared database.
+
+Pruning works the same inline and on workers: the candidate's per-epoch reports go to a private
+in-memory Optuna study holding a :class:`PruneContext` -- the study's finished trials (values,
+intermediate values, the pruner's attrs) as they were when the candidate was handed out -- and
+the study file's pruner decides there. Nothing is RUNNING in the storage while a candidate trains,
+so a killed process never leaves an orphaned trial behind.
 """
 
 from __future__ import annotations
@@ -29,7 +36,54 @@ class Outcome:
     start: datetime | None = None
     end: datetime | None = None
     intermediate: dict[int, float] = field(default_factory=dict)
-    trial_id: int | None = None  # set when the trial already lives in the storage (live evaluation)
+    system_attrs: dict[str, Any] = field(default_factory=dict)  # what the pruner wrote on the trial
+
+
+@dataclass(frozen=True)
+class PruneContext:
+    """What a pruner needs to judge one candidate, as plain data (sent to workers).
+
+    Args:
+        pruner: the study file's ``pruner`` section (``name`` + the Optuna pruner's arguments).
+        study_name: the study's name (Hyperband assigns brackets by it).
+        direction: ``minimize`` or ``maximize``.
+        history: the study's finished trials, in trial-number order.
+    """
+
+    pruner: dict[str, Any]
+    study_name: str
+    direction: str
+    history: tuple[FrozenTrial, ...]
+
+    def live_trial(self) -> optuna.Trial:
+        """A RUNNING trial in a private in-memory study that holds :attr:`history`."""
+        from optileuk.config import PrunerConfig
+
+        study = optuna.create_study(storage=optuna.storages.InMemoryStorage(), study_name=self.study_name,
+                                    direction=self.direction, pruner=PrunerConfig.model_validate(self.pruner).build())
+        study.add_trials(self.history)
+        return optuna.Trial(study, study._storage.create_new_trial(study._study_id))
+
+
+def history_entry(trial: FrozenTrial) -> FrozenTrial:
+    """The part of a finished trial a pruner reads (no params, no user attrs)."""
+    return FrozenTrial(number=trial.number, state=trial.state, value=trial.value, datetime_start=trial.datetime_start,
+                       datetime_complete=trial.datetime_complete, params={}, distributions={}, user_attrs={},
+                       system_attrs=dict(trial.system_attrs), intermediate_values=dict(trial.intermediate_values),
+                       trial_id=-1)
+
+
+def evaluate_candidate(objective, config: Mapping[str, Any], prune: PruneContext | None = None) -> Outcome:
+    """Evaluate one config (with a live trial for the pruner when ``prune`` is given)."""
+    if prune is None:
+        return run_objective(objective, config)
+    trial = prune.live_trial()
+    outcome = run_objective(objective, config, trial=trial)
+    frozen = trial.study._storage.get_trial(trial._trial_id)
+    outcome.intermediate = dict(frozen.intermediate_values)
+    outcome.system_attrs = dict(frozen.system_attrs)
+    outcome.attrs = {**frozen.user_attrs, **outcome.attrs}
+    return outcome
 
 
 def run_objective(objective, config: Mapping[str, Any], trial=None) -> Outcome:
@@ -54,6 +108,7 @@ def run_objective(objective, config: Mapping[str, Any], trial=None) -> Outcome:
         text = f"{type(exc).__name__}: {exc}"
         if "out of memory" in str(exc).lower():
             text = f"out of memory: {exc}"
+            _free_gpu_memory()
         return _fail(text, start, t0, detail=traceback.format_exc(limit=3))
     value = score.value
     seconds = time.perf_counter() - t0
@@ -62,6 +117,15 @@ def run_objective(objective, config: Mapping[str, Any], trial=None) -> Outcome:
     if value is None or not math.isfinite(float(value)):
         return _fail(f"objective returned {value!r}", start, t0, attrs=score.attrs)
     return Outcome(TrialState.COMPLETE, float(value), dict(score.attrs), None, seconds, start, datetime.now())
+
+
+def _free_gpu_memory() -> None:
+    """After a CUDA out-of-memory error, give the cached blocks back so the next candidate fits."""
+    import sys
+
+    torch = sys.modules.get("torch")  # never import torch just for this
+    if torch is not None and torch.cuda.is_available():
+        torch.cuda.empty_cache()
 
 
 def _fail(text: str, start: datetime, t0: float, *, detail: str | None = None, attrs=None) -> Outcome:
@@ -90,24 +154,3 @@ def run_objective_many(objective, configs: list[Mapping[str, Any]]) -> list[Outc
         else:
             out.append(Outcome(TrialState.COMPLETE, float(v), dict(score.attrs), None, each, start, end))
     return out
-
-
-class InlineExecutor:
-    """Evaluates candidates one after another in the calling process."""
-
-    def __init__(self, objective):
-        self.objective = objective
-
-    def evaluate(self, config: Mapping[str, Any]) -> Outcome:
-        return run_objective(self.objective, config)
-
-    def evaluate_many(self, configs: list[Mapping[str, Any]]) -> list[Outcome]:
-        return run_objective_many(self.objective, configs)
-
-    def evaluate_live(self, study: optuna.Study, config: Mapping[str, Any], template: FrozenTrial) -> Outcome:
-        """Evaluate with a real trial in the storage (RUNNING while it trains), so the objective's
-        per-epoch reports reach the study's pruner; the runner then finishes the trial."""
-        trial_id = study._storage.create_new_trial(study._study_id, template_trial=template)
-        outcome = run_objective(self.objective, config, trial=optuna.Trial(study, trial_id))
-        outcome.trial_id = trial_id
-        return outcome

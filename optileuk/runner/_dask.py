@@ -1,0 +1,357 @@
+"""Evaluating candidates on Dask distributed: a local cluster of device slots, or the user's cluster.
+
+* ``runner: {workers: N}`` / ``{devices: ..., trials_per_device: k}``: a ``LocalCluster`` with one
+  single-threaded worker process per device slot. A ``cuda:N`` slot's process sees only that GPU
+  (``CUDA_VISIBLE_DEVICES`` is set before torch loads) and declares a ``GPU`` resource, as
+  dask-cuda does. With ``runner.listen`` its scheduler accepts workers from other machines.
+* ``runner: {scheduler: tcp://host:8786}`` (or a scheduler file): a cluster the user started
+  (``dask scheduler`` + ``dask worker``, dask-jobqueue on Slurm/PBS/SGE/LSF, one worker per GPU).
+
+Every worker receives an :class:`ObjectiveHost` plugin that builds and prepares the objective
+once (data, caches, tensors on its device) and keeps it for every candidate it evaluates. A
+worker that dies mid-candidate loses nothing: Dask runs the candidate again on another worker,
+and only the driver writes finished trials, so it is stored once.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+import threading
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+from optuna.trial import TrialState
+
+from optileuk.errors import ConfigError, OptileukError, Problem
+from optileuk.runner._executors import Executor, Job
+from optileuk.runner._outcome import Outcome, PruneContext, evaluate_candidate
+
+DEVICE_ENV = "OPTILEUK_DEVICE"  # a worker's device (cpu, cuda:0, ...): set per local worker, or by hand
+THREADS_ENV = "OPTILEUK_THREADS"  # CPU threads per local worker (cores shared out, not oversubscribed)
+LOCAL_ENV = "OPTILEUK_LOCAL_WORKER"  # set on the driver's own workers: Ctrl+C is the driver's to handle
+
+
+def device_slots(devices: Any, trials_per_device: int, workers: int | None) -> list[str]:
+    """One device per worker process: ``auto`` = every CUDA device (else the CPU).
+
+    ``workers`` spreads that many processes round-robin over the devices.
+
+    Example:
+        >>> device_slots(["cuda:0", "cuda:1"], 2, None)
+        ['cuda:0', 'cuda:0', 'cuda:1', 'cuda:1']
+    """
+    if devices in (None, "auto"):
+        import torch
+
+        devices = [f"cuda:{i}" for i in range(torch.cuda.device_count())] or ["cpu"]
+    elif devices == "cpu":
+        devices = ["cpu"]
+    slots = [d for d in devices for _ in range(trials_per_device)]
+    if workers is not None:
+        slots = [slots[i % len(slots)] for i in range(workers)]
+    return slots
+
+
+def check_slots(slots: Sequence[str], source: str) -> None:
+    """Refuse CUDA devices this machine does not have (before any worker starts)."""
+    wanted = sorted({s for s in slots if s.startswith("cuda")})
+    if not wanted:
+        return
+    import torch
+
+    have = torch.cuda.device_count()
+    bad = [s for s in wanted if (int(s.split(":")[1]) if ":" in s else 0) >= have]
+    if bad:
+        raise ConfigError([Problem(source, "runner.devices", f"names CUDA devices this machine does not have "
+                                   f"({have} CUDA device(s) here)", bad[0])])
+
+
+@dataclass
+class ObjectiveSpec:
+    """How a worker builds the study's objective (pickled to every worker)."""
+
+    cls: type
+    config: Any
+    space: Any
+    seed: int
+
+    def build(self, device: str | None):
+        config = self.config
+        if device and "device" in type(config).model_fields:
+            config = config.model_copy(update={"device": device})
+        objective = self.cls(config, space=self.space, seed=self.seed)
+        objective.prepare()
+        return objective
+
+
+def _plugin_base():
+    from distributed import WorkerPlugin
+
+    return WorkerPlugin
+
+
+class ObjectiveHost(_plugin_base()):
+    """Worker plugin: the prepared objective of one study, built on first use and kept."""
+
+    def __init__(self, spec: ObjectiveSpec, name: str):
+        self.spec, self.name = spec, name
+        self._objective = None
+        self._lock = threading.Lock()
+
+    def __getstate__(self) -> dict[str, Any]:  # what travels to the workers: the recipe, not the objective
+        return {"spec": self.spec, "name": self.name}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__(state["spec"], state["name"])
+
+    def setup(self, worker) -> None:
+        if os.environ.get(LOCAL_ENV) == "1" and threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGINT, signal.SIG_IGN)  # the driver stops its own workers
+        threads = int(os.environ.get(THREADS_ENV, "0"))
+        if threads:
+            from threadpoolctl import threadpool_limits
+
+            threadpool_limits(threads)
+
+    @property
+    def device(self) -> str | None:
+        return os.environ.get(DEVICE_ENV) or None
+
+    def objective(self):
+        with self._lock:
+            if self._objective is None:
+                self._objective = self.spec.build(self.device)
+                threads = int(os.environ.get(THREADS_ENV, "0"))
+                torch = __import__("sys").modules.get("torch")
+                if threads and torch is not None:
+                    torch.set_num_threads(threads)
+            return self._objective
+
+    def evaluate(self, config: dict[str, Any], prune: PruneContext | None) -> Outcome:
+        outcome = evaluate_candidate(self.objective(), config, prune)
+        outcome.attrs.setdefault("worker", f"{socket.gethostname()}:{os.getpid()}:{self.device or 'default'}")
+        return outcome
+
+
+def evaluate_task(host: str, config: dict[str, Any], prune: PruneContext | None) -> Outcome:
+    """The Dask task: evaluate one candidate with the worker's prepared objective."""
+    from distributed import get_worker
+
+    plugin = get_worker().plugins.get(host)
+    if plugin is None:
+        raise RuntimeError(f"worker has no optileuk plugin '{host}' (is optileuk installed on it?)")
+    return plugin.evaluate(config, prune)
+
+
+def _local_cluster(slots: Sequence[str], listen: str | None):
+    """A LocalCluster with one single-threaded worker process per slot, each pinned to its device."""
+    from distributed import LocalCluster, Nanny
+    from distributed.worker_memory import parse_memory_limit
+
+    host, port = _listen(listen)
+    cpu_slots = sum(1 for s in slots if s == "cpu")
+    threads = max(1, (os.cpu_count() or 1) // max(cpu_slots, 1))
+    memory = parse_memory_limit("auto", 1, len(slots), logger=logging.getLogger("distributed"))
+
+    class _SlotCluster(LocalCluster):
+        def new_worker_spec(self):
+            i = len(self.worker_spec)
+            slot = slots[i]
+            cuda = slot.startswith("cuda")
+            env = {DEVICE_ENV: "cuda:0" if cuda else slot, LOCAL_ENV: "1", THREADS_ENV: str(threads if slot == "cpu" else 1),
+                   # set before torch loads in the worker: it sees only its own GPU, as cuda:0
+                   "CUDA_VISIBLE_DEVICES": (slot.split(":")[1] if ":" in slot else "0") if cuda else ""}
+            options = {**self.new_spec["options"], "env": env, "memory_limit": memory}
+            if cuda:
+                options["resources"] = {"GPU": 1}
+            return {f"{slot}/{i}": {"cls": Nanny, "options": options}}
+
+    cluster = _SlotCluster(n_workers=0, threads_per_worker=1, processes=True, dashboard_address=None,
+                           host=host, scheduler_port=port, silence_logs=logging.ERROR)
+    cluster.scale(len(slots))
+    return cluster
+
+
+def _listen(listen: str | None) -> tuple[str, int]:
+    """``runner.listen`` -> (host, port): ``tcp://0.0.0.0:8786``, ``0.0.0.0:8786`` or ``:8786``."""
+    if not listen:
+        return "127.0.0.1", 0
+    text = listen.split("://", 1)[-1]
+    host, _, port = text.rpartition(":")
+    return host or "0.0.0.0", int(port)
+
+
+def connect(scheduler: str, source: str, timeout: float = 15):
+    """A client of the cluster at ``scheduler`` (an address or a scheduler file); a user error if unreachable."""
+    from distributed import Client
+
+    def unreachable(reason: str) -> ConfigError:
+        return ConfigError([Problem(source, "runner.scheduler", f"cannot reach the Dask scheduler ({reason})", scheduler)])
+
+    logging.getLogger("distributed").setLevel(logging.ERROR)
+    if os.path.isfile(scheduler):
+        kwargs = {"scheduler_file": scheduler}
+    else:
+        kwargs = {"address": scheduler}
+        host, _, port = scheduler.split("://", 1)[-1].rpartition(":")
+        if not port.isdigit():
+            raise ConfigError([Problem(source, "runner.scheduler", "must be an address such as tcp://host:8786 "
+                                       "or an existing scheduler file", scheduler)])
+        try:  # a refused connection fails now, not after Dask's connect timeout
+            socket.create_connection((host.strip("[]") or "127.0.0.1", int(port)), timeout=timeout).close()
+        except OSError as exc:
+            raise unreachable(str(exc) or type(exc).__name__) from None
+    try:
+        return Client(timeout=timeout, set_as_default=False, **kwargs)
+    except (OSError, TimeoutError, ValueError) as exc:
+        raise unreachable(str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__) from None
+
+
+class DaskExecutor(Executor):
+    """Candidates as Dask tasks, one per candidate, returned as they finish.
+
+    Args:
+        spec: how workers build the objective.
+        name: the worker plugin's name (one per study and objective).
+        slots: device slots of a local cluster (ignored with ``scheduler``).
+        scheduler: address or scheduler file of a cluster the user started.
+        listen: where the local cluster's scheduler listens (so machines joined by hand can add workers).
+        source: the study file, for messages.
+    """
+
+    def __init__(self, spec: ObjectiveSpec, name: str, *, slots: Sequence[str] = (), scheduler: str | None = None,
+                 listen: str | None = None, source: str = ""):
+        self.spec, self.name, self.slot_list = spec, name, list(slots)
+        self.scheduler, self.listen, self.source = scheduler, listen, source
+        self.cluster = self.client = None
+        self._jobs: dict[str, Job] = {}
+        self._done = None
+        self._prune: tuple[PruneContext | None, Any] = (None, None)
+        self._resources: dict[str, int] | None = None
+        self._slots_cache = (0.0, 1)
+
+    # ---- life cycle ---------------------------------------------------------------------------
+    def start(self) -> "DaskExecutor":
+        from distributed import as_completed
+
+        logging.getLogger("distributed").setLevel(logging.ERROR)
+        try:
+            if self.scheduler:
+                self.client = self._connect()
+            else:
+                self.cluster = _local_cluster(self.slot_list, self.listen)
+                self.client = self._client(self.cluster)
+                self.client.wait_for_workers(len(self.slot_list), timeout=300)
+            self.client.register_plugin(ObjectiveHost(self.spec, self.name), name=self.name)
+            if self.scheduler and self._cluster_has_gpus() and "device" in type(self.spec.config).model_fields:
+                self._resources = {"GPU": 1}  # one candidate per GPU on workers that declare them
+        except BaseException:
+            self.close()
+            raise
+        self._done = as_completed(loop=self.client.loop)
+        return self
+
+    @staticmethod
+    def _client(cluster):
+        from distributed import Client
+
+        return Client(cluster, set_as_default=False)
+
+    def _connect(self):
+        return connect(self.scheduler, self.source)
+
+    def _cluster_has_gpus(self) -> bool:
+        workers = self.client.scheduler_info(n_workers=-1)["workers"].values()
+        return any(w.get("resources", {}).get("GPU") for w in workers)
+
+    def close(self) -> None:
+        for thing in (self.client, self.cluster):
+            if thing is not None:
+                try:
+                    thing.close()
+                except Exception:  # closing after a Ctrl+C or a lost scheduler: nothing more to do
+                    pass
+        self.client = self.cluster = None
+
+    def describe(self) -> str:
+        if self.client is None:
+            return "dask (not started)"
+        n = len(self.client.scheduler_info(n_workers=-1)["workers"])
+        where = self.client.scheduler.address
+        if self.cluster is not None:
+            return f"Dask LocalCluster at {where}: {n} worker(s) on {', '.join(self.slot_list)}"
+        return f"Dask scheduler {where}: {n} worker(s)"
+
+    # ---- work ---------------------------------------------------------------------------------
+    @property
+    def slots(self) -> int:
+        import time
+
+        when, n = self._slots_cache
+        if time.monotonic() - when > 2.0:  # workers may join or leave a user's cluster
+            info = self.client.nthreads()
+            if self._resources:
+                workers = self.client.scheduler_info(n_workers=-1)["workers"].values()
+                n = sum(int(w.get("resources", {}).get("GPU", 0)) for w in workers)
+            else:
+                n = sum(info.values())
+            n = max(n, 1)  # no worker yet: one candidate waits for the first to arrive
+            self._slots_cache = (time.monotonic(), n)
+        return n
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._jobs)
+
+    @property
+    def ready(self) -> bool:
+        return self._done is not None and self._done.has_ready()
+
+    def submit(self, jobs: Sequence[Job], prune: PruneContext | None = None) -> None:
+        arg = self._prune_arg(prune)
+        for job in jobs:
+            fut = self.client.submit(evaluate_task, self.name, job.config, arg, pure=False, resources=self._resources)
+            self._jobs[fut.key] = job
+            self._done.add(fut)
+
+    def _prune_arg(self, prune: PruneContext | None):
+        """The pruner's history goes to the cluster once per version, not once per candidate."""
+        if prune is None:
+            return None
+        if self._prune[0] is not prune:
+            self._prune = (prune, self.client.scatter(prune, hash=False))
+        return self._prune[1]
+
+    def next_done(self) -> tuple[Job, Outcome]:
+        fut = next(self._done)
+        job = self._jobs.pop(fut.key)
+        return job, self._outcome(fut)
+
+    def _outcome(self, fut) -> Outcome:
+        from distributed import KilledWorker
+
+        if fut.status == "finished":
+            return fut.result()
+        exc = fut.exception()
+        if isinstance(exc, OptileukError):
+            raise exc  # a user error (bad data path on a worker, ...): the run stops with its message
+        if isinstance(exc, KilledWorker):
+            text = ("the worker evaluating this candidate died each time it was tried "
+                    "(killed, out of host memory, or crashed)")
+        else:
+            text = f"{type(exc).__name__}: {exc}"
+        return Outcome(TrialState.FAIL, None, {}, text[:1000])
+
+    def cancel(self) -> None:
+        from distributed import as_completed
+
+        if self.client is not None and self._jobs:
+            try:
+                self.client.cancel(list(self._done.futures))
+            except Exception:
+                pass
+        self._jobs.clear()
+        self._done = as_completed(loop=self.client.loop)

@@ -1,0 +1,138 @@
+"""The run's bookkeeping, one path for every executor and mode.
+
+:class:`Ledger` turns each finished candidate into an Optuna trial (params with their
+distributions, user attrs, the pruner's attrs, the value the optimizer was told), hands it to the
+batched :class:`~optileuk.runner._records.TrialWriter`, and keeps the counts, the best and worst
+values, the consecutive-failure check and the pruner's history.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from optuna.trial import FrozenTrial, TrialState
+
+from optileuk.runner._common import TOLD_KEY, RunFailed
+from optileuk.runner._executors import Job
+from optileuk.runner._outcome import Outcome, PruneContext, history_entry
+from optileuk.runner._past import Past
+from optileuk.runner._records import TrialWriter
+
+
+@dataclass
+class Progress:
+    done: int
+    total: int | None
+    best: float | None
+    elapsed: float
+    generation: int
+
+
+class Ledger:
+    """Counts and records the candidates of one run.
+
+    Args:
+        past: what earlier runs stored (counts, best and worst carry on from it).
+        writer: where finished trials go.
+        optimizer: the optimizer's name (a user attr of every trial).
+        sign: +1 to minimise, -1 to maximise (values given to the optimizer are ``sign * value``).
+        budget: ``budget.trials`` (``None``: no trial budget).
+        max_consecutive: ``runner.max_consecutive_failures``.
+        source: the study file, for messages.
+        prune: ``(pruner section, study name, direction)`` when the study has a pruner.
+        on_progress: called after every finished candidate.
+    """
+
+    def __init__(self, past: Past, writer: TrialWriter, *, optimizer: str, sign: float, budget: int | None,
+                 max_consecutive: int, source: str, prune: tuple[dict, str, str] | None = None,
+                 on_progress: Callable[[Progress], None] | None = None):
+        self.writer, self.optimizer, self.sign, self.budget = writer, optimizer, sign, budget
+        self.max_consecutive, self.source, self.on_progress = max_consecutive, source, on_progress
+        self.done, self.best, self.worst = past.done, past.best, past.worst
+        self.evaluated = self.reused = self.failed = self.pruned = self.consecutive = 0
+        self.t0 = time.perf_counter()
+        self._prune = prune
+        self._history = [history_entry(t) for t in past.trials] if prune else None
+        self._context: PruneContext | None = None
+
+    # ---- questions ---------------------------------------------------------------------------
+    def room(self) -> int | None:
+        """Candidates the trial budget still allows (``None``: no trial budget)."""
+        return None if self.budget is None else max(self.budget - self.done, 0)
+
+    def penalty(self) -> float:
+        """What a failed candidate tells the optimizer: clearly worse than every complete one so far."""
+        if self.worst is None:
+            return 1e12
+        return self.worst + max(1.0, abs(self.worst))
+
+    def prune_context(self) -> PruneContext | None:
+        """The pruner's view of the study now (one object per version of the history)."""
+        if self._history is None:
+            return None
+        if self._context is None:
+            pruner, name, direction = self._prune
+            self._context = PruneContext(pruner, name, direction, tuple(self._history))
+        return self._context
+
+    # ---- recording ---------------------------------------------------------------------------
+    def reused_one(self) -> None:
+        self.reused += 1
+
+    def record(self, job: Job, outcome: Outcome, generation: int) -> float:
+        """Store one finished candidate; return the value the optimizer is told."""
+        trial, told = self._frozen(job, outcome)
+        self.writer.add(trial)
+        self.done += 1
+        self.evaluated += 1
+        if outcome.state == TrialState.COMPLETE:
+            self.consecutive = 0
+            self.worst = told if self.worst is None else max(self.worst, told)
+            self.best = told if self.best is None else min(self.best, told)
+        elif outcome.state == TrialState.PRUNED:
+            self.consecutive = 0
+            self.pruned += 1
+        else:
+            self.failed += 1
+            self.consecutive += 1
+            if self.consecutive >= self.max_consecutive:
+                self.writer.flush()
+                raise RunFailed(f"{self.source}: stopped after {self.consecutive} consecutive failed candidates "
+                                f"(runner.max_consecutive_failures); last error: {outcome.error}")
+        if self._history is not None:
+            entry = history_entry(trial)
+            entry.number = len(self._history)  # the number the writer gives it (trials are written in order)
+            self._history.append(entry)
+            self._context = None
+        if self.on_progress:
+            best = None if self.best is None else self.sign * self.best
+            self.on_progress(Progress(self.done, self.budget, best, time.perf_counter() - self.t0, generation))
+        return told
+
+    def _frozen(self, job: Job, o: Outcome) -> tuple[FrozenTrial, float]:
+        params, dists, space_attrs = job.record
+        user = {"optimizer": self.optimizer, **_key_attrs(job.key), **job.info, "seconds": round(o.seconds, 6),
+                **space_attrs, **o.attrs}
+        system: dict[str, Any] = dict(o.system_attrs)
+        if o.state == TrialState.COMPLETE:
+            told = self.sign * o.value
+        elif o.state == TrialState.PRUNED and o.value is not None:
+            told = self.sign * o.value  # a pruned candidate gives the optimizer its last reported value
+            user["pruned"] = o.error
+            system[TOLD_KEY] = told
+        else:
+            told = self.penalty()
+            user["error"] = o.error
+            system[TOLD_KEY] = told
+        trial = FrozenTrial(number=-1, state=o.state, value=o.value if o.state == TrialState.COMPLETE else None,
+                            datetime_start=o.start, datetime_complete=o.end, params=params, distributions=dists,
+                            user_attrs=user, system_attrs=system, intermediate_values=o.intermediate, trial_id=-1)
+        return trial, told
+
+
+def _key_attrs(key: tuple) -> dict[str, Any]:
+    if key[0] == "ask":
+        return {"ask": key[1]}
+    return {"generation": key[0], "batch": key[1], "index": key[2]}

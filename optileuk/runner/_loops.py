@@ -1,0 +1,233 @@
+"""The runner's two loops over one executor and one ledger.
+
+* :class:`GenerationalLoop` -- the optimizer's ``step(evaluate)``: a whole generation is handed
+  to the executor and told back when its last candidate is in. Only whole generations are saved;
+  a generation cut by the budget, a timeout or a crash is replayed on resume, its finished
+  candidates taking their stored values.
+* :class:`AsyncLoop` -- ``runner: {mode: async}``: a new candidate is asked whenever a worker is
+  free and told as soon as it is back. The saved state holds the candidates in flight; on resume
+  those already stored are told, the others evaluated again, and trials finished after the last
+  save are injected into the optimizer, so no finished candidate is evaluated twice.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from optuna.storages import BaseStorage
+
+from optileuk.runner._common import STATE_KEY
+from optileuk.runner._executors import Executor, Job
+from optileuk.runner._ledger import Ledger
+from optileuk.runner._past import Past
+from optileuk.runner._records import TrialWriter
+from optileuk.runner._trials import encode_state
+
+
+class _Stop(Exception):
+    """The run stops in the middle of a generation (``reason``: budget or timeout)."""
+
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason
+
+
+class StateSaver:
+    """Saves the optimizer's state in the study at most every ``every`` seconds (trials first)."""
+
+    def __init__(self, storage: BaseStorage, study_id: int, writer: TrialWriter, every: float):
+        self.storage, self.study_id, self.writer, self.every = storage, study_id, writer, every
+        self._last = time.monotonic()
+
+    def due(self) -> bool:
+        return time.monotonic() - self._last >= self.every
+
+    def save(self, payload: dict[str, Any]) -> None:
+        self.writer.flush()  # a state never runs ahead of the trials it was told
+        self.storage.set_study_system_attr(self.study_id, STATE_KEY, payload)
+        self._last = time.monotonic()
+
+
+@dataclass
+class RunParts:
+    """What a loop works with."""
+
+    space: Any
+    optimizer: Any
+    executor: Executor
+    ledger: Ledger
+    past: Past
+    saver: StateSaver
+    budget: Any  # config.Budget
+    deadline: float | None  # perf_counter time at which a timeout stops the run
+
+    def out_of_time(self) -> bool:
+        return self.deadline is not None and time.perf_counter() >= self.deadline
+
+    def __post_init__(self) -> None:
+        self._box = self.space.box
+
+    def job(self, key: tuple, x: np.ndarray, token: Any = None, info: dict | None = None) -> Job:
+        """The job for a box point: decoded (always a valid config) and recorded as it will be stored."""
+        config = self.space.decode(self._box.clip(np.asarray(x, dtype=float)))
+        return Job(key, config, self.space.record(config), token, dict(info or {}))
+
+
+class GenerationalLoop:
+    """One ``optimizer.step`` per generation; whole generations are told and saved."""
+
+    def __init__(self, parts: RunParts, generation: int):
+        self.p, self.generation = parts, generation
+        self._batch = 0
+        self._unsaved: dict[str, Any] | None = None
+
+    def run(self) -> str:
+        p = self.p
+        try:
+            while True:
+                if p.budget.generations is not None and self.generation >= p.budget.generations:
+                    return "budget"
+                if p.ledger.room() == 0:
+                    return "budget"
+                if p.out_of_time():
+                    return "timeout"
+                self._batch = 0
+                p.optimizer.step(self._evaluate)
+                self.generation += 1
+                self._unsaved = {"generation": self.generation, "blob": encode_state(p.optimizer.state_dict())}
+                if p.saver.due():
+                    self._save()
+        except _Stop as stop:
+            return stop.reason
+        finally:
+            self._save()  # only whole generations are saved: a cut one is replayed on resume
+
+    def _save(self) -> None:
+        if self._unsaved is not None:
+            self.p.saver.save(self._unsaved)
+            self._unsaved = None
+
+    def _evaluate(self, x: np.ndarray) -> np.ndarray:
+        p, gen = self.p, self.generation + 1
+        self._batch += 1
+        x = np.atleast_2d(np.asarray(x, dtype=float))
+        values = np.empty(len(x))
+        jobs = []
+        for i, row in enumerate(x):
+            job = p.job((gen, self._batch, i), row)
+            old = p.past.match(job.key, job.record)
+            if old is not None:  # finished before a crash: its stored value, not a new evaluation
+                values[i] = p.past.told(old)
+                p.ledger.reused_one()
+            else:
+                jobs.append(job)
+        room = p.ledger.room()
+        cut = room is not None and len(jobs) > room
+        if cut:
+            jobs = jobs[:room]
+        p.executor.submit(jobs, p.ledger.prune_context())
+        while p.executor.in_flight:
+            if p.out_of_time() and not p.executor.ready:
+                p.executor.cancel()
+                raise _Stop("timeout")
+            job, outcome = p.executor.next_done()
+            values[job.key[2]] = p.ledger.record(job, outcome, gen)
+        if cut:  # the budget ends inside this generation: it is not told, and replayed on resume
+            raise _Stop("budget")
+        return values
+
+
+class AsyncLoop:
+    """A new candidate whenever a worker is free; each result told as soon as it is back.
+
+    Args:
+        parts: what the loop works with.
+        saved: the state saved by an earlier run (the optimizer has already loaded its part).
+        population: the optimizer's population (for the nominal generation shown).
+    """
+
+    def __init__(self, parts: RunParts, saved: dict[str, Any] | None, population: int):
+        self.p, self.population = parts, max(population, 1)
+        self.asked = 0  # tickets handed out so far (a ticket numbers an ask across runs)
+        self.flight: dict[int, tuple[int, dict]] = {}  # ticket -> (optimizer token, info)
+        self._resubmit = self._restore(saved)
+
+    @property
+    def generation(self) -> int:
+        return self.p.ledger.done // self.population
+
+    def _restore(self, saved: dict[str, Any] | None) -> list[Job]:
+        """Tell the stored results the optimizer is still waiting for; return the ones to evaluate again."""
+        p = self.p
+        stored = p.past.tickets()
+        again: list[Job] = []
+        if saved:
+            self.asked = int(saved["asked"])
+            pending = p.optimizer.pending()
+            for ticket, token, info in saved["flight"]:
+                job = p.job(("ask", ticket), pending[token], token, info)
+                old = p.past.match(job.key, job.record)
+                if old is not None:
+                    p.optimizer.tell(token, p.past.told(old))
+                    p.ledger.reused_one()
+                else:
+                    self.flight[ticket] = (token, info)
+                    again.append(job)
+        for ticket, trial in sorted(stored.items()):  # finished after the saved state: learn from them
+            if ticket >= self.asked:
+                x = p.space.encode(p.space.from_record(trial.params, trial.user_attrs))
+                p.optimizer.inject(x, p.past.told(trial), dict(trial.user_attrs))
+        self.asked = max([self.asked] + [t + 1 for t in stored])
+        return again
+
+    def run(self) -> str:
+        p = self.p
+        try:
+            room = p.ledger.room()
+            again = self._resubmit if room is None else self._resubmit[:room]
+            for job in again:
+                p.executor.submit([job], p.ledger.prune_context())
+            while True:
+                stopped = self._refill()
+                if p.executor.in_flight == 0:
+                    return stopped or "budget"
+                if p.out_of_time() and not p.executor.ready:
+                    p.executor.cancel()  # still pending in the saved state: evaluated on resume
+                    return "timeout"
+                job, outcome = p.executor.next_done()
+                told = p.ledger.record(job, outcome, self.generation)
+                del self.flight[job.key[1]]
+                p.optimizer.tell(job.token, told)
+                if p.saver.due():
+                    self._save()
+        finally:
+            self._save()
+
+    def _refill(self) -> str | None:
+        """Ask until every slot is busy; the reason to stop asking, if any."""
+        p = self.p
+        while p.executor.in_flight < p.executor.slots:
+            room = p.ledger.room()
+            if room is not None and room <= p.executor.in_flight:
+                return "budget"
+            limit = p.budget.generations
+            if limit is not None and p.ledger.done + p.executor.in_flight >= limit * self.population:
+                return "budget"
+            if p.out_of_time():
+                return "timeout"
+            asked = p.optimizer.ask()
+            if asked is None:  # e.g. every particle is in flight
+                return None
+            token, x, info = asked
+            ticket, self.asked = self.asked, self.asked + 1
+            self.flight[ticket] = (token, info)
+            p.executor.submit([p.job(("ask", ticket), x, token, info)], p.ledger.prune_context())
+        return None
+
+    def _save(self) -> None:
+        flight = [[ticket, token, info] for ticket, (token, info) in sorted(self.flight.items())]
+        self.p.saver.save({"mode": "async", "generation": self.generation, "asked": self.asked, "flight": flight,
+                           "blob": encode_state(self.p.optimizer.state_dict())})
