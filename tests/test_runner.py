@@ -271,3 +271,87 @@ def test_bad_pruner_settings_are_config_errors(workdir, box_space):
         path = study_file(workdir, box_space, extra=f"pruner: {pruner}")
         with pytest.raises(ConfigError, match=needle):
             load_study(path)
+
+
+# ---- asynchronous mode (inline here; on Dask workers in test_parallel) ------------------------------
+ASYNC = ["tpe", "random", "ga", "pso", "pso_ring"]
+
+
+def _async_file(tmp, box_space, optimizer, trials, name="a"):
+    pop = "population: 6, n_startup_trials: 6" if optimizer == "tpe" else "population: 6"
+    return study_file(tmp, box_space, name=name, optimizer=f"{{name: {optimizer}, {pop}}}",
+                      budget=f"{{trials: {trials}}}", extra="runner: {mode: async}")
+
+
+@pytest.mark.parametrize("optimizer", ASYNC)
+def test_async_mode_asks_one_candidate_at_a_time_and_resumes(workdir, box_space, optimizer):
+    url = f"sqlite:///{workdir}/a.db"
+    first = Runner(load_study(_async_file(workdir, box_space, optimizer, 30), storage=url)).run()
+    more = Runner(load_study(_async_file(workdir, box_space, optimizer, 30), storage=url, trials=45)).run()
+    assert first.evaluated == 30 and more.evaluated == 15 and more.trials == 45
+    trials = optuna.load_study(study_name="a", storage=url).trials
+    assert sorted(t.user_attrs["ask"] for t in trials) == list(range(45))  # one ticket per candidate, never twice
+    assert all(t.state == TrialState.COMPLETE and "generation" not in t.user_attrs for t in trials)
+    if optimizer.startswith("pso"):
+        assert {t.user_attrs["particle"] for t in trials} == set(range(6))
+
+
+@pytest.mark.parametrize("optimizer", ["tpe", "ga", "pso"])
+def test_async_optimizers_beat_random_search(workdir, box_space, optimizer):
+    best = {}
+    for name in (optimizer, "random"):
+        s = Runner(load_study(_async_file(workdir, box_space, name, 150, name=f"q-{name}"), storage="memory")).run()
+        best[name] = s.best_value
+    assert best[optimizer] < best["random"] / 2, best
+
+
+@pytest.mark.parametrize("optimizer", ["ga", "tpe", "pso"])
+def test_async_resume_after_an_interruption_takes_the_stored_results(workdir, box_space, optimizer):
+    url = f"sqlite:///{workdir}/i.db"
+    study = load_study(_async_file(workdir, box_space, optimizer, 40, name="i"), storage=url)
+    calls, real = {"n": 0}, study.objective
+
+    def dying():
+        obj = real()
+        inner = obj.evaluate
+
+        def evaluate(config, *, trial=None):
+            calls["n"] += 1
+            if calls["n"] == 23:
+                raise KeyboardInterrupt
+            return inner(config, trial=trial)
+
+        obj.evaluate = evaluate
+        return obj
+
+    study.objective = dying
+    with pytest.raises(KeyboardInterrupt):
+        Runner(study, state_every=3600).run()  # the state is saved on the way out, not before
+    assert len(optuna.load_study(study_name="i", storage=url).trials) == 22
+    resumed = Runner(load_study(_async_file(workdir, box_space, optimizer, 40, name="i"), storage=url)).run()
+    assert resumed.evaluated == 18 and resumed.trials == 40
+    trials = optuna.load_study(study_name="i", storage=url).trials
+    assert len({t.user_attrs["ask"] for t in trials}) == 40
+
+
+def test_async_is_refused_for_optimizers_that_evaluate_whole_generations(workdir, box_space):
+    path = study_file(workdir, box_space, optimizer="{name: ssa, population: 6}", extra="runner: {mode: async}")
+    with pytest.raises(ConfigError, match=r"runner.mode async needs an optimizer that makes one candidate at a time "
+                                          r"\(ga, pso, pso_ring, random, tpe\); 'ssa' evaluates whole generations"):
+        load_study(path)
+
+
+def test_trials_left_running_by_an_older_run_are_failed_with_a_reason(workdir, box_space):
+    """Older versions queued candidates in the storage; a killed run could leave them RUNNING or WAITING."""
+    path = study_file(workdir, box_space, optimizer="{name: random, population: 5}", budget="{trials: 10}")
+    url = f"sqlite:///{workdir}/stale.db"
+    Runner(load_study(path, storage=url)).run()
+    study = optuna.load_study(study_name="s", storage=url)
+    study.ask()  # RUNNING
+    study.enqueue_trial({"x0": 0.5, "x1": 0.5, "x2": 0.5, "x3": 0.5})  # WAITING
+    s = Runner(load_study(path, storage=url, trials=15)).run()
+    trials = optuna.load_study(study_name="s", storage=url).trials
+    assert s.trials == 15 and s.evaluated == 5
+    stale = [t for t in trials if t.state == TrialState.FAIL]
+    assert len(stale) == 2 and all("left unfinished by an interrupted earlier run" in t.user_attrs["error"] for t in stale)
+    assert not [t for t in trials if t.state in (TrialState.RUNNING, TrialState.WAITING)]

@@ -154,12 +154,31 @@ class GAOptimizer(Optimizer):
             elif self._pop is not None and len(self._pop) >= 2:
                 a, b = (_Individual(list(p)) for p in tools.selTournament(self._pop, 2, tournsize=c.tournament_size))
                 self._vary(a, b)
-                genes, self._spare = list(a), list(b)
+                genes, self._spare = self._distinct(a), self._distinct(b)
             else:
                 return None  # the first individuals are still being evaluated
         token, self._next = self._next, self._next + 1
         self._asked[token] = genes
         return token, np.array(genes, dtype=float), {}
+
+    def _distinct(self, child: _Individual) -> list[float]:
+        """A child that repeats an individual of the population (or one being evaluated) is mutated
+        until it differs: a steady-state population of copies would stop searching."""
+        c, seen = self.config, [list(p) for p in self._pop] + list(self._asked.values())
+        lo, up = list(self.box.lower[self._real]), list(self._up[self._real])
+        for _ in range(20):
+            if list(child) not in seen:
+                break
+            real, bits = [child[i] for i in self._real], [child[i] for i in self._bits]
+            if real:
+                tools.mutPolynomialBounded(real, c.eta_mutation, lo, up, max(self._indpb, 0.5))
+            if bits:
+                tools.mutFlipBit(bits, max(self._indpb, 1.0 / max(len(bits), 1)))
+            for j, i in enumerate(self._real):
+                child[i] = float(real[j])
+            for j, i in enumerate(self._bits):
+                child[i] = float(bits[j])
+        return list(child)
 
     def tell(self, token: int, value: float) -> None:
         self._insert(self._asked.pop(token), value)

@@ -105,7 +105,8 @@ class PSOOptimizer(Optimizer):
     def _gbest(self) -> None:
         c = self.config
         kwargs = {"p": c.p, "k": c.k} if c.topology == "ring" else {}
-        self._swarm.best_pos, self._swarm.best_cost = self._topology.compute_gbest(self._swarm, **kwargs)
+        best_pos, self._swarm.best_cost = self._topology.compute_gbest(self._swarm, **kwargs)
+        self._swarm.best_pos = np.array(best_pos)  # a copy: pyswarms returns a view into pbest_pos
 
     def _new_swarm(self):
         """A fresh swarm (call inside the adapter's RNG block)."""
@@ -116,6 +117,7 @@ class PSOOptimizer(Optimizer):
             swarm.position[:, self._bits] = np.random.randint(0, 2, size=(c.population, int(self._bits.sum())))
         swarm.pbest_cost = np.full(c.population, np.inf)
         swarm.current_cost = np.full(c.population, np.inf)
+        swarm.pbest_pos = swarm.position.copy()  # pyswarms' default is the position array itself
         return swarm
 
     def _moved(self, swarm) -> tuple[np.ndarray, np.ndarray]:
