@@ -61,7 +61,7 @@ class AnalyticConfig(ObjectiveConfig):
     shift: float = Field(0.0, description="location of the optimum in every numeric coordinate")
     sleep: float = Field(0.0, ge=0, description="seconds to wait per evaluation (imitates a costly objective)")
     fail_rate: float = Field(0.0, ge=0, le=1, description="share of candidates that raise (tests of failure handling)")
-    work: float = Field(0.0, ge=0, description="seconds of CPU busy-work per evaluation (imitates a CPU-bound objective)")
+    work: float = Field(0.0, ge=0, description="seconds of CPU time busy-working per evaluation (imitates a CPU-bound objective)")
     sleep_sigma: float = Field(0.0, ge=0, description="> 0: each candidate sleeps a lognormal time (median sleep, "
                                                       "this log-spread), fixed by its parameters")
     sleep_range: Optional[tuple[float, float]] = Field(None, description="[low, high] seconds the lognormal time is clipped to")
@@ -117,11 +117,12 @@ class AnalyticObjective(Objective):
         return float(np.clip(seconds, *c.sleep_range)) if c.sleep_range else seconds
 
     def _spend(self, seconds: float, share: float = 1.0) -> None:
-        """Sleep and busy-work for ``share`` of one evaluation."""
+        """Sleep and busy-work for ``share`` of one evaluation (work counts this thread's CPU time:
+        processes that share a core each take longer, as real CPU-bound objectives do)."""
         if seconds:
             time.sleep(seconds * share)
-        end = time.perf_counter() + self.config.work * share
-        while time.perf_counter() < end:
+        end = time.thread_time() + self.config.work * share
+        while time.thread_time() < end:
             pass
 
     def _value(self, config: Mapping[str, Any]) -> float:
