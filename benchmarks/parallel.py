@@ -4,8 +4,8 @@ Everything is measured side by side in one run, with the runner's Python API (th
 process; its time is ``Runner.run()``, Dask cluster start included, interpreter start excluded).
 
 Part 1 -- speed-up: 48 candidates of 0.5 s CPU busy-work each (analytic objective, ``work: 0.5``),
-PSO with population 8, SQLite; inline, then ``runner.workers`` = 1, 2 and 4. This machine's
-cores bound the useful number of workers.
+PSO with population 8, SQLite; inline, then ``runner.workers`` = 1, 2 and 4 (1 and 2: the median
+of 3 interleaved runs). This machine's cores bound the useful number of workers.
 
 Part 2 -- cost per candidate: an objective that costs nothing, 2 workers, on SQLite, a journal
 file, PostgreSQL and Redis (when reachable). The cost per candidate is the slope between a
@@ -17,12 +17,17 @@ Part 3 -- asynchronous vs generational: candidate times drawn from a lognormal d
 96 trials, population 8. Random search draws the same 96 candidates in both modes (same work);
 GA draws different ones, so its total work is printed beside the wall time.
 
-Run: python benchmarks/parallel.py
+Part 4 (``--main-job``, about 8 minutes on 2 cores): the main job (``studies/dknn_pso.yaml``,
+30 DKNN candidates) inline, on 2 workers, and on 2 workers in asynchronous mode.
+
+Run: python benchmarks/parallel.py [--main-job]
 """
 
 from __future__ import annotations
 
+import argparse
 import os
+import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -59,21 +64,25 @@ def timed(path: Path, storage: str) -> tuple[float, object]:
     return time.perf_counter() - t0, summary
 
 
-def part1(tmp: Path) -> None:
+def part1(tmp: Path, repeats: int = 3) -> None:
     print("## 1. Speed-up: 48 candidates x 0.5 s CPU work, PSO (population 8), SQLite\n")
-    print(f"({os.cpu_count()} CPU cores)\n")
-    print("| evaluation | seconds | speed-up vs 1 worker |")
-    print("|---|---|---|")
-    rows = [("inline (driver process)", "max_consecutive_failures: 10")]
-    rows += [(f"{w} Dask worker(s)", f"workers: {w}") for w in (1, 2, 4)]
-    base = None
-    for label, runner in rows:
-        name = f"speed{abs(hash(label)) % 10**6}"
-        sec, _ = timed(study_file(tmp, name, objective="work: 0.5", runner=runner, trials=48), f"sqlite:///{tmp}/{name}.db")
-        if label.startswith("1 "):
-            base = sec
-        shown = "-" if base is None else f"{base / sec:.2f}"
-        print(f"| {label} | {sec:.1f} | {shown} |")
+    print(f"({os.cpu_count()} CPU cores; 1 and 2 workers: median of {repeats} interleaved runs)\n")
+    print("| evaluation | seconds | runs | speed-up vs 1 worker |")
+    print("|---|---|---|---|")
+    rows = {"inline (driver process)": ("max_consecutive_failures: 10", 1), "1 Dask worker": ("workers: 1", repeats),
+            "2 Dask workers": ("workers: 2", repeats), "4 Dask workers": ("workers: 4", 1)}
+    runs: dict[str, list[float]] = {label: [] for label in rows}
+    for r in range(repeats):
+        for label, (runner, n) in rows.items():
+            if r < n:
+                name = f"speed{len(runs[label])}-{label.split()[0]}"
+                path = study_file(tmp, name, objective="work: 0.5", runner=runner, trials=48)
+                runs[label].append(timed(path, f"sqlite:///{tmp}/{name}.db")[0])
+    base = statistics.median(runs["1 Dask worker"])
+    for label, secs in runs.items():
+        sec = statistics.median(secs)
+        shown = "-" if label.startswith("inline") else f"{base / sec:.2f}"
+        print(f"| {label} | {sec:.1f} | {', '.join(f'{x:.1f}' for x in secs)} | {shown} |")
 
 
 def storages(tmp: Path) -> list[tuple[str, str]]:
@@ -129,13 +138,40 @@ def part3(tmp: Path) -> None:
             print(f"| {optimizer} | {mode} | {sec:.1f} | {work:.1f} | {work / (4 * sec):.0%} | {ratio} |")
 
 
+def part4(tmp: Path) -> None:
+    import yaml
+
+    root = Path(__file__).resolve().parents[1]
+    print("\n## 4. The main job (studies/dknn_pso.yaml: 30 DKNN candidates, PSO population 6), SQLite\n")
+    print("| evaluation | seconds | candidate seconds (sum) | epochs trained | s per epoch | best value |")
+    print("|---|---|---|---|---|---|")
+    data = yaml.safe_load((root / "studies" / "dknn_pso.yaml").read_text())
+    data["search_space"] = str(root / "search_spaces" / "dknn.yaml")
+    for label, runner in (("inline", {}), ("2 Dask workers", {"workers": 2}),
+                          ("2 Dask workers, async", {"workers": 2, "mode": "async"})):
+        name = f"main-{len(runner)}-{runner.get('mode', 'g')}"
+        path = tmp / f"{name}.yaml"
+        path.write_text(yaml.safe_dump({**data, "name": name, "runner": runner}))
+        url = f"sqlite:///{tmp}/main.db"
+        sec, summary = timed(path, url)
+        trials = optuna.load_study(study_name=name, storage=url).trials
+        work = sum(t.user_attrs["seconds"] for t in trials)
+        epochs = sum(t.user_attrs["epochs_trained"] for t in trials)
+        print(f"| {label} | {sec:.1f} | {work:.1f} | {epochs} | {work / epochs:.2f} | {summary.best_value:.4f} |")
+
+
 def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--main-job", action="store_true", help="also time the main job (about 8 minutes)")
+    args = ap.parse_args()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         part1(tmp)
         part2(tmp)
         part3(tmp)
+        if args.main_job:
+            part4(tmp)
 
 
 if __name__ == "__main__":

@@ -213,6 +213,20 @@ def test_sigkill_then_rerun_finishes_exactly_the_budget(workdir, optimizer):
     assert f"{100 - before} evaluated" in r.stdout  # no finished trial evaluated again
 
 
+@pytest.mark.slow
+def test_the_gpu_study_runs_on_a_dask_worker_here_too(workdir):
+    """studies/dknn_pso_gpus.yaml: one worker per GPU, asynchronous PSO; on this machine's CPU without one."""
+    r = run_cli("run", str(ROOT / "studies" / "dknn_pso_gpus.yaml"), "--trials", "2", cwd=workdir, timeout=600)
+    assert r.returncode == 0, r.stderr
+    assert "evaluating on Dask LocalCluster" in r.stderr
+    trials = optuna.load_study(study_name="dknn-pso-gpus", storage=f"sqlite:///{workdir}/optileuk.db").get_trials()
+    assert sorted(t.user_attrs["ask"] for t in trials) == [0, 1]
+    import torch
+
+    want = "cuda:0" if torch.cuda.is_available() else "cpu"  # a worker sees only its own GPU
+    assert all(t.state == optuna.trial.TrialState.COMPLETE and t.user_attrs["device"] == want for t in trials)
+
+
 def test_the_main_job_runs_as_the_readme_says(workdir):
     """`optileuk run studies/dknn_pso.yaml` (budget cut to 3 trials to keep the suite short)."""
     r = run_cli("run", str(ROOT / "studies" / "dknn_pso.yaml"), "--trials", "3", cwd=workdir, timeout=600)

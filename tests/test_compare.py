@@ -315,3 +315,18 @@ def test_runs_that_keep_failing_stop_alone_and_the_command_says_so(workdir, box_
         "trials are stored; run the same command again to resume)")
     failed = optuna.load_study(study_name="fail.pso.s0", storage=f"sqlite:///{workdir}/optileuk.db").trials
     assert failed and all(t.state.name == "FAIL" and t.user_attrs["error"] for t in failed)
+
+
+def test_a_comparison_on_dask_workers_runs_one_run_at_a_time(workdir, box_space):
+    text = COMPARISON.replace("seeds: 3", "seeds: 1").replace(f"trials: {TRIALS}}}", "trials: 8}\n    runner: {workers: 2}")
+    write(workdir / "dask.yaml", text)
+    r = run_cli("compare", "dask.yaml", "--jobs", "2", cwd=workdir)
+    assert r.returncode == 2 and "--jobs must be 1 when the runs evaluate on Dask workers" in r.stderr
+    assert not (workdir / "optileuk.db").exists()
+    r = run_cli("compare", "dask.yaml", cwd=workdir, timeout=600)
+    assert r.returncode == 0, r.stderr
+    assert "4 runs, 1 at a time" in r.stderr
+    storage = f"sqlite:///{workdir}/optileuk.db"
+    for label in LABELS:
+        trials = optuna.load_study(study_name=f"sphere.{label}.s0", storage=storage).trials
+        assert len(trials) == 8 and all(t.user_attrs["worker"].endswith(":cpu") for t in trials)

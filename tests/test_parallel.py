@@ -317,3 +317,35 @@ def test_one_worker_per_gpu_each_pinned_to_its_device(workdir):
     trials = trials_of(f"sqlite:///{workdir}/optileuk.db", "gpu")
     assert {t.user_attrs["device"] for t in trials} == {"cuda:0"}  # each worker sees only its own GPU
     assert len({t.user_attrs["worker"] for t in trials}) == 2 * n
+
+
+def test_local_workers_start_with_their_own_threads_device_and_glibc_defaults(workdir):
+    """Dask's nanny sets MALLOC_TRIM_THRESHOLD_ in workers (torch training ran 2.1x slower), and writes
+    its settings into the driver's environment, where a second cluster used to pick them up."""
+    from optileuk.runner._dask import SPAWN_VARS, DaskExecutor, ObjectiveSpec
+
+    st = load_study(study(workdir, "env", runner="workers: 2"), storage="memory")
+    spec = ObjectiveSpec(st.objective_cls, st.objective_config, st.space, 0)
+    keys = ("MALLOC_TRIM_THRESHOLD_", "OMP_NUM_THREADS", "OPTILEUK_DEVICE", "CUDA_VISIBLE_DEVICES")
+    driver_env = {k: os.environ.get(k) for k in SPAWN_VARS}
+    cores = os.cpu_count() or 1
+    for slots in (["cpu"], ["cpu", "cpu"]):  # one cluster after another in the same driver
+        with DaskExecutor(spec, "env-test", slots=slots) as ex:
+            seen = ex.client.run(lambda: tuple(os.environ.get(k) for k in keys))
+            assert {k: os.environ.get(k) for k in SPAWN_VARS} == driver_env
+        assert list(seen.values()) == [(None, str(max(1, cores // len(slots))), "cpu", "")] * len(slots)
+    assert {k: os.environ.get(k) for k in SPAWN_VARS} == driver_env
+
+
+def test_each_worker_prepares_the_objective_once_and_keeps_it(workdir):
+    from optileuk.runner._dask import DaskExecutor, ObjectiveSpec
+    from optileuk.runner._executors import Job
+
+    st = load_study(study(workdir, "once", runner="workers: 2"), storage="memory")
+    spec = ObjectiveSpec(st.objective_cls, st.objective_config, st.space, 0)
+    with DaskExecutor(spec, "once-test", slots=["cpu", "cpu"]) as ex:
+        ex.submit([Job((1, 1, i), {"x0": i / 10, "x1": 0.0}, ({}, {}, {})) for i in range(12)])
+        values = sorted(ex.next_done()[1].value for _ in range(12))
+        builds = ex.client.run(lambda dask_worker: dask_worker.plugins["once-test"].builds)
+    assert values == pytest.approx(sorted((i / 10) ** 2 for i in range(12)))
+    assert sorted(builds.values()) == [1, 1]  # both took part, each built its objective once

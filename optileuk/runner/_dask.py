@@ -38,6 +38,13 @@ from optileuk.runner._outcome import Outcome, PruneContext, evaluate_candidate
 DEVICE_ENV = "OPTILEUK_DEVICE"  # a worker's device (cpu, cuda:0, ...): set per local worker, or by hand
 LOCAL_ENV = "OPTILEUK_LOCAL_WORKER"  # set on the driver's own workers: Ctrl+C is the driver's to handle
 THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+SPAWN_VARS = (*THREAD_VARS, "MALLOC_TRIM_THRESHOLD_", "PYTHONHASHSEED")  # what Dask's nannies write into the driver
+# Dask settings of the local cluster (not of a cluster the user started). One candidate at a time per
+# worker, queued on the scheduler: work stealing has nothing to balance; the 10 ms sampling profiler
+# and the 20 ms event-loop health tick cost CPU next to CPU-bound candidates (0.5 s per 14 s run on 2
+# cores, benchmarks/parallel.py).
+LOCAL_SCHEDULER_CONFIG = {"distributed.scheduler.work-stealing": False, "distributed.admin.tick.interval": "500ms"}
+LOCAL_WORKER_CONFIG = {"distributed": {"worker": {"profile": {"enabled": False}}, "admin": {"tick": {"interval": "500ms"}}}}
 
 
 def device_slots(devices: Any, trials_per_device: int, workers: int | None) -> list[str]:
@@ -100,6 +107,7 @@ class ObjectiveHost(WorkerPlugin):
         self.spec, self.name = spec, name
         self._objective = None
         self._lock = threading.Lock()
+        self.builds = 0  # how often this worker built (and prepared) the objective: once
 
     def __getstate__(self) -> dict[str, Any]:  # what travels to the workers: the recipe, not the objective
         return {"spec": self.spec, "name": self.name}
@@ -121,6 +129,7 @@ class ObjectiveHost(WorkerPlugin):
         with self._lock:
             if self._objective is None:
                 self._objective = self.spec.build(self.device)
+                self.builds += 1
             return self._objective
 
     def evaluate(self, config: dict[str, Any], prune: PruneContext | None) -> Outcome:
@@ -162,6 +171,8 @@ def _local_cluster(slots: Sequence[str], listen: str | None):
     cpu_slots = sum(1 for s in slots if s == "cpu")
     threads = max(1, (os.cpu_count() or 1) // max(cpu_slots, 1))  # the cores shared out, not oversubscribed
     memory = parse_memory_limit("auto", 1, len(slots), logger=logging.getLogger("distributed"))
+    # the nanny merges its config shallowly into Dask's: hand it a whole, deep-merged "distributed" section
+    worker_config = {"distributed": dask.config.merge(dask.config.get("distributed"), LOCAL_WORKER_CONFIG["distributed"])}
 
     class _SlotCluster(LocalCluster):
         def new_worker_spec(self):
@@ -171,14 +182,15 @@ def _local_cluster(slots: Sequence[str], listen: str | None):
             env = {DEVICE_ENV: "cuda:0" if cuda else slot, LOCAL_ENV: "1",
                    # read before torch loads in the worker: it sees only its own GPU, as cuda:0
                    "CUDA_VISIBLE_DEVICES": (slot.split(":")[1] if ":" in slot else "0") if cuda else ""}
-            options = {**self.new_spec["options"], "env": env, "memory_limit": memory,
+            options = {**self.new_spec["options"], "env": env, "memory_limit": memory, "config": worker_config,
                        "pre_spawn": {v: threads if slot == "cpu" else 1 for v in THREAD_VARS}}
             if cuda:
                 options["resources"] = {"GPU": 1}
             return {f"{slot}/{i}": {"cls": SlotNanny, "options": options}}
 
-    cluster = _SlotCluster(n_workers=0, threads_per_worker=1, processes=True, dashboard_address=None,
-                           host=host, scheduler_port=port, silence_logs=logging.ERROR)
+    with dask.config.set(LOCAL_SCHEDULER_CONFIG):
+        cluster = _SlotCluster(n_workers=0, threads_per_worker=1, processes=True, dashboard_address=None,
+                               host=host, scheduler_port=port, silence_logs=logging.CRITICAL)
     cluster.scale(len(slots))
     return cluster
 
@@ -186,12 +198,25 @@ def _local_cluster(slots: Sequence[str], listen: str | None):
 class SlotNanny(Nanny):
     """A nanny whose worker starts with its own thread counts and glibc's default allocator settings
     (Dask's default ``MALLOC_TRIM_THRESHOLD_`` is left out: see :func:`_large_allocations_without_mmap`).
-    The environment is read once, here, and kept for restarts of the worker."""
+
+    Set here, after Dask's own reading: Dask prefers a value already in the driver's environment,
+    and every nanny copies its values into the driver's environment when it spawns a worker -- a
+    second cluster in one process would otherwise inherit the first one's thread counts."""
 
     def __init__(self, *args, pre_spawn: dict[str, Any], **kwargs):
-        key = "distributed.nanny.pre-spawn-environ"
-        with dask.config.set({key: {**dask.config.get(key), "MALLOC_TRIM_THRESHOLD_": None, **pre_spawn}}):
-            super().__init__(*args, **kwargs)
+        super().__init__(*args, **kwargs)
+        mine = {k: str(v) for k, v in pre_spawn.items()}
+        self.pre_spawn_env = {**_without_trim(self.pre_spawn_env), **mine}
+        self.env = {**_without_trim(self.env), **mine}
+
+    async def kill(self, timeout: float = 5, reason: str = "nanny-kill") -> None:
+        """Stop the worker process within 0.1 s instead of a graceful retire (0.27 s): by then it holds
+        nothing the driver needs -- results are back and the driver writes every trial."""
+        await super().kill(timeout=min(timeout, 0.1), reason=reason)
+
+
+def _without_trim(env: dict[str, str]) -> dict[str, str]:
+    return {k: v for k, v in env.items() if k != "MALLOC_TRIM_THRESHOLD_"}
 
 
 def _listen(listen: str | None) -> tuple[str, int]:
@@ -249,6 +274,7 @@ class DaskExecutor(Executor):
         self._prune: tuple[PruneContext | None, Any] = (None, None)
         self._resources: dict[str, int] | None = None
         self._slots_cache = (0.0, 1)
+        self._driver_env = {k: os.environ.get(k) for k in SPAWN_VARS}
 
     # ---- life cycle ---------------------------------------------------------------------------
     def start(self) -> "DaskExecutor":
@@ -260,6 +286,7 @@ class DaskExecutor(Executor):
                 self.cluster = _local_cluster(self.slot_list, self.listen)
                 self.client = self._client(self.cluster)
                 self._wait_for_local_workers()
+                self._restore_driver_env()
             self.client.register_plugin(ObjectiveHost(self.spec, self.name), name=self.name)
             if self.scheduler and self._cluster_has_gpus() and "device" in type(self.spec.config).model_fields:
                 self._resources = {"GPU": 1}  # one candidate per GPU on workers that declare them
@@ -299,6 +326,16 @@ class DaskExecutor(Executor):
                 except Exception:  # closing after a Ctrl+C or a lost scheduler: nothing more to do
                     pass
         self.client = self.cluster = None
+        self._restore_driver_env()
+
+    def _restore_driver_env(self) -> None:
+        """Undo the nannies' writes into this process's environment (torch, BLAS and later
+        subprocesses of the driver keep the settings they had)."""
+        for key, value in self._driver_env.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
 
     def describe(self) -> str:
         if self.client is None:
