@@ -279,7 +279,7 @@ def test_device_slots():
 
 @pytest.mark.parametrize("runner, needle", [
     ("workers: 2, scheduler: 'tcp://h:8786'", "runner.scheduler uses the workers of that cluster; workers would"),
-    ("listen: 'somewhere'", "listen must look like tcp://0.0.0.0:8786"),
+    ("listen: 'somewhere'", "runner.listen must look like tcp://0.0.0.0:8786, host:port or :port, got 'somewhere'"),
     ("mode: sometimes", "runner.mode"),
 ])
 def test_runner_settings_are_checked(workdir, runner, needle):

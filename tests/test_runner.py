@@ -104,16 +104,9 @@ def test_generation_budget(workdir, box_space):
     assert s.generation == 3 and s.trials <= 18 and s.trials >= 6
 
 
-def test_resume_after_an_interrupted_generation_reuses_finished_trials(workdir, box_space):
-    """Interrupt in the middle of generation 4 (an exception in the objective's process), resume."""
-    path = study_file(workdir, box_space, optimizer="{name: sca, population: 10}", budget="{trials: 80}")
-    url = f"sqlite:///{workdir}/r.db"
-    straight = f"sqlite:///{workdir}/straight.db"
-    Runner(load_study(path, storage=straight)).run()
-
-    study = load_study(path, storage=url)
-    calls = {"n": 0}
-    real = study.objective
+def interrupted_at(study, n: int):
+    """The study, with an objective whose ``n``-th evaluation is interrupted like Ctrl+C (not a candidate failure)."""
+    calls, real = {"n": 0}, study.objective
 
     def dying():
         obj = real()
@@ -121,14 +114,25 @@ def test_resume_after_an_interrupted_generation_reuses_finished_trials(workdir, 
 
         def evaluate(config, *, trial=None):
             calls["n"] += 1
-            if calls["n"] == 36:
-                raise KeyboardInterrupt  # like Ctrl+C: not a candidate failure
+            if calls["n"] == n:
+                raise KeyboardInterrupt
             return inner(config, trial=trial)
 
         obj.evaluate = evaluate
         return obj
 
     study.objective = dying
+    return study
+
+
+def test_resume_after_an_interrupted_generation_reuses_finished_trials(workdir, box_space):
+    """Interrupt in the middle of generation 4 (an exception in the objective's process), resume."""
+    path = study_file(workdir, box_space, optimizer="{name: sca, population: 10}", budget="{trials: 80}")
+    url = f"sqlite:///{workdir}/r.db"
+    straight = f"sqlite:///{workdir}/straight.db"
+    Runner(load_study(path, storage=straight)).run()
+
+    study = interrupted_at(load_study(path, storage=url), 36)
     with pytest.raises(KeyboardInterrupt):
         Runner(study, state_every=0).run()
     first = optuna.load_study(study_name="s", storage=url).trials
@@ -308,23 +312,7 @@ def test_async_optimizers_beat_random_search(workdir, box_space, optimizer):
 @pytest.mark.parametrize("optimizer", ["ga", "tpe", "pso"])
 def test_async_resume_after_an_interruption_takes_the_stored_results(workdir, box_space, optimizer):
     url = f"sqlite:///{workdir}/i.db"
-    study = load_study(_async_file(workdir, box_space, optimizer, 40, name="i"), storage=url)
-    calls, real = {"n": 0}, study.objective
-
-    def dying():
-        obj = real()
-        inner = obj.evaluate
-
-        def evaluate(config, *, trial=None):
-            calls["n"] += 1
-            if calls["n"] == 23:
-                raise KeyboardInterrupt
-            return inner(config, trial=trial)
-
-        obj.evaluate = evaluate
-        return obj
-
-    study.objective = dying
+    study = interrupted_at(load_study(_async_file(workdir, box_space, optimizer, 40, name="i"), storage=url), 23)
     with pytest.raises(KeyboardInterrupt):
         Runner(study, state_every=3600).run()  # the state is saved on the way out, not before
     assert len(optuna.load_study(study_name="i", storage=url).trials) == 22

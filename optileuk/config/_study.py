@@ -44,6 +44,9 @@ class Budget(_Strict):
         return self
 
 
+LOCAL_CLUSTER_KEYS = ("workers", "devices", "trials_per_device", "listen")  # what starts the driver's own cluster
+
+
 class RunnerConfig(_Strict):
     """Where and how candidates are evaluated.
 
@@ -79,13 +82,12 @@ class RunnerConfig(_Strict):
     @classmethod
     def _listen(cls, v):
         if v is not None and not re.fullmatch(r"(tcp://)?[\w.\-]*:\d{1,5}", v):
-            raise ValueError(f"listen must look like tcp://0.0.0.0:8786, host:port or :port, got {v!r}")
+            raise ValueError(f"must look like tcp://0.0.0.0:8786, host:port or :port, got {v!r}")
         return v
 
     def local_cluster_keys(self) -> list[str]:
         """The keys set here that start a local cluster (refused beside ``scheduler``)."""
-        keys = [k for k in ("workers", "devices", "listen") if getattr(self, k) is not None]
-        return keys + (["trials_per_device"] if self.trials_per_device != 1 else [])
+        return [k for k in LOCAL_CLUSTER_KEYS if getattr(self, k) != type(self).model_fields[k].default]
 
     @property
     def distributed(self) -> bool:
@@ -201,8 +203,7 @@ def load_study(path: str | Path, *, trials: int | None = None, seed: int | None 
     if scheduler is not None:  # the cluster named on the command line replaces a local one
         runner = data.get("runner") or {}
         if isinstance(runner, dict):
-            local = ("workers", "devices", "trials_per_device", "listen")
-            data["runner"] = {**{k: v for k, v in runner.items() if k not in local}, "scheduler": scheduler}
+            data["runner"] = {**{k: v for k, v in runner.items() if k not in LOCAL_CLUSTER_KEYS}, "scheduler": scheduler}
     return study_from_dict(data, path)
 
 

@@ -187,9 +187,7 @@ class AsyncLoop:
         p = self.p
         try:
             room = p.ledger.room()
-            again = self._resubmit if room is None else self._resubmit[:room]
-            for job in again:
-                p.executor.submit([job], p.ledger.prune_context())
+            p.executor.submit(self._resubmit if room is None else self._resubmit[:room], p.ledger.prune_context())
             while True:
                 stopped = self._refill()
                 if p.executor.in_flight == 0:

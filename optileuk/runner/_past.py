@@ -74,4 +74,3 @@ def _fail_stale(study: optuna.Study, trials: list[FrozenTrial]) -> None:
             storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
         except (RuntimeError, optuna.exceptions.UpdateFinishedTrialError):
             pass  # finished meanwhile by whoever held it
-
