@@ -95,10 +95,15 @@ class CnmcData(_Strict):
 
 
 class PairsData(_Strict):
-    """Image/mask pairs with the same stem: ``images/`` + ``masks/``, or side by side (``x.jpg`` + ``x_mask.png``)."""
+    """Image/mask pairs with the same stem: ``images/`` + ``masks/`` (or another ``mask_dir``), or side
+    by side (``x.jpg`` + ``x_mask.png``). Masks: two levels (binary) or three (background, cytoplasm,
+    nucleus, e.g. 0/128/255). A ``labels.csv`` beside ``images/`` (columns: image stem or file name,
+    class) gives each image a class, so one folder serves segmentation and classification."""
 
     type: Literal["pairs"]
     path: str
+    mask_dir: str = Field("masks", min_length=1, description="folder of the masks, beside images/")
+    labels: Optional[str] = Field(None, description="CSV of image classes (default: labels.csv when present)")
     binary_as: Literal["nucleus", "cell"] = "nucleus"
     on_error: OnError = "raise"
 

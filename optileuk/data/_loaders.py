@@ -280,11 +280,13 @@ def load_cnmc(cfg: CnmcData) -> Dataset:
 
 
 # ---- image / mask pairs ---------------------------------------------------------------------------
-def _pairs(root: Path) -> list[tuple[Path, Path | None]]:
+def _pairs(root: Path, mask_dir: str = "masks") -> list[tuple[Path, Path | None]]:
     if (root / "images").is_dir():
-        mdir = root / "masks"
+        mdir = root / mask_dir
         if not mdir.is_dir():
-            raise DataError(f"{root}: has images/ but no masks/ folder")
+            others = sorted(d.name + "/" for d in root.iterdir() if d.is_dir() and d.name != "images")
+            raise DataError(f"{root}: has images/ but no {mask_dir}/ folder (mask_dir; folders there: "
+                            f"{', '.join(others) or 'none'})")
         masks = {f.stem: f for f in _images_in(mdir)}
         return [(f, masks.get(f.stem)) for f in _images_in(root / "images")]
     files = _images_in(root)
@@ -298,12 +300,39 @@ def _pairs(root: Path) -> list[tuple[Path, Path | None]]:
     return out
 
 
+def _read_labels(path: Path) -> dict[str, str]:
+    """``{image stem: class}`` from a CSV whose first two columns are image (stem or file name) and class."""
+    import csv
+
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as f:
+            rows = [r for r in csv.reader(f) if r and any(c.strip() for c in r)]
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DataError(f"{path}: cannot be read as a CSV of image classes ({type(exc).__name__}: {exc})") from None
+    if rows and rows[0][0].strip().lower() in ("id", "image", "file", "filename", "name", "stem"):
+        rows = rows[1:]
+    out = {}
+    for n, r in enumerate(rows, 1):
+        if len(r) < 2 or not r[1].strip():
+            raise DataError(f"{path}: row {n} must be 'image,class' (got {','.join(r)!r})")
+        out[Path(r[0].strip()).stem] = r[1].strip()
+    if not out:
+        raise DataError(f"{path}: no rows (expected 'image,class' lines)")
+    return out
+
+
 def load_pairs(cfg: PairsData) -> Dataset:
     root = _folder(cfg.path, "image/mask")
-    pairs = _pairs(root)
+    pairs = _pairs(root, cfg.mask_dir)
     if not pairs:
         raise DataError(f"{root}: no images (expected images/ + masks/, or x.png beside x_mask.png)")
     files = [p for pair in pairs for p in pair if p is not None]
+    labels_path = root / cfg.labels if cfg.labels else root / "labels.csv"
+    if cfg.labels and not labels_path.is_file():
+        raise DataError(f"{labels_path}: labels file not found (labels)")
+    label_of = _read_labels(labels_path) if labels_path.is_file() else None
+    if label_of is not None:
+        files.append(labels_path)
 
     def build() -> Dataset:
         col = _Collector(cfg.on_error, str(root))
@@ -311,6 +340,9 @@ def load_pairs(cfg: PairsData) -> Dataset:
         for img_path, mask_path in pairs:
             if mask_path is None:
                 col.bad.append(f"{img_path}: no mask with the same stem")
+                continue
+            if label_of is not None and img_path.stem not in label_of:
+                col.bad.append(f"{img_path}: no row for {img_path.stem!r} in {labels_path.name}")
                 continue
             img = col.attempt(read_image, img_path)
             mask = col.attempt(read_mask, mask_path, cfg.binary_as) if img is not None else None
@@ -324,7 +356,12 @@ def load_pairs(cfg: PairsData) -> Dataset:
             masks.append(mask)
             paths.append(str(img_path))
         col.done()
-        return Dataset(images, np.zeros(len(images), int), ["cell"], masks,
-                       np.array([Path(p).stem for p in paths]), paths, name=f"pairs:{root}")
+        stems = [Path(p).stem for p in paths]
+        if label_of is None:
+            classes, labels = ["cell"], np.zeros(len(images), int)
+        else:
+            classes = sorted({label_of[s] for s in stems})
+            labels = np.array([classes.index(label_of[s]) for s in stems], dtype=int)
+        return Dataset(images, labels, classes, masks, np.array(stems), paths, name=f"pairs:{root}")
 
     return _load("pairs", files, cfg, build)

@@ -22,10 +22,18 @@ FEATURE_NAMES = (
 )
 
 
-def handcrafted(image: np.ndarray, size: int = 64) -> np.ndarray:
-    """Feature vector (``len(FEATURE_NAMES)`` floats) of one RGB uint8 image."""
+def handcrafted(image: np.ndarray, size: int = 64, resize: str = "stretch") -> np.ndarray:
+    """Feature vector (``len(FEATURE_NAMES)`` floats) of one RGB uint8 image of any size.
+
+    The image becomes a ``size`` square by ``resize`` (stretch | pad | crop); the original height
+    and width are features of their own, so stretching loses no shape information."""
     h, w = image.shape[:2]
-    img = transform.resize(image, (size, size), anti_aliasing=True, preserve_range=False)  # float [0,1]
+    if resize == "stretch":
+        img = transform.resize(image, (size, size), anti_aliasing=True, preserve_range=False)  # float [0,1]
+    else:
+        from optileuk.data._geometry import square_image
+
+        img = square_image(image, size, resize).astype(np.float64)
     hsv = color.rgb2hsv(img)
     hist = [np.histogram(hsv[..., c], bins=8, range=(0, 1))[0] / (size * size) for c in range(3)]
     stats = [img.reshape(-1, 3).mean(0), img.reshape(-1, 3).std(0)]
@@ -49,6 +57,6 @@ def handcrafted(image: np.ndarray, size: int = 64) -> np.ndarray:
     return np.concatenate([*hist, *stats, tex, shape, [h / 100.0, w / 100.0]]).astype(np.float64)
 
 
-def handcrafted_features(images: list[np.ndarray], size: int = 64) -> np.ndarray:
+def handcrafted_features(images: list[np.ndarray], size: int = 64, resize: str = "stretch") -> np.ndarray:
     """(N, F) matrix of :func:`handcrafted` features."""
-    return np.stack([handcrafted(im, size) for im in images]) if images else np.zeros((0, len(FEATURE_NAMES)))
+    return np.stack([handcrafted(im, size, resize) for im in images]) if images else np.zeros((0, len(FEATURE_NAMES)))

@@ -8,14 +8,17 @@ from torch import Tensor, nn
 from optileuk.models._dknn import prelu
 
 
-def _double(cin: int, cout: int, mode: str, init: float) -> nn.Sequential:
-    return nn.Sequential(nn.Conv2d(cin, cout, 3, padding=1), prelu(cout, mode, init),
-                         nn.Conv2d(cout, cout, 3, padding=1), prelu(cout, mode, init))
+def _double(cin: int, cout: int, mode: str, init: float, norm: bool = False) -> nn.Sequential:
+    bn = (lambda: nn.BatchNorm2d(cout)) if norm else (lambda: nn.Identity())
+    return nn.Sequential(nn.Conv2d(cin, cout, 3, padding=1, bias=not norm), bn(), prelu(cout, mode, init),
+                         nn.Conv2d(cout, cout, 3, padding=1, bias=not norm), bn(), prelu(cout, mode, init))
 
 
 class UNetPLR(nn.Module):
     """Encoder 3x3 convs ``base * 2**i`` with PReLU and max-pooling, decoder with up-sampling and
-    skip concatenations, a 1x1 output (logits; apply a sigmoid for the mask).
+    skip concatenations, a 1x1 output (logits; apply a sigmoid for the mask). ``norm`` adds batch
+    normalisation after each convolution. ``prelu_mode``: one slope per channel (``channel``) or
+    one per layer (``shared``).
 
     Example:
         >>> net = UNetPLR(depth=2, base=8)
@@ -24,20 +27,20 @@ class UNetPLR(nn.Module):
     """
 
     def __init__(self, depth: int = 3, base: int = 32, in_channels: int = 3, prelu_mode: str = "channel",
-                 prelu_init: float = 0.25):
+                 prelu_init: float = 0.25, norm: bool = False):
         super().__init__()
         widths = [base * 2 ** i for i in range(depth + 1)]
         self.down = nn.ModuleList()
         c = in_channels
         for w in widths[:-1]:
-            self.down.append(_double(c, w, prelu_mode, prelu_init))
+            self.down.append(_double(c, w, prelu_mode, prelu_init, norm))
             c = w
-        self.bottom = _double(c, widths[-1], prelu_mode, prelu_init)
+        self.bottom = _double(c, widths[-1], prelu_mode, prelu_init, norm)
         self.up = nn.ModuleList()
         self.merge = nn.ModuleList()
         for w_skip, w_in in zip(reversed(widths[:-1]), reversed(widths[1:])):
             self.up.append(nn.ConvTranspose2d(w_in, w_skip, 2, stride=2))
-            self.merge.append(_double(2 * w_skip, w_skip, prelu_mode, prelu_init))
+            self.merge.append(_double(2 * w_skip, w_skip, prelu_mode, prelu_init, norm))
         self.out = nn.Conv2d(widths[0], 1, 1)
         self.pool = nn.MaxPool2d(2)
 

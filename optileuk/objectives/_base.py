@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, ClassVar, Mapping
 
 import optuna
@@ -17,6 +19,21 @@ class ObjectiveConfig(BaseModel):
     """Base of every objective's typed config (the study file's ``objective`` keys)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+    def anchored(self, base: "Path") -> "ObjectiveConfig":
+        """This config with relative file paths (``dataset.path``, ``stain_reference``) made absolute
+        against ``base``, the folder of the file that names them (the study file, the training config)."""
+        def fix(value: str) -> str:
+            p = Path(value).expanduser()
+            return value if p.is_absolute() else os.path.normpath(base / p)
+
+        update = {}
+        ds = getattr(self, "dataset", None)
+        if isinstance(getattr(ds, "path", None), str):
+            update["dataset"] = ds.model_copy(update={"path": fix(ds.path)})
+        if isinstance(getattr(self, "stain_reference", None), str):
+            update["stain_reference"] = fix(self.stain_reference)
+        return self.model_copy(update=update) if update else self
 
 
 @dataclass

@@ -4,7 +4,9 @@ Searchable parameters (any subset; defaults come from the config's ``defaults``)
 ``rank1``, ``rank2`` (Kronecker ranks of the two head layers, 0 = dense), ``shape1`` (factor
 shape of the first head layer as ``"m1xm2xn1xn2"``, or ``auto``), ``kron_conv_rank``,
 ``prelu_mode`` (shared | channel), ``prelu_init``, ``lr``, ``weight_decay``, ``batch_size``,
-``epochs``, ``dropout``. The value is ``1 - balanced accuracy`` on the validation split (reported
+``epochs``, ``dropout``, and the input: ``image_size``, ``resize`` (pad | crop | stretch: images
+of any size and shape) and ``stain`` (none | reinhard | macenko), whose defaults are the
+objective's keys of the same names. The value is ``1 - balanced accuracy`` on the validation split (reported
 after every epoch, so pruners work; Optuna does not prune multi-objective trials); with ``multi_objective: true`` it is
 ``(1 - balanced accuracy, head parameters)`` for Optuna's multi-objective samplers.
 """
@@ -12,7 +14,7 @@ after every epoch, so pruners work; Optuna does not prune multi-objective trials
 from __future__ import annotations
 
 import time
-from typing import Any, Mapping
+from typing import Any, Mapping, Optional
 
 import numpy as np
 import torch
@@ -24,9 +26,13 @@ from optileuk.data import AugmentConfig, DatasetConfig, SplitConfig, SyntheticDa
 from optileuk.errors import ConfigError, Problem
 from optileuk.models import DKNN
 from optileuk.objectives._base import Objective, ObjectiveConfig, Score
+from optileuk.data._geometry import Resize
+from optileuk.data._stain import Stain
+from optileuk.objectives._inputs import StainedImages
 from optileuk.objectives._final import TEST_SPLIT, Final, classification_metrics
 from optileuk.objectives._torch import fit, image_tensor, n_params, predict, resolve_device, seeded
 
+INPUT_KEYS = ("image_size", "resize", "stain")  # defaults: the objective's keys of the same names
 DEFAULTS = {"rank1": 2, "rank2": 1, "shape1": "auto", "kron_conv_rank": 0, "prelu_mode": "channel",
             "prelu_init": 0.25, "lr": 3e-3, "weight_decay": 1e-3, "batch_size": 64, "epochs": 20, "dropout": 0.2}
 
@@ -35,7 +41,10 @@ class DknnConfig(ObjectiveConfig):
     dataset: DatasetConfig = Field(default_factory=lambda: SyntheticData(type="synthetic", n_per_class=300))
     split: SplitConfig = SplitConfig(test_size=0.2, folds=1, val_size=0.25)
     augment: AugmentConfig = AugmentConfig(copies=1, colour_jitter=0.15)  # training part only
-    image_size: int = Field(32, ge=8, le=512)
+    image_size: int = Field(32, ge=8, le=512, description="network input side (searchable as image_size)")
+    resize: Resize = Field("pad", description="how images of other sizes and shapes become image_size squares")
+    stain: Stain = Field("none", description="stain normalisation (searchable as stain)")
+    stain_reference: Optional[str] = Field(None, description="image file to normalise to (default: search-part images)")
     widths: list[int] = Field(default_factory=lambda: [16, 32, 64], min_length=1)
     hidden: int = Field(256, ge=2)
     device: str = Field("auto", pattern=r"^(auto|cpu|cuda(:\d+)?|mps)$")
@@ -70,12 +79,24 @@ class DknnObjective(Objective):
     def directions(self) -> list[str]:
         return ["minimize", "minimize"] if self.config.multi_objective else ["minimize"]
 
+    def params(self, config: Mapping[str, Any]) -> dict[str, Any]:
+        c = self.config
+        return {**DEFAULTS, "image_size": c.image_size, "resize": c.resize, "stain": c.stain, **c.defaults, **config}
+
     def check_space(self, space) -> list[str]:
         self.check_device()
-        side = self.config.image_size
-        out = self.unused(space, DEFAULTS, "dknn")
-        if side % 2 ** len(self.config.widths):
-            out.append(f"image_size {side} must be divisible by 2**len(widths) = {2 ** len(self.config.widths)}")
+        out = self.unused(space, (*DEFAULTS, *INPUT_KEYS), "dknn")
+        div = 2 ** len(self.config.widths)
+        p = space.params.get("image_size")
+        if p is not None:
+            sizes = [int(c) for c in p.choices] if getattr(p, "choices", None) else [int(p.low), int(p.high)]
+            bad = [s for s in sizes if s % div]
+            if bad or (getattr(p, "choices", None) is None and getattr(p, "step", 1) % div):
+                out.append(f"image_size must take multiples of 2**len(objective.widths) = {div} only "
+                           "(use choices, or step: {div})".replace("{div}", str(div)))
+        elif self.config.image_size % div:
+            raise ConfigError([Problem("", "objective.image_size", f"must be divisible by 2**len(objective.widths) = {div}",
+                                       self.config.image_size)])
         return out
 
     def prepare(self) -> None:
@@ -83,16 +104,29 @@ class DknnObjective(Objective):
             return
         ds = load_dataset(self.config.dataset)
         splits = make_splits(ds, self.config.split, seed=self.seed)
-        fold = splits.folds[0]
-        train, _ = augment_training(ds, fold.train, self.config.augment, np.random.default_rng(self.seed))
-        val = ds.subset(fold.val)
-        s, dev = self.config.image_size, resolve_device(self.config.device)  # kept on the device across trials
-        self._data = (ds.classes, image_tensor(train.images, s).to(dev), torch.from_numpy(train.labels).to(dev),
-                      image_tensor(val.images, s).to(dev), val.labels)
+        self._data = (ds, splits, StainedImages(ds, splits.search, self.config.stain_reference, self.seed))
+        self._views: dict[tuple, tuple] = {}
+
+    def view(self, p: Mapping[str, Any]) -> tuple:
+        """(classes, training images and labels on the device, validation images and labels) at the
+        candidate's input size, placement and stain; kept across candidates."""
+        key = (int(p["image_size"]), p["resize"], p["stain"])
+        if key not in self._views:
+            ds, splits, stained = self._data
+            fold = splits.folds[0]
+            sds = stained.dataset(p["stain"])
+            train, _ = augment_training(sds, fold.train, self.config.augment, np.random.default_rng(self.seed))
+            val = sds.subset(fold.val)
+            s, r, dev = key[0], key[1], resolve_device(self.config.device)
+            self._views[key] = (ds.classes, image_tensor(train.images, s, r).to(dev),
+                                torch.from_numpy(train.labels).to(dev), image_tensor(val.images, s, r).to(dev), val.labels)
+            while len(self._views) > 4:
+                self._views.pop(next(iter(self._views)))
+        return self._views[key]
 
     def build(self, params: Mapping[str, Any], n_classes: int) -> DKNN:
-        p = {**DEFAULTS, **self.config.defaults, **params}
-        return DKNN(n_classes, image_size=self.config.image_size, widths=tuple(self.config.widths),
+        p = self.params(params)
+        return DKNN(n_classes, image_size=int(p["image_size"]), widths=tuple(self.config.widths),
                     ranks=(int(p["rank1"]), int(p["rank2"])), hidden=self.config.hidden,
                     shapes=(parse_shape(p["shape1"]), None), prelu_mode=p["prelu_mode"],
                     prelu_init=float(p["prelu_init"]), dropout=float(p["dropout"]),
@@ -100,8 +134,8 @@ class DknnObjective(Objective):
 
     def evaluate(self, config: Mapping[str, Any], *, trial=None) -> Score:
         self.prepare()
-        classes, xtr, ytr, xva, yva = self._data
-        p = {**DEFAULTS, **self.config.defaults, **config}
+        p = self.params(config)
+        classes, xtr, ytr, xva, yva = self.view(p)
         device = resolve_device(self.config.device)
         start = time.perf_counter()
         try:
@@ -130,18 +164,20 @@ class DknnObjective(Objective):
     def train_final(self, params: Mapping[str, Any], *, on_step=None) -> Final:
         """Train on the whole search part (training + validation, augmented), score once on the test split."""
         c = self.config
-        p = {**DEFAULTS, **c.defaults, **params}
-        ds = load_dataset(c.dataset)
+        p = self.params(params)
+        self.prepare()
+        ds = self._data[2].dataset(p["stain"])
         splits, train, test = final_parts(ds, c.split, c.augment, self.seed)
+        size, resize = int(p["image_size"]), p["resize"]
         device = resolve_device(c.device)
         with seeded(self.seed):
             model = self.build(p, len(ds.classes))
         epochs = int(p["epochs"])
         start = time.perf_counter()
-        fit(model, image_tensor(train.images, c.image_size), torch.from_numpy(train.labels), loss_fn=F.cross_entropy,
+        fit(model, image_tensor(train.images, size, resize), torch.from_numpy(train.labels), loss_fn=F.cross_entropy,
             epochs=epochs, batch_size=int(p["batch_size"]), lr=float(p["lr"]), weight_decay=float(p["weight_decay"]),
             device=device, seed=self.seed, on_epoch=(lambda e: on_step(e + 1, epochs, "epochs")) if on_step else None)
-        proba = torch.softmax(predict(model, image_tensor(test.images, c.image_size), device), 1).numpy()
+        proba = torch.softmax(predict(model, image_tensor(test.images, size, resize), device), 1).numpy()
         pred = proba.argmax(1)
         metrics = {**classification_metrics(test.labels, pred, proba, ds.classes), "split": TEST_SPLIT}
         return Final("classification", metrics,

@@ -27,6 +27,9 @@ from optileuk.errors import ConfigError, DataError, Problem
 from optileuk.features import FEATURE_NAMES, handcrafted_features
 from optileuk.models import DKNN
 from optileuk.objectives._base import Objective, ObjectiveConfig, Score
+from optileuk.data._geometry import Resize
+from optileuk.data._stain import Stain
+from optileuk.objectives._inputs import StainedImages
 from optileuk.objectives._final import TEST_SPLIT, Final, class_scores, classification_metrics
 from optileuk.objectives._handcrafted import build_classifier
 from optileuk.objectives._torch import fit, image_tensor, resolve_device, seeded
@@ -39,6 +42,9 @@ class FeatureSelectionConfig(ObjectiveConfig):
     weights: Optional[str] = Field(None, description="local state_dict of a DKNN to take the trunk from (no training)")
     trunk_epochs: int = Field(8, ge=1)
     image_size: int = Field(32, ge=8, le=512)
+    resize: Resize = Field("pad", description="how images of other sizes and shapes become image_size squares")
+    stain: Stain = Field("none", description="stain normalisation before features (none | reinhard | macenko)")
+    stain_reference: Optional[str] = Field(None, description="image file to normalise to (default: search-part images)")
     widths: list[int] = Field(default_factory=lambda: [16, 32, 64], min_length=1)
     device: str = Field("auto", pattern=r"^(auto|cpu|cuda(:\d+)?|mps)$")
     classifier: Literal["knn", "svm", "logreg"] = "knn"
@@ -122,8 +128,9 @@ class FeatureSelectionObjective(Objective):
 
     def _fold_features(self, ds, splits) -> list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
         c = self.config
-        hand = handcrafted_features(ds.images) if "handcrafted" in c.features else None
-        x_all = image_tensor(ds.images, c.image_size) if "deep" in c.features else None
+        images = StainedImages(ds, splits.search, c.stain_reference, self.seed).images(c.stain)
+        hand = handcrafted_features(images) if "handcrafted" in c.features else None
+        x_all = image_tensor(images, c.image_size, c.resize) if "deep" in c.features else None
         device = resolve_device(c.device)
         fixed = self._load_trunk(len(ds.classes)) if ("deep" in c.features and c.weights) else None
         folds = []
@@ -219,9 +226,10 @@ class FeatureSelectionObjective(Objective):
         ds = load_dataset(c.dataset)
         splits = make_splits(ds, c.split, seed=self.seed)
         search, test = splits.search, splits.test
+        images = StainedImages(ds, search, c.stain_reference, self.seed).images(c.stain)
         parts, net = [], None
         if "deep" in c.features:
-            x_all = image_tensor(ds.images, c.image_size)
+            x_all = image_tensor(images, c.image_size, c.resize)
             device = resolve_device(c.device)
             net = self._load_trunk(len(ds.classes)) if c.weights else None
             if net is None:
@@ -235,7 +243,7 @@ class FeatureSelectionObjective(Objective):
                 parts.append(torch.cat([net.features(x_all[i:i + 256].to(device)).cpu()
                                         for i in range(0, len(x_all), 256)]).numpy())
         if "handcrafted" in c.features:
-            parts.append(handcrafted_features(ds.images))
+            parts.append(handcrafted_features(images))
         x = np.concatenate(parts, axis=1)
         x = (x - x[search].mean(0)) / (x[search].std(0) + 1e-8)  # training statistics only
         model = build_classifier({"n_neighbors": c.n_neighbors}, c.classifier, self.seed)

@@ -9,7 +9,7 @@ mean over the validation folds; the test split is never looked at.
 
 from __future__ import annotations
 
-from typing import Any, Literal, Mapping
+from typing import Any, Literal, Mapping, Optional
 
 import numpy as np
 from pydantic import Field
@@ -24,6 +24,9 @@ from optileuk.data import DatasetConfig, SplitConfig, SyntheticData, load_datase
 from optileuk.data._cache import cached
 from optileuk.features import FEATURE_NAMES, handcrafted_features
 from optileuk.objectives._base import Objective, ObjectiveConfig, Score
+from optileuk.data._geometry import Resize
+from optileuk.data._stain import Stain
+from optileuk.objectives._inputs import StainedImages
 from optileuk.objectives._final import TEST_SPLIT, Final, class_scores, classification_metrics
 
 PARAMS = ("classifier", "C", "gamma", "n_neighbors", "weights")
@@ -34,6 +37,10 @@ class HandcraftedConfig(ObjectiveConfig):
     split: SplitConfig = SplitConfig()
     classifier: Literal["svm", "knn", "logreg"] = "svm"
     image_size: int = Field(64, ge=16, le=512, description="images are resized to this side for features")
+    resize: Resize = Field("stretch", description="how images become image_size squares (their height and width "
+                           "are features of their own)")
+    stain: Stain = Field("none", description="stain normalisation before features (none | reinhard | macenko)")
+    stain_reference: Optional[str] = Field(None, description="image file to normalise to (default: search-part images)")
 
 
 def build_classifier(config: Mapping[str, Any], default: str, seed: int):
@@ -56,11 +63,14 @@ class HandcraftedObjective(Objective):
 
     def prepare(self) -> None:
         if self._data is None:
-            ds = load_dataset(self.config.dataset)
-            key = {"dataset": self.config.dataset.model_dump(mode="json"), "paths": ds.paths,
-                   "size": self.config.image_size, "features": FEATURE_NAMES}
-            X = cached("features", key, lambda: handcrafted_features(ds.images, self.config.image_size))
-            splits = make_splits(ds, self.config.split, seed=self.seed)
+            c = self.config
+            ds = load_dataset(c.dataset)
+            splits = make_splits(ds, c.split, seed=self.seed)
+            key = {"dataset": c.dataset.model_dump(mode="json"), "paths": ds.paths, "size": c.image_size,
+                   "features": FEATURE_NAMES, "resize": c.resize, "stain": c.stain, "reference": c.stain_reference,
+                   "search": splits.search.tolist() if c.stain != "none" else None}
+            X = cached("features", key, lambda: handcrafted_features(
+                StainedImages(ds, splits.search, c.stain_reference, self.seed).images(c.stain), c.image_size, c.resize))
             self._data = (ds, X, splits)
 
     def evaluate(self, config: Mapping[str, Any], *, trial=None) -> Score:

@@ -8,7 +8,10 @@ Pipeline (each step a searchable parameter; unsearched ones take ``defaults``):
    pivots, each grows the pixels within squared colour distance ``T`` of it that are connected
    to its cluster; pivots iterate until they move <= ``epsilon`` or ``max_iter``), or ``otsu``
    (Otsu threshold on darkness, shifted by ``threshold_offset``);
-3. morphology: ``opening`` and ``closing`` radii, ``min_size`` (pixels), ``fill_holes``.
+3. morphology: ``opening`` and ``closing`` radii, ``min_size`` (pixels), ``fill_holes``;
+0. input: ``stain`` (none | reinhard | macenko normalisation to the search part's stain),
+   ``image_size`` (0 = each image at its own size; else work on a square of that side placed by
+   ``resize``: pad | crop | stretch, and map the mask back onto the image's pixels).
 
 Scored with Dice, IoU and SSIM (``skimage.metrics``) against the nucleus (or whole-cell) masks,
 averaged over the images of the search part (the test split is never used). ``score: mean`` is
@@ -21,9 +24,10 @@ from __future__ import annotations
 
 import contextlib
 from functools import lru_cache
-from typing import Any, Literal, Mapping
+from typing import Any, Literal, Mapping, Optional
 
 import numpy as np
+import torch
 from pydantic import Field
 from scipy import ndimage
 from skimage import color, filters, morphology
@@ -32,11 +36,13 @@ from sklearn.cluster import KMeans
 from optileuk.data import DatasetConfig, SplitConfig, SyntheticData, load_dataset, make_splits
 from optileuk.errors import DataError
 from optileuk.objectives._base import Objective, ObjectiveConfig, Score
+from optileuk.data._geometry import from_square, square_image
+from optileuk.objectives._inputs import StainedImages
 from optileuk.objectives._final import TEST_SPLIT, Final, mask_predictions, mask_scores, segmentation_metrics
 
 DEFAULTS = {"colour_space": "lab", "blur_sigma": 1.0, "method": "kmeans", "k": 3, "nucleus_rank": 0, "T": 0.02,
             "max_iter": 10, "epsilon": 1e-3, "threshold_offset": 0.0, "opening": 0, "closing": 0, "min_size": 0,
-            "fill_holes": False}
+            "fill_holes": False, "image_size": 0, "resize": "pad", "stain": "none"}
 BASELINE = {"colour_space": "lab", "blur_sigma": 1.0, "method": "kmeans", "k": 3, "nucleus_rank": 0}
 
 
@@ -47,13 +53,14 @@ class SegmentationConfig(ObjectiveConfig):
     target: Literal["nucleus", "cell"] = "nucleus"
     score: Literal["mean", "dice", "iou", "ssim"] = "mean"
     max_images: int = Field(60, ge=1, description="images of the search part scored per candidate")
+    stain_reference: Optional[str] = Field(None, description="image file to normalise to (default: search-part images)")
     defaults: dict[str, Any] = Field(default_factory=dict)
 
 
 # ---- features and clusterings (cached) ---------------------------------------------------------------
 def pixel_features(image: np.ndarray, space: str, blur: float) -> np.ndarray:
     """(H, W, 3) colour features scaled to about [0, 1] per channel, after a Gaussian blur."""
-    img = image.astype(np.float64) / 255.0
+    img = image.astype(np.float64) / 255.0 if image.dtype == np.uint8 else image.astype(np.float64)
     if blur > 0:
         img = ndimage.gaussian_filter(img, (blur, blur, 0))
     if space == "hsv":
@@ -138,6 +145,7 @@ class SegmentationObjective(Objective):
         if ds.masks is None:
             raise DataError(f"{ds.name}: the segmentation objective needs masks (dataset type pairs or synthetic)")
         splits = make_splits(ds, self.config.split, seed=self.seed)
+        self._stained = StainedImages(ds, splits.search, self.config.stain_reference, self.seed)
         idx = splits.search[: self.config.max_images]
         self._set_images(ds, idx)
         self._test = (ds, splits.test)
@@ -148,9 +156,14 @@ class SegmentationObjective(Objective):
         self._ids = [int(i) for i in idx]
         self._cluster.cache_clear()
 
-    def _cluster_uncached(self, i: int, space: str, blur: float, method: str, k: int, T: float, max_iter: int,
-                          epsilon: float) -> tuple[np.ndarray, np.ndarray]:
-        feats = pixel_features(self._images[i], space, blur)
+    def source(self, i: int, stain: str, size: int, resize: str) -> np.ndarray:
+        """Image ``i`` in the candidate's stain, at its own size (``size`` 0) or placed in a square."""
+        img = self._stained.images(stain)[self._ids[i]]
+        return img if size <= 0 else square_image(img, size, resize)
+
+    def _cluster_uncached(self, i: int, stain: str, size: int, resize: str, space: str, blur: float, method: str,
+                          k: int, T: float, max_iter: int, epsilon: float) -> tuple[np.ndarray, np.ndarray]:
+        feats = pixel_features(self.source(i, stain, size, resize), space, blur)
         if method == "kmeans":
             return kmeans_labels(feats, k, self.seed)
         if method == "pgs":
@@ -161,7 +174,9 @@ class SegmentationObjective(Objective):
     def segment(self, i: int, p: Mapping[str, Any]) -> np.ndarray:
         method = p["method"]
         key_T = float(p["T"]) if method == "pgs" else 0.0
-        labels, centres = self._cluster(i, p["colour_space"], round(float(p["blur_sigma"]), 6), method,
+        size = int(p["image_size"])
+        labels, centres = self._cluster(i, p["stain"], size, p["resize"] if size > 0 else "",
+                                        p["colour_space"], round(float(p["blur_sigma"]), 6), method,
                                         int(p["k"]) if method != "otsu" else 0, key_T,
                                         int(p["max_iter"]) if method == "pgs" else 0,
                                         float(p["epsilon"]) if method == "pgs" else 0.0)
@@ -180,6 +195,9 @@ class SegmentationObjective(Objective):
             mask = morphology.remove_small_objects(mask, max_size=int(p["min_size"]))
         if p["fill_holes"]:
             mask = ndimage.binary_fill_holes(mask)
+        if size > 0:  # back onto the image's own pixels, where it is scored
+            h, w = self._truth[i].shape
+            mask = (from_square(torch.from_numpy(mask.astype(np.float32))[None], h, w, p["resize"])[0] > 0.5).numpy()
         return mask
 
     def scores(self, config: Mapping[str, Any]) -> dict[str, float]:

@@ -11,6 +11,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from optileuk.data._geometry import to_square
 from optileuk.errors import ConfigError, Problem
 
 
@@ -27,25 +28,27 @@ def resolve_device(name: str) -> torch.device:
     return dev
 
 
-def image_tensor(images: list[np.ndarray], size: int) -> torch.Tensor:
-    """(N, 3, size, size) float32 in [0, 1], each image resized (antialiased) to ``size``."""
+def image_tensor(images: list[np.ndarray], size: int, resize: str = "pad") -> torch.Tensor:
+    """(N, 3, size, size) float32 in [0, 1]; images of any size and shape placed by ``resize``
+    (:mod:`optileuk.data._geometry`: pad, crop or stretch)."""
     out = torch.empty(len(images), 3, size, size)
     for i, im in enumerate(images):
-        t = torch.as_tensor(np.array(im, dtype=np.float32)).permute(2, 0, 1).div_(255)[None]
-        if t.shape[-2:] != (size, size):
-            t = F.interpolate(t, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
-        out[i] = t[0]
-    return out
+        t = torch.from_numpy(np.ascontiguousarray(im, dtype=np.float32)).permute(2, 0, 1).div_(255)
+        out[i] = to_square(t, size, resize)
+    return out.clamp_(0, 1)
 
 
-def mask_tensor(masks: list[np.ndarray], size: int, target: str = "nucleus") -> torch.Tensor:
-    """(N, 1, size, size) float32 binary target (nucleus = label 2, cell = label >= 1)."""
+def target_of(mask: np.ndarray, target: str = "nucleus") -> np.ndarray:
+    """Boolean target of a 0/1/2 mask: nucleus = label 2, cell = label >= 1."""
+    return (mask == 2) if target == "nucleus" else (mask >= 1)
+
+
+def mask_tensor(masks: list[np.ndarray], size: int, target: str = "nucleus", resize: str = "pad") -> torch.Tensor:
+    """(N, 1, size, size) float32 binary target, placed as :func:`image_tensor` places its image."""
     out = torch.empty(len(masks), 1, size, size)
     for i, m in enumerate(masks):
-        t = torch.from_numpy(((m == 2) if target == "nucleus" else (m >= 1)).astype(np.float32))[None, None]
-        if t.shape[-2:] != (size, size):
-            t = F.interpolate(t, size=(size, size), mode="nearest")
-        out[i] = t[0]
+        t = torch.from_numpy(target_of(m, target).astype(np.float32))[None]
+        out[i] = to_square(t, size, resize, mask=True)
     return out
 
 
@@ -71,22 +74,32 @@ def adam(model: nn.Module, lr: float, weight_decay: float) -> torch.optim.Adam:
 
 def fit(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, loss_fn: Callable, epochs: int, batch_size: int,
         lr: float, weight_decay: float, device: torch.device, seed: int,
-        on_epoch: Callable[[int], float | None] | None = None, trial: optuna.trial.BaseTrial | None = None) -> int:
+        on_epoch: Callable[[int], float | None] | None = None, trial: optuna.trial.BaseTrial | None = None,
+        augment: Callable | None = None, patience: int | None = None, one_cycle: bool = False) -> int:
     """Seeded mini-batch training. ``on_epoch(epoch)`` returns a validation error to report.
 
     With a ``trial``, the error is reported after each epoch and Optuna's pruner is asked;
-    a pruned trial raises :class:`optuna.TrialPruned`. Returns the number of epochs trained.
+    a pruned trial raises :class:`optuna.TrialPruned`. ``augment(x, y, generator)`` transforms
+    each training batch (training only). With ``patience``, training stops when the validation
+    error has not improved for that many epochs and the model keeps its best epoch's weights
+    (early stopping). ``one_cycle``: the one-cycle learning-rate schedule over ``epochs``.
+    Returns the number of epochs trained.
     """
     with seeded(seed):
         return _fit(model, x, y, loss_fn=loss_fn, epochs=epochs, batch_size=batch_size, lr=lr,
-                    weight_decay=weight_decay, device=device, seed=seed, on_epoch=on_epoch, trial=trial)
+                    weight_decay=weight_decay, device=device, seed=seed, on_epoch=on_epoch, trial=trial,
+                    augment=augment, patience=patience, one_cycle=one_cycle)
 
 
-def _fit(model, x, y, *, loss_fn, epochs, batch_size, lr, weight_decay, device, seed, on_epoch, trial) -> int:
+def _fit(model, x, y, *, loss_fn, epochs, batch_size, lr, weight_decay, device, seed, on_epoch, trial,
+         augment=None, patience=None, one_cycle=False) -> int:
     gen = torch.Generator().manual_seed(seed)
     model.to(device)
     opt = adam(model, lr, weight_decay)
     n = len(x)
+    steps = sum(1 for s in range(0, n, batch_size) if not (min(batch_size, n - s) < 2 <= n))
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=max(1, epochs * steps)) if one_cycle else None
+    best, best_state, since = float("inf"), None, 0
     for epoch in range(epochs):
         model.train()
         order = torch.randperm(n, generator=gen)
@@ -95,17 +108,33 @@ def _fit(model, x, y, *, loss_fn, epochs, batch_size, lr, weight_decay, device, 
             if len(idx) < 2 and n >= 2:  # batch norm needs two samples
                 continue
             opt.zero_grad(set_to_none=True)
-            loss = loss_fn(model(x[idx].to(device)), y[idx].to(device))
+            xb, yb = x[idx].to(device), y[idx].to(device)
+            if augment is not None:
+                xb, yb = augment(xb, yb, gen)
+            loss = loss_fn(model(xb), yb)
             if not torch.isfinite(loss):
                 raise FloatingPointError(f"training loss became {loss.item()} at epoch {epoch + 1}")
             loss.backward()
             opt.step()
+            if sched is not None:
+                sched.step()
         if on_epoch is not None:
             err = on_epoch(epoch)
             if trial is not None and err is not None:
                 trial.report(float(err), epoch)
                 if trial.should_prune():
                     raise optuna.TrialPruned(f"pruned after epoch {epoch + 1}")
+            if patience is not None and err is not None:
+                if err < best:
+                    best, since = float(err), 0
+                    best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+                else:
+                    since += 1
+                    if since >= patience:
+                        model.load_state_dict(best_state)
+                        return epoch + 1
+    if best_state is not None:
+        model.load_state_dict(best_state)
     return epochs
 
 

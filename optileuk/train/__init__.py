@@ -68,6 +68,8 @@ def load_training_config(path: Path, rank: int = 1):
         raise ConfigError([Problem(src, "objective.type", f"must be one of {', '.join(OBJECTIVES.display_names())}", kind)])
     cls = found[0]
     cfg, problems = validate(cls.Config, spec, src, ("objective",))
+    if cfg is not None:
+        cfg = cfg.anchored(Path(path).parent)
     if cfg is None:
         raise ConfigError(problems)
     from optileuk.objectives import Objective

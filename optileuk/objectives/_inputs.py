@@ -1,0 +1,34 @@
+"""What every image objective shares: the dataset's images in a chosen stain, fitted without the test split."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+from optileuk.data import Dataset, read_image
+from optileuk.data._stain import StainNormaliser
+
+
+class StainedImages:
+    """``images(method)``: every image of ``ds`` normalised by ``method`` (none | reinhard | macenko),
+    computed once per method. The reference is the image file ``reference`` when given, else a
+    montage of the ``fit_on`` images (the search part: never the test split). ``failures[method]``
+    counts images Macenko could not normalise (kept as they were)."""
+
+    def __init__(self, ds: Dataset, fit_on, reference: str | None = None, seed: int = 0):
+        self.ds, self.fit_on, self.reference, self.seed = ds, np.asarray(fit_on, dtype=int), reference, seed
+        self._done: dict[str, list[np.ndarray]] = {"none": ds.images}
+        self.failures: dict[str, int] = {}
+
+    def images(self, method: str) -> list[np.ndarray]:
+        if method not in self._done:
+            ref = [read_image(Path(self.reference))] if self.reference else [self.ds.images[i] for i in self.fit_on]
+            norm = StainNormaliser(method, ref, seed=self.seed)
+            self._done[method] = norm.apply(self.ds.images)
+            self.failures[method] = norm.failures
+        return self._done[method]
+
+    def dataset(self, method: str) -> Dataset:
+        return self.ds if method == "none" else replace(self.ds, images=self.images(method))
