@@ -212,3 +212,25 @@ def test_an_objective_key_is_named_as_one(tmp_path):
     with pytest.raises(ConfigError) as err:
         load_study(tmp_path / "s.yaml")
     assert "objective.image_size must be divisible by 2**depth = 8" in str(err.value)
+
+
+def test_unet_final_training_reproduces_the_searched_candidate(mixed, tmp_path, monkeypatch):
+    """``optileuk train`` trains the exported config as the search did: the same validation Dice."""
+    monkeypatch.setenv("OPTILEUK_CACHE", str(tmp_path / "cache"))
+    config, params = objective_cases(str(mixed))["unet_plr"]
+    params = {**params, "epochs": 4, "patience": 2, "scale": 0.2, "stain_jitter": 0.1}
+    searched = make("unet_plr", config, seed=0).evaluate(params)
+    final = make("unet_plr", config, seed=0).train_final(params)
+    assert final.facts["val_dice"] == pytest.approx(searched.attrs["dice"])
+    assert final.facts["best_epoch"] == searched.attrs["best_epoch"]
+    assert final.metrics["split"].startswith("test") and len(final.predictions["index"]) == 3
+
+
+@pytest.mark.skipif(not WBC.is_dir(), reason="shared/data/wbc_seg_cellavision not present")
+def test_shipped_real_study_reads_its_data_relative_to_itself(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # any working directory
+    study = load_study(Path(__file__).resolve().parents[1] / "studies" / "real_unet_tpe.yaml")
+    assert Path(study.objective_config.dataset.path) == WBC.resolve()
+    obj = study.objective()
+    obj.prepare()  # the 100 real images and their masks load
+    assert len(obj._data[0]) == 100 and len(obj._data[1].test) == 20

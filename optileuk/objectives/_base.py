@@ -25,7 +25,7 @@ class ObjectiveConfig(BaseModel):
         against ``base``, the folder of the file that names them (the study file, the training config)."""
         def fix(value: str) -> str:
             p = Path(value).expanduser()
-            return value if p.is_absolute() else os.path.normpath(base / p)
+            return value if p.is_absolute() else os.path.abspath(base / p)
 
         update = {}
         ds = getattr(self, "dataset", None)

@@ -82,7 +82,8 @@ def fit(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, loss_fn: Callable
     a pruned trial raises :class:`optuna.TrialPruned`. ``augment(x, y, generator)`` transforms
     each training batch (training only). With ``patience``, training stops when the validation
     error has not improved for that many epochs and the model keeps its best epoch's weights
-    (early stopping). ``one_cycle``: the one-cycle learning-rate schedule over ``epochs``.
+    (early stopping; with ``one_cycle``, the one-cycle learning-rate schedule over ``epochs``,
+    epochs without improvement count from mid-training, after the rate's peak).
     Returns the number of epochs trained.
     """
     with seeded(seed):
@@ -128,7 +129,7 @@ def _fit(model, x, y, *, loss_fn, epochs, batch_size, lr, weight_decay, device, 
                 if err < best:
                     best, since = float(err), 0
                     best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-                else:
+                elif not one_cycle or epoch >= epochs // 2:  # a one-cycle rate is high before mid-training
                     since += 1
                     if since >= patience:
                         model.load_state_dict(best_state)
