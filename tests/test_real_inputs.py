@@ -230,7 +230,7 @@ def test_unet_final_training_reproduces_the_searched_candidate(mixed, tmp_path, 
 def test_shipped_real_study_reads_its_data_relative_to_itself(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # any working directory
     study = load_study(Path(__file__).resolve().parents[1] / "studies" / "real_unet_tpe.yaml")
-    assert Path(study.objective_config.dataset.path) == WBC.resolve()
+    assert Path(study.objective_config.dataset.path).resolve() == WBC.resolve()
     obj = study.objective()
     obj.prepare()  # the 100 real images and their masks load
     assert len(obj._data[0]) == 100 and len(obj._data[1].test) == 20
