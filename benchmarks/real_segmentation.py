@@ -63,6 +63,16 @@ def run_study(data: dict, storage: str) -> tuple[dict, float, float]:
     return summary.best_params, summary.best_value, time.perf_counter() - start
 
 
+def tuned(rows: list, label: str, data: dict, storage: str, objective: str, config) -> dict:
+    """Run one study, train its best config as ``optileuk train`` does, add the row; the best params."""
+    best, value, secs = run_study(data, storage)
+    t = time.perf_counter()
+    final = make(objective, config, seed=0).train_final(best)
+    rows.append((label, secs, time.perf_counter() - t, per_image_dice(final), value))
+    print(f"{label} done in {secs:.0f} s: test Dice {rows[-1][3].mean():.4f}; best {best}", flush=True)
+    return best
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--classical-trials", type=int, default=60)
@@ -90,12 +100,8 @@ def main() -> None:
     for opt in ({"name": "tpe", "population": 4, "n_startup_trials": 12}, {"name": "pso", "population": 10}):
         data = {"name": f"realseg-classical-{opt['name']}", "seed": 0, "objective": {"type": "segmentation", **seg_cfg},
                 "search_space": space, "optimizer": opt, "budget": {"trials": args.classical_trials}}
-        best, value, secs = run_study(data, storage)
-        t = time.perf_counter()
-        final = make("segmentation", seg_cfg, seed=0).train_final(best)
-        rows.append((f"classical pipeline, {opt['name'].upper()} ({args.classical_trials} trials)", secs,
-                     time.perf_counter() - t, per_image_dice(final), value))
-        print(f"classical {opt['name']} done in {secs:.0f} s: test Dice {rows[-1][3].mean():.4f}", flush=True)
+        tuned(rows, f"classical pipeline, {opt['name'].upper()} ({args.classical_trials} trials)", data, storage,
+              "segmentation", seg_cfg)
 
     shipped = load_study(ROOT / "studies" / "real_unet_tpe.yaml")
     unet_cfg = shipped.objective_config
@@ -113,12 +119,8 @@ def main() -> None:
     runs = [("tpe", unet_data["optimizer"])] + ([("pso", {"name": "pso", "population": 4})] if args.unet_pso else [])
     for name, opt in runs:
         data = {**unet_data, "name": f"realseg-unet-{name}", "optimizer": opt}
-        best, value, secs = run_study(data, storage)
-        t = time.perf_counter()
-        final = make("unet_plr", unet_cfg, seed=0).train_final(best)
-        rows.append((f"unet_plr, {name.upper()} ({unet_data['budget']['trials']} trials)", secs,
-                     time.perf_counter() - t, per_image_dice(final), value))
-        print(f"U-Net {name} done in {secs:.0f} s: test Dice {rows[-1][3].mean():.4f}; best {best}", flush=True)
+        tuned(rows, f"unet_plr, {name.upper()} ({unet_data['budget']['trials']} trials)", data, storage,
+              "unet_plr", unet_cfg)
 
     ref = rows[-len(runs)][3]  # the TPE-tuned U-Net, paired against every method on the same test images
     print(f"\nwbc_seg_cellavision, nucleus, {len(ref)} held-out test images (same split for all), "

@@ -83,8 +83,8 @@ def test_to_square_and_back_keep_the_geometry(policy):
         assert (back == (mask > 0.5)).float().mean() > 0.97
     if policy == "pad":  # padding is background for masks, edge pixels for images
         assert sq[0, :5].sum() == 0
-        img = to_square(torch.rand(3, h, w), 40, "pad")
-        assert torch.equal(img[:, 0, 10], img[:, 10, 10]) or img.shape == (3, 40, 40)
+        img = to_square(torch.rand(3, h, w), 40, "pad")  # 30x50 -> 24x40 placed from row 8
+        assert torch.equal(img[:, 0], img[:, 8]) and torch.equal(img[:, 39], img[:, 31])
 
 
 # ---- stain normalisation: known answers ----------------------------------------------------------------
@@ -188,7 +188,6 @@ def test_input_policy_and_stain_are_searchable(mixed, tmp_path, monkeypatch):
 def test_dataset_paths_are_read_from_the_study_files_folder(mixed, tmp_path):
     sub = tmp_path / "studies"
     sub.mkdir()
-    rel = Path(mixed)
     (sub / "s.yaml").write_text(textwrap.dedent(f"""
         name: rel
         objective: {{type: segmentation, dataset: {{type: pairs, path: {Path('..') / 'data'}}}}}
@@ -196,7 +195,7 @@ def test_dataset_paths_are_read_from_the_study_files_folder(mixed, tmp_path):
         optimizer: {{name: random}}
         budget: {{trials: 2}}
         """))
-    (tmp_path / "data").symlink_to(rel)
+    (tmp_path / "data").symlink_to(mixed)
     study = load_study(sub / "s.yaml")
     assert study.objective_config.dataset.path == str(tmp_path / "data")
 
@@ -234,3 +233,21 @@ def test_shipped_real_study_reads_its_data_relative_to_itself(tmp_path, monkeypa
     obj = study.objective()
     obj.prepare()  # the 100 real images and their masks load
     assert len(obj._data[0]) == 100 and len(obj._data[1].test) == 20
+
+
+def test_a_missing_stain_reference_is_refused_before_anything_is_stored(tmp_path):
+    from conftest import run_cli
+
+    (tmp_path / "s.yaml").write_text(textwrap.dedent("""
+        name: badref
+        objective: {type: segmentation, stain_reference: nofile.png, dataset: {type: synthetic, n_per_class: 3}}
+        search_space: {parameters: {stain: {type: categorical, choices: [none, reinhard]}}}
+        optimizer: {name: random}
+        budget: {trials: 2}
+        storage: sqlite:///s.db
+        """))
+    r = run_cli("run", "s.yaml", cwd=tmp_path)
+    assert r.returncode == 2 and r.stderr.strip() == (
+        f"error: s.yaml: objective.stain_reference must name an existing image file (relative paths are read "
+        f"from the study file's folder), got '{tmp_path / 'nofile.png'}'")
+    assert not (tmp_path / "s.db").exists()

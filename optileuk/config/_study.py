@@ -258,6 +258,7 @@ def study_from_dict(data: dict[str, Any], path: Path) -> Study:
         problems += _explain_extra(errs, obj_cls.Config, "type")
         if obj_cfg is not None:  # data paths are read from the study file's folder, as search-space files are
             obj_cfg = obj_cfg.anchored(path.parent)
+            problems += obj_cfg.file_problems(src)
         if obj_cfg is not None and space is not None:
             try:
                 for msg in obj_cls(obj_cfg, space=space).check_space(space):

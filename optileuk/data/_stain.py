@@ -58,8 +58,10 @@ class StainNormaliser:
         try:
             self._norm.fit(target)
         except (np.linalg.LinAlgError, ValueError, IndexError) as exc:
-            raise ValueError(f"the {method} stain reference cannot be fitted ({type(exc).__name__}: {exc}); "
-                             "the reference images hold too few stained pixels") from None
+            from optileuk.errors import DataError
+
+            raise DataError(f"stain: {method} cannot be fitted to the reference ({type(exc).__name__}: {exc}); "
+                            "the reference images hold too few stained pixels (stain_reference)") from None
 
     def __call__(self, image: np.ndarray) -> np.ndarray:
         if self._norm is None:

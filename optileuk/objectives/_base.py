@@ -35,6 +35,16 @@ class ObjectiveConfig(BaseModel):
             update["stain_reference"] = fix(self.stain_reference)
         return self.model_copy(update=update) if update else self
 
+    def file_problems(self, src: str) -> list:
+        """Problems with files the config names, checked at load time (nothing is created before)."""
+        from optileuk.errors import Problem
+
+        ref = getattr(self, "stain_reference", None)
+        if isinstance(ref, str) and not Path(ref).expanduser().is_file():
+            return [Problem(src, "objective.stain_reference", "must name an existing image file "
+                            "(relative paths are read from the study file's folder)", ref)]
+        return []
+
 
 @dataclass
 class Score:

@@ -24,15 +24,14 @@ from torch.nn import functional as F
 
 from optileuk.data import AugmentConfig, DatasetConfig, SplitConfig, SyntheticData, augment_training, final_parts, load_dataset, make_splits
 from optileuk.errors import ConfigError, Problem
-from optileuk.models import DKNN
-from optileuk.objectives._base import Objective, ObjectiveConfig, Score
 from optileuk.data._geometry import Resize
 from optileuk.data._stain import Stain
-from optileuk.objectives._inputs import StainedImages
+from optileuk.models import DKNN
+from optileuk.objectives._base import Objective, ObjectiveConfig, Score
+from optileuk.objectives._inputs import INPUT_KEYS, StainedImages, check_sizes, with_inputs
 from optileuk.objectives._final import TEST_SPLIT, Final, classification_metrics
 from optileuk.objectives._torch import fit, image_tensor, n_params, predict, resolve_device, seeded
 
-INPUT_KEYS = ("image_size", "resize", "stain")  # defaults: the objective's keys of the same names
 DEFAULTS = {"rank1": 2, "rank2": 1, "shape1": "auto", "kron_conv_rank": 0, "prelu_mode": "channel",
             "prelu_init": 0.25, "lr": 3e-3, "weight_decay": 1e-3, "batch_size": 64, "epochs": 20, "dropout": 0.2}
 
@@ -80,24 +79,12 @@ class DknnObjective(Objective):
         return ["minimize", "minimize"] if self.config.multi_objective else ["minimize"]
 
     def params(self, config: Mapping[str, Any]) -> dict[str, Any]:
-        c = self.config
-        return {**DEFAULTS, "image_size": c.image_size, "resize": c.resize, "stain": c.stain, **c.defaults, **config}
+        return with_inputs(DEFAULTS, self.config, config)
 
     def check_space(self, space) -> list[str]:
         self.check_device()
         out = self.unused(space, (*DEFAULTS, *INPUT_KEYS), "dknn")
-        div = 2 ** len(self.config.widths)
-        p = space.params.get("image_size")
-        if p is not None:
-            sizes = [int(c) for c in p.choices] if getattr(p, "choices", None) else [int(p.low), int(p.high)]
-            bad = [s for s in sizes if s % div]
-            if bad or (getattr(p, "choices", None) is None and getattr(p, "step", 1) % div):
-                out.append(f"image_size must take multiples of 2**len(objective.widths) = {div} only "
-                           "(use choices, or step: {div})".replace("{div}", str(div)))
-        elif self.config.image_size % div:
-            raise ConfigError([Problem("", "objective.image_size", f"must be divisible by 2**len(objective.widths) = {div}",
-                                       self.config.image_size)])
-        return out
+        return out + check_sizes(space, self.config.image_size, 2 ** len(self.config.widths), "2**len(objective.widths)")
 
     def prepare(self) -> None:
         if self._data is not None:

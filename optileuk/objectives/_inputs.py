@@ -9,6 +9,28 @@ import numpy as np
 
 from optileuk.data import Dataset, read_image
 from optileuk.data._stain import StainNormaliser
+from optileuk.errors import ConfigError, Problem
+
+INPUT_KEYS = ("image_size", "resize", "stain")  # searchable; defaults are the objective's keys of the same names
+
+
+def with_inputs(defaults: dict, config, candidate) -> dict:
+    """A candidate's full parameters: the objective's defaults, its input keys, ``config.defaults``, the candidate."""
+    return {**defaults, **{k: getattr(config, k) for k in INPUT_KEYS}, **config.defaults, **candidate}
+
+
+def check_sizes(space, default: int, divisor: int, why: str) -> list[str]:
+    """Every ``image_size`` the search can take (or the objective's own) must be a multiple of
+    ``divisor``: a problem for the search space, or a :class:`ConfigError` for ``objective.image_size``."""
+    p = space.params.get("image_size")
+    if p is None:
+        if default % divisor:
+            raise ConfigError([Problem("", "objective.image_size", f"must be divisible by {why} = {divisor}", default)])
+        return []
+    sizes = p.choices if getattr(p, "choices", None) else range(int(p.low), int(p.high) + 1, int(p.step or 1))
+    bad = [int(s) for s in sizes if int(s) % divisor]
+    return [f"image_size must take multiples of {why} = {divisor} only (got {bad[0]}; use choices, or step: "
+            f"{divisor} from a multiple)"] if bad else []
 
 
 class StainedImages:

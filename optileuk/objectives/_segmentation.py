@@ -2,16 +2,16 @@
 
 Pipeline (each step a searchable parameter; unsearched ones take ``defaults``):
 
+0. input: ``stain`` (none | reinhard | macenko normalisation to the search part's stain),
+   ``image_size`` (0 = each image at its own size; else work on a square of that side placed by
+   ``resize``: pad | crop | stretch, and map the mask back onto the image's pixels);
 1. colour space ``rgb | hsv | lab``, Gaussian blur ``blur_sigma``;
 2. ``method``: ``kmeans`` (k clusters of pixel colours; the nucleus is the cluster of darkness
    rank ``nucleus_rank``, 0 = darkest), ``pgs`` (pivot-growing segmentation, seed 003: k-medoid
    pivots, each grows the pixels within squared colour distance ``T`` of it that are connected
    to its cluster; pivots iterate until they move <= ``epsilon`` or ``max_iter``), or ``otsu``
    (Otsu threshold on darkness, shifted by ``threshold_offset``);
-3. morphology: ``opening`` and ``closing`` radii, ``min_size`` (pixels), ``fill_holes``;
-0. input: ``stain`` (none | reinhard | macenko normalisation to the search part's stain),
-   ``image_size`` (0 = each image at its own size; else work on a square of that side placed by
-   ``resize``: pad | crop | stretch, and map the mask back onto the image's pixels).
+3. morphology: ``opening`` and ``closing`` radii, ``min_size`` (pixels), ``fill_holes``.
 
 Scored with Dice, IoU and SSIM (``skimage.metrics``) against the nucleus (or whole-cell) masks,
 averaged over the images of the search part (the test split is never used). ``score: mean`` is

@@ -35,7 +35,7 @@ from optileuk.errors import ConfigError, DataError, Problem
 from optileuk.models import UNetPLR
 from optileuk.objectives._augment import BatchAugment
 from optileuk.objectives._base import Objective, ObjectiveConfig, Score
-from optileuk.objectives._inputs import StainedImages
+from optileuk.objectives._inputs import INPUT_KEYS, StainedImages, check_sizes, with_inputs
 from optileuk.objectives._final import TEST_SPLIT, Final, mask_predictions, segmentation_metrics
 from optileuk.objectives._torch import fit, image_tensor, mask_tensor, n_params, predict, resolve_device, seeded, target_of
 
@@ -43,7 +43,6 @@ DEFAULTS = {"arch": "plr", "depth": 3, "base": 16, "prelu_mode": "channel", "pre
             "res_units": 1, "lr": 3e-3, "weight_decay": 0.0, "batch_size": 8, "epochs": 40, "patience": 10,
             "schedule": "onecycle", "dice_weight": 1.0, "flips": True, "rot90": True, "scale": 0.1,
             "colour_jitter": 0.1, "stain_jitter": 0.05}
-INPUT_KEYS = ("image_size", "resize", "stain")
 _NO_LOGIT = -1e4  # pixels a centre crop cut off: background
 
 
@@ -59,15 +58,6 @@ class UNetConfig(ObjectiveConfig):
     defaults: dict[str, Any] = Field(default_factory=dict)
 
 
-def _sizes(space, config: UNetConfig) -> list[int]:
-    p = space.params.get("image_size")
-    if p is None:
-        return [config.image_size]
-    if getattr(p, "choices", None):
-        return [int(c) for c in p.choices]
-    return [int(p.low), int(p.high)] if getattr(p, "step", None) in (None, 1) else list(range(int(p.low), int(p.high) + 1, int(p.step)))
-
-
 class UNetObjective(Objective):
     Config = UNetConfig
     config: UNetConfig
@@ -81,15 +71,9 @@ class UNetObjective(Objective):
         self.check_device()
         out = self.unused(space, (*DEFAULTS, *INPUT_KEYS), "unet_plr")
         d = space.params.get("depth")
-        depth = int(getattr(d, "high", 0) or max(getattr(d, "choices", None) or [0])) if d is not None else \
+        depth = int(getattr(d, "high", None) or max(getattr(d, "choices", None) or [0])) if d is not None else \
             int({**DEFAULTS, **self.config.defaults}["depth"])
-        bad = [s for s in _sizes(space, self.config) if s % 2 ** depth]
-        if bad and "image_size" in space.params:
-            out.append(f"image_size {bad[0]} must be divisible by 2**depth = {2 ** depth} (depth up to {depth})")
-        elif bad:
-            raise ConfigError([Problem("", "objective.image_size", f"must be divisible by 2**depth = {2 ** depth} "
-                                       f"(depth up to {depth}{' in the search space' if d is not None else ''})", bad[0])])
-        return out
+        return out + check_sizes(space, self.config.image_size, 2 ** depth, "2**depth")
 
     # ---- data -----------------------------------------------------------------------------------
     def prepare(self) -> None:
@@ -102,8 +86,7 @@ class UNetObjective(Objective):
         self._data = (ds, splits, splits.folds[0], StainedImages(ds, splits.search, self.config.stain_reference, self.seed))
 
     def params(self, config: Mapping[str, Any]) -> dict[str, Any]:
-        c = self.config
-        return {**DEFAULTS, "image_size": c.image_size, "resize": c.resize, "stain": c.stain, **c.defaults, **config}
+        return with_inputs(DEFAULTS, self.config, config)
 
     def stained(self, method: str) -> list[np.ndarray]:
         """Every image of the dataset in the stain ``method`` gives (fitted on the search part only)."""

@@ -70,7 +70,8 @@ def load_training_config(path: Path, rank: int = 1):
     cfg, problems = validate(cls.Config, spec, src, ("objective",))
     if cfg is not None:
         cfg = cfg.anchored(Path(path).parent)
-    if cfg is None:
+        problems += cfg.file_problems(src)
+    if cfg is None or problems:
         raise ConfigError(problems)
     from optileuk.objectives import Objective
 
