@@ -10,8 +10,8 @@ from PIL import Image
 
 from conftest import BCCD, run_cli, write
 from optileuk.data import (
-    AllIdb1Data, AllIdb2Data, AugmentConfig, CnmcData, DataWarning, FoldersData, PairsData, SplitConfig,
-    SyntheticData, augment_training, load_dataset, make_splits,
+    AllIdb1Data, AllIdb2Data, CnmcData, DataWarning, FoldersData, PairsData, SplitConfig,
+    SyntheticData, load_dataset, make_splits,
 )
 from optileuk.data._cache import cache_dir
 from optileuk.errors import DataError
@@ -193,7 +193,7 @@ def test_mask_with_too_many_levels(tmp_path):
 
 # ---- splits -----------------------------------------------------------------------------------------
 @pytest.mark.parametrize("folds", [1, 5])
-def test_no_group_straddles_splits_and_augmentation_stays_in_training(folds):
+def test_no_group_straddles_splits(folds):
     ds = load_dataset(SyntheticData(type="synthetic", n_per_class=40, size=32, smears=15, seed=2))
     splits = make_splits(ds, SplitConfig(test_size=0.2, folds=folds), seed=4)
     assert splits.grouped
@@ -204,20 +204,6 @@ def test_no_group_straddles_splits_and_augmentation_stays_in_training(folds):
         assert not tr & va and not tr & test_groups and not va & test_groups
         assert len(np.intersect1d(fold.train, fold.val)) == 0
         assert len(fold.train) + len(fold.val) + len(splits.test) == len(ds)
-        aug, source = augment_training(ds, fold.train, AugmentConfig(copies=2), np.random.default_rng(0))
-        assert len(aug) == 3 * len(fold.train)
-        assert set(source) <= set(fold.train)  # no copy of a validation or test image
-        assert not set(source) & set(fold.val) and not set(source) & set(splits.test)
-        assert set(aug.groups) <= tr
-
-
-def test_augmented_copies_transform_images_and_masks_together():
-    ds = load_dataset(SyntheticData(type="synthetic", n_per_class=2, size=32, seed=5))
-    aug, source = augment_training(ds, np.arange(len(ds)), AugmentConfig(copies=3, colour_jitter=0), np.random.default_rng(1))
-    for img, mask, src in zip(aug.images, aug.masks, source):
-        # the nucleus is the darkest region in image and mask alike after any flip/rotation
-        assert (mask == 2).sum() == (ds.masks[src] == 2).sum()
-        assert img[mask == 2].mean() < img[mask == 0].mean()
 
 
 def test_splits_without_groups_are_stratified():

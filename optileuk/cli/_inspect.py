@@ -11,7 +11,7 @@ import yaml
 from rich.table import Table
 
 from optileuk.errors import StorageError
-from optileuk.runner import STUDY_ATTR
+from optileuk.runner._common import MASKS_ATTR, STUDY_ATTR
 from optileuk.space import SearchSpace
 from optileuk.storage import open_existing
 
@@ -59,6 +59,12 @@ def export_config(name: str, url: str, top: int = 1) -> dict[str, Any]:
     reverse = study.direction == optuna.study.StudyDirection.MAXIMIZE
     ranked = sorted(complete, key=lambda t: t.value, reverse=reverse)[:top]
     space = SearchSpace.from_dict(raw["search_space"]) if raw else None
+    if space is not None and any(getattr(p, "length", None) == "auto" for p in space.params.values()):
+        lengths = study.user_attrs.get(MASKS_ATTR)
+        if lengths is None:
+            raise StorageError(f"storage: study '{name}' has a length: auto mask whose length was not recorded (a "
+                               "study run before optileuk recorded it); run it again with the same command to record it")
+        space = space.bind(lengths)
 
     def entry(t) -> dict[str, Any]:
         params = space.from_record(t.params, t.user_attrs) if space else dict(t.params)
@@ -99,8 +105,9 @@ def metrics_table(metrics: dict[str, Any], run_dir) -> Table:
     keys = ("accuracy", "balanced_accuracy", "macro_f1", "auc") if metrics["task"] == "classification" \
         else ("dice", "iou", "ssim", "mean")
     for k in keys:
-        v = metrics.get(k)
-        table.add_row(k.replace("_", " "), "-" if v is None else f"{v:.4f}")
+        v, ci = metrics.get(k), metrics.get(f"{k}_ci95")
+        text = "-" if v is None else f"{v:.4f}" + (f"  (95% CI {ci[0]:.3f} to {ci[1]:.3f}, bootstrap)" if ci else "")
+        table.add_row(k.replace("_", " "), text)
     if "confusion_matrix" in metrics:
         cm = metrics["confusion_matrix"]
         table.add_row("confusion matrix", "\n".join(" ".join(f"{n:4d}" for n in row) for row in cm)

@@ -53,7 +53,14 @@ class SyntheticData(_Strict):
 OnError = Literal["raise", "skip"]
 
 
-class FoldersData(_Strict):
+class _Real(_Strict):
+    """What every loader of real images shares."""
+
+    min_per_class: int = Field(0, ge=0, description="drop classes with fewer images than this (0 = keep every "
+                               "class; a class too small to split is refused with its name)")
+
+
+class FoldersData(_Real):
     """``<path>/<class>/<image>``; ``group_pattern`` is a regex over file names (group 1, or the match)."""
 
     type: Literal["folders"]
@@ -75,26 +82,26 @@ class FoldersData(_Strict):
         return v
 
 
-class AllIdb1Data(_Strict):
+class AllIdb1Data(_Real):
     type: Literal["all_idb1"]
     path: str
     on_error: OnError = "raise"
 
 
-class AllIdb2Data(_Strict):
+class AllIdb2Data(_Real):
     type: Literal["all_idb2"]
     path: str
     on_error: OnError = "raise"
 
 
-class CnmcData(_Strict):
+class CnmcData(_Real):
     type: Literal["cnmc"]
     path: str
     folds: Optional[list[int]] = None
     on_error: OnError = "raise"
 
 
-class PairsData(_Strict):
+class PairsData(_Real):
     """Image/mask pairs with the same stem: ``images/`` + ``masks/`` (or another ``mask_dir``), or side
     by side (``x.jpg`` + ``x_mask.png``). Masks: two levels (binary) or three (background, cytoplasm,
     nucleus, e.g. 0/128/255). A ``labels.csv`` beside ``images/`` (columns: image stem or file name,

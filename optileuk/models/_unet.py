@@ -27,7 +27,7 @@ class UNetPLR(nn.Module):
     """
 
     def __init__(self, depth: int = 3, base: int = 32, in_channels: int = 3, prelu_mode: str = "channel",
-                 prelu_init: float = 0.25, norm: bool = False):
+                 prelu_init: float = 0.25, norm: bool = False, out_channels: int = 1):
         super().__init__()
         widths = [base * 2 ** i for i in range(depth + 1)]
         self.down = nn.ModuleList()
@@ -41,7 +41,7 @@ class UNetPLR(nn.Module):
         for w_skip, w_in in zip(reversed(widths[:-1]), reversed(widths[1:])):
             self.up.append(nn.ConvTranspose2d(w_in, w_skip, 2, stride=2))
             self.merge.append(_double(2 * w_skip, w_skip, prelu_mode, prelu_init, norm))
-        self.out = nn.Conv2d(widths[0], 1, 1)
+        self.out = nn.Conv2d(widths[0], out_channels, 1)
         self.pool = nn.MaxPool2d(2)
 
     def forward(self, x: Tensor) -> Tensor:

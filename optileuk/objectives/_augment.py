@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+from pydantic import BaseModel, ConfigDict, Field
 from torch.nn import functional as F
 
 from optileuk.data._stain import stain_jitter_od
@@ -69,3 +70,20 @@ class BatchAugment:
         if self.stain_jitter > 0:
             x = stain_jitter_od(x, self.stain_jitter, gen)
         return x, y
+
+
+class TrainAugment(BaseModel):
+    """``augment:`` of the classifiers (dknn, the feature_selection trunk): per-sample augmentation
+    of every training batch on the training device, a fresh draw each epoch."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    flips: bool = True
+    rot90: bool = True
+    scale: float = Field(0.1, ge=0, le=0.5, description="zoom in or out by up to this share")
+    colour_jitter: float = Field(0.15, ge=0, le=0.5, description="per-channel gain and offset")
+    stain_jitter: float = Field(0.05, ge=0, le=0.5, description="optical-density stain jitter")
+
+    def batch(self) -> BatchAugment | None:
+        aug = BatchAugment(flips=self.flips, rot90=self.rot90, scale=self.scale, colour_jitter=self.colour_jitter,
+                           stain_jitter=self.stain_jitter)
+        return aug if aug.active else None

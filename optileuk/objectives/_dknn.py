@@ -22,14 +22,15 @@ from pydantic import Field
 from sklearn.metrics import accuracy_score, balanced_accuracy_score, f1_score
 from torch.nn import functional as F
 
-from optileuk.data import AugmentConfig, DatasetConfig, SplitConfig, SyntheticData, augment_training, final_parts, load_dataset, make_splits
+from optileuk.data import DatasetConfig, SplitConfig, SyntheticData, load_dataset, make_splits
+from optileuk.objectives._augment import TrainAugment
 from optileuk.errors import ConfigError, Problem
 from optileuk.data._geometry import Resize
 from optileuk.data._stain import Stain
 from optileuk.models import DKNN
 from optileuk.objectives._base import Objective, ObjectiveConfig, Score
 from optileuk.objectives._inputs import INPUT_KEYS, StainedImages, check_sizes, with_inputs
-from optileuk.objectives._final import TEST_SPLIT, Final, classification_metrics
+from optileuk.objectives._final import TEST_SPLIT, Final, bootstrap_ci, classification_metrics
 from optileuk.objectives._torch import fit, image_tensor, n_params, predict, resolve_device, seeded
 
 DEFAULTS = {"rank1": 2, "rank2": 1, "shape1": "auto", "kron_conv_rank": 0, "prelu_mode": "channel",
@@ -39,7 +40,7 @@ DEFAULTS = {"rank1": 2, "rank2": 1, "shape1": "auto", "kron_conv_rank": 0, "prel
 class DknnConfig(ObjectiveConfig):
     dataset: DatasetConfig = Field(default_factory=lambda: SyntheticData(type="synthetic", n_per_class=300))
     split: SplitConfig = SplitConfig(test_size=0.2, folds=1, val_size=0.25)
-    augment: AugmentConfig = AugmentConfig(copies=1, colour_jitter=0.15)  # training part only
+    augment: TrainAugment = Field(TrainAugment(), description="training-only augmentation, on the device")
     image_size: int = Field(32, ge=8, le=512, description="network input side (searchable as image_size)")
     resize: Resize = Field("pad", description="how images of other sizes and shapes become image_size squares")
     stain: Stain = Field("none", description="stain normalisation (searchable as stain)")
@@ -102,8 +103,7 @@ class DknnObjective(Objective):
             ds, splits, stained = self._data
             fold = splits.folds[0]
             sds = stained.dataset(p["stain"])
-            train, _ = augment_training(sds, fold.train, self.config.augment, np.random.default_rng(self.seed))
-            val = sds.subset(fold.val)
+            train, val = sds.subset(fold.train), sds.subset(fold.val)
             s, r, dev = key[0], key[1], resolve_device(self.config.device)
             self._views[key] = (ds.classes, image_tensor(train.images, s, r).to(dev),
                                 torch.from_numpy(train.labels).to(dev), image_tensor(val.images, s, r).to(dev), val.labels)
@@ -137,11 +137,14 @@ class DknnObjective(Objective):
 
         epochs = fit(model, xtr, ytr, loss_fn=F.cross_entropy, epochs=int(p["epochs"]), batch_size=int(p["batch_size"]),
                      lr=float(p["lr"]), weight_decay=float(p["weight_decay"]), device=device, seed=self.seed,
-                     on_epoch=val_error, trial=None if self.config.multi_objective else trial)
+                     on_epoch=val_error, trial=None if self.config.multi_objective else trial,
+                     augment=self.config.augment.batch())
         pred = predict(model, xva, device).argmax(1).numpy()
         bal = balanced_accuracy_score(yva, pred)
         attrs = {"accuracy": float(accuracy_score(yva, pred)), "balanced_accuracy": float(bal),
-                 "macro_f1": float(f1_score(yva, pred, average="macro")), "head_params": model.head_parameters(),
+                 "macro_f1": float(f1_score(yva, pred, average="macro")),
+                 **{f"{k}_ci95": v for k, v in bootstrap_ci(yva, pred, len(classes), n_boot=1000, seed=self.seed).items()},
+                 "head_params": model.head_parameters(),
                  "params": n_params(model), "epochs_trained": epochs, "device": str(device),
                  "train_seconds": time.perf_counter() - start, "split": "validation (hold-out of the search part)"}
         if self.config.multi_objective:
@@ -149,12 +152,13 @@ class DknnObjective(Objective):
         return Score(1.0 - bal, attrs)
 
     def train_final(self, params: Mapping[str, Any], *, on_step=None) -> Final:
-        """Train on the whole search part (training + validation, augmented), score once on the test split."""
+        """Train on the whole search part (training + validation; augmented as in the search), score once on the test split."""
         c = self.config
         p = self.params(params)
         self.prepare()
         ds = self._data[2].dataset(p["stain"])
-        splits, train, test = final_parts(ds, c.split, c.augment, self.seed)
+        splits = self._data[1]
+        train, test = ds.subset(splits.search), ds.subset(splits.test)
         size, resize = int(p["image_size"]), p["resize"]
         device = resolve_device(c.device)
         with seeded(self.seed):
@@ -163,7 +167,8 @@ class DknnObjective(Objective):
         start = time.perf_counter()
         fit(model, image_tensor(train.images, size, resize), torch.from_numpy(train.labels), loss_fn=F.cross_entropy,
             epochs=epochs, batch_size=int(p["batch_size"]), lr=float(p["lr"]), weight_decay=float(p["weight_decay"]),
-            device=device, seed=self.seed, on_epoch=(lambda e: on_step(e + 1, epochs, "epochs")) if on_step else None)
+            device=device, seed=self.seed, on_epoch=(lambda e: on_step(e + 1, epochs, "epochs")) if on_step else None,
+            augment=c.augment.batch())
         proba = torch.softmax(predict(model, image_tensor(test.images, size, resize), device), 1).numpy()
         pred = proba.argmax(1)
         metrics = {**classification_metrics(test.labels, pred, proba, ds.classes), "split": TEST_SPLIT}

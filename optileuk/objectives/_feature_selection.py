@@ -26,11 +26,12 @@ from optileuk.data._cache import cached
 from optileuk.errors import ConfigError, DataError, Problem
 from optileuk.features import FEATURE_NAMES, handcrafted_features
 from optileuk.models import DKNN
+from optileuk.objectives._augment import TrainAugment
 from optileuk.objectives._base import Objective, ObjectiveConfig, Score
 from optileuk.data._geometry import Resize
 from optileuk.data._stain import Stain
 from optileuk.objectives._inputs import StainedImages
-from optileuk.objectives._final import TEST_SPLIT, Final, class_scores, classification_metrics
+from optileuk.objectives._final import TEST_SPLIT, Final, bootstrap_ci, class_scores, classification_metrics
 from optileuk.objectives._handcrafted import build_classifier
 from optileuk.objectives._torch import fit, image_tensor, resolve_device, seeded
 
@@ -41,6 +42,7 @@ class FeatureSelectionConfig(ObjectiveConfig):
     features: list[Literal["deep", "handcrafted"]] = Field(default_factory=lambda: ["deep", "handcrafted"], min_length=1)
     weights: Optional[str] = Field(None, description="local state_dict of a DKNN to take the trunk from (no training)")
     trunk_epochs: int = Field(8, ge=1)
+    augment: TrainAugment = Field(TrainAugment(), description="training-only augmentation of the trunk, on the device")
     image_size: int = Field(32, ge=8, le=512)
     resize: Resize = Field("pad", description="how images of other sizes and shapes become image_size squares")
     stain: Stain = Field("none", description="stain normalisation before features (none | reinhard | macenko)")
@@ -143,7 +145,7 @@ class FeatureSelectionObjective(Objective):
                         net = DKNN(len(ds.classes), image_size=c.image_size, widths=tuple(c.widths), ranks=(2, 1))
                     fit(net, x_all[fold.train], torch.from_numpy(ds.labels[fold.train]), loss_fn=F.cross_entropy,
                         epochs=c.trunk_epochs, batch_size=64, lr=3e-3, weight_decay=1e-3, device=device,
-                        seed=self.seed + f)
+                        seed=self.seed + f, augment=c.augment.batch())
                 net.eval()
                 with torch.no_grad():
                     parts.append(torch.cat([net.features(x_all[i:i + 256].to(device)).cpu()
@@ -178,8 +180,10 @@ class FeatureSelectionObjective(Objective):
         acc, bal, f1 = (float(np.mean([m[i] for m in per_fold])) for i in range(3))
         a = self.config.alpha
         value = a * (1 - bal) + (1 - a) * n_sel / self.n_features
+        ci = bootstrap_ci(np.concatenate(ys), np.concatenate(preds_per_fold), self.n_classes, n_boot=1000, seed=self.seed)
         return Score(value, {"selected": n_sel, "total": self.n_features, "balanced_accuracy": bal,
-                             "accuracy": acc, "macro_f1": f1, "split": f"{len(self._folds)}-fold CV, search part"})
+                             "accuracy": acc, "macro_f1": f1, **{f"{k}_ci95": v for k, v in ci.items()},
+                             "split": f"{len(self._folds)}-fold CV, search part"})
 
     def _mask(self, config: Mapping[str, Any]) -> np.ndarray:
         value = config[self.config.mask_param]
@@ -237,7 +241,7 @@ class FeatureSelectionObjective(Objective):
                     net = DKNN(len(ds.classes), image_size=c.image_size, widths=tuple(c.widths), ranks=(2, 1))
                 fit(net, x_all[search], torch.from_numpy(ds.labels[search]), loss_fn=F.cross_entropy,
                     epochs=c.trunk_epochs, batch_size=64, lr=3e-3, weight_decay=1e-3, device=device, seed=self.seed,
-                    on_epoch=(lambda e: on_step(e + 1, c.trunk_epochs, "trunk epochs")) if on_step else None)
+                    augment=c.augment.batch(), on_epoch=(lambda e: on_step(e + 1, c.trunk_epochs, "trunk epochs")) if on_step else None)
             net.eval()
             with torch.no_grad():
                 parts.append(torch.cat([net.features(x_all[i:i + 256].to(device)).cpu()

@@ -2,8 +2,9 @@
 
 The simple, fast baseline of the field (colour histograms, GLCM texture, nucleus shape; SVM,
 KNN or logistic regression). Searchable parameters (any subset; others are refused):
-``classifier`` (svm | knn | logreg), ``C`` and ``gamma`` (svm), ``C`` (logreg),
-``n_neighbors`` and ``weights`` (knn). The value is ``1 - balanced accuracy`` (minimised), the
+``classifier`` (svm | knn | logreg | rf), ``C`` and ``gamma`` (svm), ``C`` (logreg),
+``n_neighbors`` and ``weights`` (knn), ``n_estimators`` and ``max_depth`` (rf), ``class_weight``
+(balanced, the default, | none) and ``scaling`` (standard | robust | none). The value is ``1 - balanced accuracy`` (minimised), the
 mean over the validation folds; the test split is never looked at.
 """
 
@@ -14,10 +15,10 @@ from typing import Any, Literal, Mapping, Optional
 import numpy as np
 from pydantic import Field
 from sklearn.linear_model import LogisticRegression
-from sklearn.metrics import accuracy_score, balanced_accuracy_score, f1_score
 from sklearn.neighbors import KNeighborsClassifier
-from sklearn.pipeline import make_pipeline
-from sklearn.preprocessing import StandardScaler
+from sklearn.ensemble import RandomForestClassifier
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import RobustScaler, StandardScaler
 from sklearn.svm import SVC
 
 from optileuk.data import DatasetConfig, SplitConfig, SyntheticData, load_dataset, make_splits
@@ -27,15 +28,14 @@ from optileuk.objectives._base import Objective, ObjectiveConfig, Score
 from optileuk.data._geometry import Resize
 from optileuk.data._stain import Stain
 from optileuk.objectives._inputs import StainedImages
-from optileuk.objectives._final import TEST_SPLIT, Final, class_scores, classification_metrics
+from optileuk.objectives._final import TEST_SPLIT, Final, class_scores, classification_metrics, fold_scores
 
-PARAMS = ("classifier", "C", "gamma", "n_neighbors", "weights")
 
 
 class HandcraftedConfig(ObjectiveConfig):
     dataset: DatasetConfig = Field(default_factory=lambda: SyntheticData(type="synthetic"))
     split: SplitConfig = SplitConfig()
-    classifier: Literal["svm", "knn", "logreg"] = "svm"
+    classifier: Literal["svm", "knn", "logreg", "rf"] = "svm"
     image_size: int = Field(64, ge=16, le=512, description="images are resized to this side for features")
     resize: Resize = Field("stretch", description="how images become image_size squares (their height and width "
                            "are features of their own)")
@@ -43,15 +43,33 @@ class HandcraftedConfig(ObjectiveConfig):
     stain_reference: Optional[str] = Field(None, description="image file to normalise to (default: search-part images)")
 
 
+CLASSIFIER_DEFAULTS = {"C": 1.0, "gamma": "scale", "n_neighbors": 5, "weights": "uniform", "class_weight": "balanced",
+                       "scaling": "standard", "n_estimators": 200, "max_depth": 0}
+CLASSIFIER_PARAMS = ("classifier", *CLASSIFIER_DEFAULTS)
+
+
 def build_classifier(config: Mapping[str, Any], default: str, seed: int):
-    kind = config.get("classifier", default)
+    """A scikit-learn pipeline (scaler, classifier) from a candidate's settings.
+
+    ``classifier``: svm (``C``, ``gamma``) | logreg (``C``) | knn (``n_neighbors``, ``weights``) | rf
+    (``n_estimators``, ``max_depth``, 0 = unlimited); ``class_weight``: balanced (default: each class
+    counts as much as any other, whatever its size) | none (knn has no class weights); ``scaling``:
+    standard | robust | none, fitted on the training part of each fit only.
+    """
+    p = {**CLASSIFIER_DEFAULTS, **config}
+    kind = p.get("classifier", default)
+    weight = None if p["class_weight"] in (None, "none") else "balanced"
     if kind == "svm":
-        clf = SVC(C=float(config.get("C", 1.0)), gamma=config.get("gamma", "scale"), random_state=seed)
+        clf = SVC(C=float(p["C"]), gamma=p["gamma"], class_weight=weight, random_state=seed)
     elif kind == "knn":
-        clf = KNeighborsClassifier(n_neighbors=int(config.get("n_neighbors", 5)), weights=config.get("weights", "uniform"))
+        clf = KNeighborsClassifier(n_neighbors=int(p["n_neighbors"]), weights=p["weights"])
+    elif kind == "rf":
+        clf = RandomForestClassifier(n_estimators=int(p["n_estimators"]), max_depth=int(p["max_depth"]) or None,
+                                     class_weight=weight, random_state=seed, n_jobs=1)
     else:
-        clf = LogisticRegression(C=float(config.get("C", 1.0)), max_iter=2000)
-    return make_pipeline(StandardScaler(), clf)
+        clf = LogisticRegression(C=float(p["C"]), class_weight=weight, max_iter=3000)
+    scaler = {"standard": StandardScaler(), "robust": RobustScaler(), "none": "passthrough"}[p["scaling"]]
+    return Pipeline([("scale", scaler), ("classify", clf)])
 
 
 class HandcraftedObjective(Objective):
@@ -59,7 +77,7 @@ class HandcraftedObjective(Objective):
     config: HandcraftedConfig
 
     def check_space(self, space) -> list[str]:
-        return self.unused(space, PARAMS, "handcrafted")
+        return self.unused(space, CLASSIFIER_PARAMS, "handcrafted")
 
     def prepare(self) -> None:
         if self._data is None:
@@ -76,15 +94,12 @@ class HandcraftedObjective(Objective):
     def evaluate(self, config: Mapping[str, Any], *, trial=None) -> Score:
         self.prepare()
         ds, X, splits = self._data
-        scores = {"accuracy": [], "balanced_accuracy": [], "macro_f1": []}
+        ys, preds = [], []
         for fold in splits.folds:
             model = build_classifier(config, self.config.classifier, self.seed).fit(X[fold.train], ds.labels[fold.train])
-            pred = model.predict(X[fold.val])
-            y = ds.labels[fold.val]
-            scores["accuracy"].append(accuracy_score(y, pred))
-            scores["balanced_accuracy"].append(balanced_accuracy_score(y, pred))
-            scores["macro_f1"].append(f1_score(y, pred, average="macro"))
-        means = {k: float(np.mean(v)) for k, v in scores.items()}
+            preds.append(model.predict(X[fold.val]))
+            ys.append(ds.labels[fold.val])
+        means = fold_scores(ys, preds, len(ds.classes), self.seed)
         return Score(1.0 - means["balanced_accuracy"], {**means, "split": f"{len(splits.folds)}-fold CV, search part",
                                                          "grouped": splits.grouped})
 

@@ -125,6 +125,50 @@ def pivot_growing(feats: np.ndarray, k: int, T: float, max_iter: int, epsilon: f
     return labels, medoids
 
 
+def cluster(image: np.ndarray, space: str, blur: float, method: str, k: int, T: float, max_iter: int,
+            epsilon: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(labels, centres) of one image: k-means or pivot-growing labels and their colour centres, or
+    for ``otsu`` the darkness map and its Otsu threshold."""
+    feats = pixel_features(image, space, blur)
+    if method == "kmeans":
+        return kmeans_labels(feats, k, seed)
+    if method == "pgs":
+        return pivot_growing(feats, k, T, max_iter, epsilon, seed)
+    dark = 1 - feats[..., 0] if space == "lab" else 1 - feats[..., 2] if space == "hsv" else 1 - feats.mean(-1)
+    return dark, np.array([filters.threshold_otsu(dark)])
+
+
+def cluster_key(p: Mapping[str, Any]) -> tuple:
+    """The arguments of :func:`cluster` (after the image) that a parameter set decides; settings the
+    chosen method does not use are normalised so that they do not split the cache."""
+    method = p["method"]
+    return (p["colour_space"], round(float(p["blur_sigma"]), 6), method, int(p["k"]) if method != "otsu" else 0,
+            float(p["T"]) if method == "pgs" else 0.0, int(p["max_iter"]) if method == "pgs" else 0,
+            float(p["epsilon"]) if method == "pgs" else 0.0)
+
+
+def nucleus_mask(clustered: tuple[np.ndarray, np.ndarray], p: Mapping[str, Any]) -> np.ndarray:
+    """The nucleus mask of a clustering: the cluster of darkness rank ``nucleus_rank`` (or the Otsu
+    side, shifted by ``threshold_offset``), then opening, closing, small objects and holes."""
+    labels, centres = clustered
+    method = p["method"]
+    if method == "otsu":
+        mask = labels > centres[0] + float(p["threshold_offset"])
+    else:
+        space = "rgb" if method == "pgs" else p["colour_space"]
+        rank = min(int(p["nucleus_rank"]), len(centres) - 1)
+        mask = labels == np.argsort(-darkness(centres, space))[rank]
+    if int(p["opening"]) > 0:
+        mask = ndimage.binary_opening(mask, morphology.disk(int(p["opening"])))
+    if int(p["closing"]) > 0:
+        mask = ndimage.binary_closing(mask, morphology.disk(int(p["closing"])))
+    if int(p["min_size"]) > 0:
+        mask = morphology.remove_small_objects(mask, max_size=int(p["min_size"]))
+    if p["fill_holes"]:
+        mask = ndimage.binary_fill_holes(mask)
+    return mask
+
+
 # ---- the objective -------------------------------------------------------------------------------
 class SegmentationObjective(Objective):
     Config = SegmentationConfig
@@ -163,38 +207,11 @@ class SegmentationObjective(Objective):
 
     def _cluster_uncached(self, i: int, stain: str, size: int, resize: str, space: str, blur: float, method: str,
                           k: int, T: float, max_iter: int, epsilon: float) -> tuple[np.ndarray, np.ndarray]:
-        feats = pixel_features(self.source(i, stain, size, resize), space, blur)
-        if method == "kmeans":
-            return kmeans_labels(feats, k, self.seed)
-        if method == "pgs":
-            return pivot_growing(feats, k, T, max_iter, epsilon, self.seed)
-        dark = 1 - feats[..., 0] if space == "lab" else 1 - feats[..., 2] if space == "hsv" else 1 - feats.mean(-1)
-        return dark, np.array([filters.threshold_otsu(dark)])
+        return cluster(self.source(i, stain, size, resize), space, blur, method, k, T, max_iter, epsilon, self.seed)
 
     def segment(self, i: int, p: Mapping[str, Any]) -> np.ndarray:
-        method = p["method"]
-        key_T = float(p["T"]) if method == "pgs" else 0.0
         size = int(p["image_size"])
-        labels, centres = self._cluster(i, p["stain"], size, p["resize"] if size > 0 else "",
-                                        p["colour_space"], round(float(p["blur_sigma"]), 6), method,
-                                        int(p["k"]) if method != "otsu" else 0, key_T,
-                                        int(p["max_iter"]) if method == "pgs" else 0,
-                                        float(p["epsilon"]) if method == "pgs" else 0.0)
-        if method == "otsu":
-            mask = labels > centres[0] + float(p["threshold_offset"])
-        else:
-            space = "rgb" if method == "pgs" else p["colour_space"]
-            rank = min(int(p["nucleus_rank"]), len(centres) - 1)
-            target = np.argsort(-darkness(centres, space))[rank]
-            mask = labels == target
-        if int(p["opening"]) > 0:
-            mask = ndimage.binary_opening(mask, morphology.disk(int(p["opening"])))
-        if int(p["closing"]) > 0:
-            mask = ndimage.binary_closing(mask, morphology.disk(int(p["closing"])))
-        if int(p["min_size"]) > 0:
-            mask = morphology.remove_small_objects(mask, max_size=int(p["min_size"]))
-        if p["fill_holes"]:
-            mask = ndimage.binary_fill_holes(mask)
+        mask = nucleus_mask(self._cluster(i, p["stain"], size, p["resize"] if size > 0 else "", *cluster_key(p)), p)
         if size > 0:  # back onto the image's own pixels, where it is scored
             h, w = self._truth[i].shape
             mask = (from_square(torch.from_numpy(mask.astype(np.float32))[None], h, w, p["resize"])[0] > 0.5).numpy()

@@ -38,6 +38,13 @@ def _fmt(v: Any, digits: int = 4) -> str:
     return html.escape(str(v))
 
 
+SCORES = ("balanced_accuracy", "accuracy", "macro_f1", "dice", "iou", "ssim", "mean")
+
+
+def _ci(ci) -> str:
+    return f" [{ci[0]:.3f}, {ci[1]:.3f}]" if isinstance(ci, (list, tuple)) and len(ci) == 2 else ""
+
+
 def _layout(fig: go.Figure, title: str, x: str, y: str) -> go.Figure:
     fig.update_layout(title=title, xaxis_title=x, yaxis_title=y, template="plotly_white", height=420,
                       margin=dict(l=60, r=20, t=50, b=50), legend=dict(orientation="h", y=-0.18))
@@ -203,6 +210,12 @@ def group_section(storage, group: Group, gi: int, target: float | None) -> str:
         parts.append(f"<h3>Best configuration ({html.escape(best_run.name)}, trial {bt.number}, "
                      f"value {bt.value:.6g})</h3>")
         parts.append(_table(["parameter", "value"], [[html.escape(k), _fmt(v)] for k, v in bt.params.items()]))
+        scored = [[html.escape(k.replace("_", " ")), _fmt(bt.user_attrs[k]) + _ci(bt.user_attrs.get(f"{k}_ci95"))]
+                  for k in SCORES if isinstance(bt.user_attrs.get(k), (int, float))]
+        if scored:
+            split = bt.user_attrs.get("split")
+            parts.append(f"<h4>What it scored{' (' + html.escape(str(split)) + ')' if split else ''}</h4>")
+            parts.append(_table(["metric", "value (bootstrap 95% interval)"], scored))
         parts.append(f'<p class="note">Export it for training: <code>optileuk export {html.escape(best_run.name)} '
                      f'-o best.yaml</code> then <code>optileuk train best.yaml</code>.</p>')
     return "".join(parts) + "</section>"

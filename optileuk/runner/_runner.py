@@ -20,7 +20,7 @@ from optuna.trial import TrialState
 
 from optileuk.config import Study
 from optileuk.errors import ConfigError, Problem
-from optileuk.runner._common import FINGERPRINT_KEY, FINISHED, STALE_KEY, STATE_KEY, STUDY_ATTR
+from optileuk.runner._common import FINGERPRINT_KEY, FINISHED, MASKS_ATTR, STALE_KEY, STATE_KEY, STUDY_ATTR
 from optileuk.runner._executors import Executor, InlineExecutor
 from optileuk.runner._ledger import Ledger, Progress
 from optileuk.runner._loops import AsyncLoop, GenerationalLoop, RunParts, StateSaver
@@ -193,12 +193,21 @@ class Runner:
                     "new name or delete the old study", st.name)])
             if old is None:
                 storage.set_study_system_attr(study._study_id, FINGERPRINT_KEY, fp)
+            if MASKS_ATTR not in study.user_attrs:
+                self._record_masks(study, space)
             return study
         study = optuna.create_study(study_name=st.name, storage=storage, direction=st.direction, pruner=self._pruner())
         storage.set_study_system_attr(study._study_id, FINGERPRINT_KEY, fp)
         study.set_user_attr(STUDY_ATTR, st.raw())
         study.set_user_attr("optimizer", st.optimizer_name)
+        self._record_masks(study, space)
         return study
+
+    def _record_masks(self, study, space) -> None:
+        """Lengths of ``length: auto`` masks as bound to the objective, so that export can decode them."""
+        raw = self.study.space.params
+        study.set_user_attr(MASKS_ATTR, {n: p.length for n, p in space.params.items()
+                                          if getattr(raw.get(n), "length", None) == "auto"})
 
     def _pruner(self):
         cfg = self.study.file.pruner

@@ -1,0 +1,358 @@
+"""``pipeline``: segment the nucleus and the cell, measure them, classify — tuned as one candidate.
+
+A candidate carries every stage (any subset searchable; the rest take ``defaults``):
+
+1. **input**: ``stain`` (none | reinhard | macenko); images are placed in ``image_size`` squares
+   (``resize``) for segmentation and measurement;
+2. **segmentation** (``segmenter: classical``): the nucleus as in the ``segmentation`` objective
+   (``colour_space``, ``blur_sigma``, ``method`` kmeans | pgs | otsu, ``k``, ``nucleus_rank``,
+   ``T``, ``max_iter``, ``epsilon``, ``threshold_offset``, ``opening``, ``closing``, ``min_size``,
+   ``fill_holes``); the cell as the pieces of the ``cell_rank + 1`` darkest of ``cell_k`` colour
+   clusters that touch the nucleus, opened by ``cell_opening``. With ``segmenter: unet`` a U-Net
+   (nucleus and cell channels, MONAI Dice+CE loss, training-only augmentation) is trained once per
+   fold on that fold's training masks, and once on the whole search part for the final model;
+3. **measurements** (:mod:`optileuk.features._cells`): switches ``use_nucleus_shape``,
+   ``use_cell_shape``, ``use_nucleus_colour``, ``use_cytoplasm_colour``, ``use_nucleus_texture``,
+   ``use_cytoplasm_texture``, ``use_image`` (whole-crop colour/texture features) and ``use_deep``
+   (the pooled features of a DKNN trunk loaded from the local ``weights`` file); a feature mask
+   (``mask_param``, ``length: auto``) over all of them;
+4. **classifier**: ``classifier`` (svm | logreg | knn | rf) and its settings, ``class_weight``,
+   ``scaling`` (as the ``handcrafted`` objective).
+
+The value is ``1 -`` the mean balanced accuracy over the validation folds of the search part.
+Stages are cached: masks and measurements per segmentation setting (and fold, for the U-Net), so
+a candidate that changes only the measurements, the mask or the classifier never segments again.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import OrderedDict
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Literal, Mapping, Optional
+
+import numpy as np
+import torch
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+from scipy import ndimage
+from skimage import morphology
+from torch.nn import functional as F
+
+from optileuk.data import DatasetConfig, SplitConfig, SyntheticData, load_dataset, make_splits
+from optileuk.data._cache import cached
+from optileuk.data._geometry import Resize, square_image, to_square
+from optileuk.data._stain import Stain
+from optileuk.errors import ConfigError, DataError, Problem
+from optileuk.features import FEATURE_NAMES, handcrafted_features
+from optileuk.features._cells import CELL_FEATURES, GROUPS, measure_cell
+from optileuk.objectives._augment import BatchAugment
+from optileuk.objectives._base import Objective, ObjectiveConfig, Score
+from optileuk.objectives._final import TEST_SPLIT, Final, class_scores, classification_metrics, fold_scores
+from optileuk.objectives._handcrafted import CLASSIFIER_DEFAULTS, build_classifier
+from optileuk.objectives._inputs import StainedImages
+from optileuk.objectives._segmentation import DEFAULTS as SEG_DEFAULTS
+from optileuk.objectives._segmentation import cluster, cluster_key, darkness, kmeans_labels, nucleus_mask, pixel_features
+from optileuk.objectives._torch import fit, image_tensor, predict, resolve_device, seeded
+
+SEGMENT = {**{k: SEG_DEFAULTS[k] for k in ("colour_space", "blur_sigma", "method", "k", "nucleus_rank", "T", "max_iter",
+                                           "epsilon", "threshold_offset", "opening", "closing")},
+           "min_size": 20, "fill_holes": True, "cell_k": 3, "cell_rank": 1, "cell_opening": 2}
+USE = {f"use_{g}": True for g in GROUPS} | {"use_image": False, "use_deep": True}
+DEFAULTS = {**SEGMENT, **USE, "classifier": "svm", **CLASSIFIER_DEFAULTS}
+INPUTS = ("stain",)
+
+
+class UNetSegmenter(BaseModel):
+    """The U-Net of ``segmenter: unet``: fixed for the study, trained once per fold."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    image_size: int = Field(96, ge=16, le=1024, description="network input side (multiple of 2**depth)")
+    depth: int = Field(3, ge=1, le=6)
+    base: int = Field(16, ge=4, le=128)
+    epochs: int = Field(30, ge=1)
+    batch_size: int = Field(8, ge=2)
+    lr: float = Field(3e-3, gt=0)
+
+
+class PipelineConfig(ObjectiveConfig):
+    dataset: DatasetConfig = Field(default_factory=lambda: SyntheticData(type="synthetic", n_per_class=40))
+    split: SplitConfig = SplitConfig(test_size=0.2, folds=3)
+    image_size: int = Field(128, ge=16, le=1024, description="side of the square images are segmented and measured at")
+    resize: Resize = Field("pad", description="how images become image_size squares (pad | crop | stretch)")
+    stain: Stain = Field("none", description="stain normalisation (searchable as stain)")
+    stain_reference: Optional[str] = Field(None, description="image file to normalise to (default: search-part images)")
+    segmenter: Literal["classical", "unet"] = "classical"
+    unet: UNetSegmenter = UNetSegmenter()
+    weights: Optional[str] = Field(None, description="local state_dict of a DKNN whose trunk gives deep features")
+    widths: list[int] = Field(default_factory=lambda: [16, 32, 64], min_length=1, description="trunk widths of weights")
+    trunk_size: int = Field(32, ge=8, le=512, description="input side of the trunk of weights")
+    device: str = Field("auto", pattern=r"^(auto|cpu|cuda(:\d+)?|mps)$")
+    mask_param: str = "features"
+    defaults: dict[str, Any] = Field(default_factory=dict, description="values of parameters not searched")
+
+    @field_validator("weights")
+    @classmethod
+    def _exists(cls, v):
+        if v is not None and not Path(v).expanduser().is_file():
+            raise ValueError(f"weights file not found: {v} (weights are never downloaded; give a local file)")
+        return v
+
+
+class PipelineObjective(Objective):
+    Config = PipelineConfig
+    config: PipelineConfig
+
+    def __init__(self, config=None, *, space=None, seed=0):
+        super().__init__(config, space=space, seed=seed)
+        unknown = set(self.config.defaults) - set(DEFAULTS) - set(INPUTS)
+        if unknown:
+            raise ConfigError([Problem("", f"objective.defaults.{sorted(unknown)[0]}",
+                                       f"is not a pipeline parameter (valid: {', '.join(DEFAULTS)})")])
+        self.segmentations = 0  # segmentation passes over the images (the stage cache's test counts them)
+        self._features: OrderedDict[tuple, np.ndarray] = OrderedDict()
+        self._cluster = lru_cache(maxsize=8192)(self._cluster_uncached)
+        self._cells = lru_cache(maxsize=8192)(self._cell_clusters_uncached)
+
+    # ---- parameters ---------------------------------------------------------------------------------
+    def params(self, candidate: Mapping[str, Any]) -> dict[str, Any]:
+        return {**DEFAULTS, "stain": self.config.stain, **self.config.defaults,
+                **{k: v for k, v in candidate.items() if k != self.config.mask_param}}
+
+    def check_space(self, space) -> list[str]:
+        self.check_device()
+        name = self.config.mask_param
+        out = self.unused(space, (*DEFAULTS, *INPUTS, name), "pipeline")
+        if name in space.params and space.params[name].type != "mask":
+            out.append(f"'{name}' (objective.mask_param) must be a mask parameter, e.g. {name}: {{type: mask, length: auto}}")
+        if self.config.segmenter == "unet":
+            out += [f"parameter '{n}' sets the classical segmentation, but objective.segmenter is unet"
+                    for n in space.params if n in SEGMENT]
+        if "use_deep" in space.params and not self.config.weights:
+            out.append("parameter 'use_deep' needs objective.weights (a local DKNN state_dict for the trunk)")
+        return out
+
+    def mask_lengths(self) -> dict[str, int]:
+        return {self.config.mask_param: len(self.feature_names)}
+
+    @property
+    def feature_names(self) -> list[str]:
+        deep = [f"deep_{i}" for i in range(self.config.widths[-1])] if self.config.weights else []
+        return [*CELL_FEATURES, *(f"image_{n}" for n in FEATURE_NAMES), *deep]
+
+    def groups(self) -> dict[str, np.ndarray]:
+        """Column indices of each ``use_*`` switch."""
+        names = self.feature_names
+        out = {f"use_{g}": np.array([names.index(n) for n in cols]) for g, cols in GROUPS.items()}
+        out["use_image"] = np.array([i for i, n in enumerate(names) if n.startswith("image_")])
+        out["use_deep"] = np.array([i for i, n in enumerate(names) if n.startswith("deep_")], dtype=int)
+        return out
+
+    def columns(self, p: Mapping[str, Any], candidate: Mapping[str, Any]) -> np.ndarray:
+        """The feature columns a candidate uses: its switched-on groups, within its mask."""
+        on = np.zeros(len(self.feature_names), bool)
+        for switch, cols in self.groups().items():
+            if p[switch] and len(cols):
+                on[cols] = True
+        name = self.config.mask_param
+        if name in candidate:
+            on &= self._mask(candidate[name])
+        return on
+
+    def _mask(self, value) -> np.ndarray:
+        n = len(self.feature_names)
+        if isinstance(value, (list, tuple)) and (len(value) != n or any(int(i) > 1 for i in value)):
+            if any(not 0 <= int(i) < n for i in value):  # selected indices (as exported)
+                raise ConfigError([Problem("", self.config.mask_param, f"indices must be in 0..{n - 1}", value)])
+            value = np.isin(np.arange(n), [int(i) for i in value])
+        mask = np.asarray(value, dtype=bool)
+        if mask.shape != (n,):
+            raise ConfigError([Problem("", self.config.mask_param, f"must have {n} bits", mask.shape)])
+        return mask
+
+    # ---- data ---------------------------------------------------------------------------------------
+    def prepare(self) -> None:
+        if self._data is not None:
+            return
+        c = self.config
+        ds = load_dataset(c.dataset)
+        if c.segmenter == "unet" and ds.masks is None:
+            raise DataError(f"{ds.name}: objective.segmenter unet needs nucleus/cell masks to train on "
+                            "(dataset type pairs or synthetic); use segmenter: classical")
+        if len(ds.classes) < 2:
+            raise DataError(f"{ds.name}: the pipeline classifies cells and needs at least two classes "
+                            f"(found {', '.join(ds.classes)})")
+        splits = make_splits(ds, c.split, seed=self.seed)
+        self._data = (ds, splits, StainedImages(ds, splits.search, c.stain_reference, self.seed))
+        self._squares: dict[str, list[np.ndarray]] = {}
+
+    def squares(self, stain: str) -> list[np.ndarray]:
+        """Every image in ``stain``, placed in an ``image_size`` square (once per stain)."""
+        if stain not in self._squares:
+            c = self.config
+            self._squares[stain] = [(square_image(im, c.image_size, c.resize) * 255 + 0.5).astype(np.uint8)
+                                    for im in self._data[2].images(stain)]
+        return self._squares[stain]
+
+    # ---- stage 1: masks -----------------------------------------------------------------------------
+    def _cluster_uncached(self, i: int, stain: str, key: tuple) -> tuple[np.ndarray, np.ndarray]:
+        return cluster(self.squares(stain)[i], *key, self.seed)
+
+    def _cell_clusters_uncached(self, i: int, stain: str, k: int, blur: float) -> tuple[np.ndarray, np.ndarray]:
+        return kmeans_labels(pixel_features(self.squares(stain)[i], "lab", blur), k, self.seed)
+
+    def classical_masks(self, i: int, p: Mapping[str, Any]) -> tuple[np.ndarray, np.ndarray]:
+        """(nucleus, cell) masks of image ``i`` at the working size."""
+        nuc = nucleus_mask(self._cluster(i, p["stain"], cluster_key(p)), p)
+        labels, centres = self._cells(i, p["stain"], int(p["cell_k"]), round(float(p["blur_sigma"]), 6))
+        dark = np.argsort(-darkness(centres, "lab"))[: int(p["cell_rank"]) + 1]
+        fg = np.isin(labels, dark) | nuc
+        if int(p["cell_opening"]) > 0:
+            fg = ndimage.binary_opening(fg, morphology.disk(int(p["cell_opening"]))) | nuc
+        comp, _ = ndimage.label(fg)
+        touching = np.unique(comp[nuc & (comp > 0)])
+        cell = ndimage.binary_fill_holes(np.isin(comp, touching[touching > 0])) if len(touching) else nuc.copy()
+        return nuc, cell | nuc
+
+    def segment_key(self, p: Mapping[str, Any], fold: int | str) -> tuple:
+        if self.config.segmenter == "unet":
+            return ("unet", p["stain"], fold)
+        return ("classical", p["stain"], *cluster_key(p), int(p["nucleus_rank"]), float(p["threshold_offset"]),
+                int(p["opening"]), int(p["closing"]), int(p["min_size"]), bool(p["fill_holes"]), int(p["cell_k"]),
+                int(p["cell_rank"]), int(p["cell_opening"]), round(float(p["blur_sigma"]), 6))
+
+    def _unet_masks(self, stain: str, train_idx: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Train the study's U-Net on ``train_idx`` (dataset indices) and predict every image's masks."""
+        c, u = self.config, self.config.unet
+        ds = self._data[0]
+        if c.unet.image_size % 2 ** u.depth:
+            raise ConfigError([Problem("", "objective.unet.image_size", f"must be divisible by 2**depth = {2 ** u.depth}",
+                                       u.image_size)])
+        device = resolve_device(c.device)
+        x = image_tensor(self.squares(stain), u.image_size, "stretch")
+        target = torch.stack([to_square(torch.from_numpy(np.stack([m == 2, m >= 1]).astype(np.float32)), c.image_size,
+                                        c.resize, mask=True) for m in ds.masks])
+        y = F.interpolate(target, size=(u.image_size, u.image_size), mode="nearest")
+        from monai.losses import DiceCELoss
+
+        from optileuk.models import UNetPLR
+
+        with seeded(self.seed):
+            net = UNetPLR(depth=u.depth, base=u.base, norm=True, out_channels=2)
+        fit(net, x[train_idx], y[train_idx], loss_fn=DiceCELoss(sigmoid=True), epochs=u.epochs, batch_size=u.batch_size,
+            lr=u.lr, weight_decay=0.0, device=device, seed=self.seed, one_cycle=True,
+            augment=BatchAugment(flips=True, rot90=True, scale=0.1, colour_jitter=0.1, stain_jitter=0.05))
+        logits = predict(net, x, device, batch_size=32)
+        logits = F.interpolate(logits, size=(c.image_size, c.image_size), mode="bilinear", align_corners=False)
+        out = []
+        for lo in logits:
+            nuc = (lo[0] > 0).numpy()
+            out.append((nuc, (lo[1] > 0).numpy() | nuc))
+        return out
+
+    def masks(self, p: Mapping[str, Any], fold: int | str, ids: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
+        """(nucleus, cell) masks of images ``ids`` under the candidate's segmentation; with a U-Net,
+        the one trained on fold ``fold``'s training part (``"final"``: the whole search part)."""
+        self.segmentations += 1
+        if self.config.segmenter == "classical":
+            return [self.classical_masks(int(i), p) for i in ids]
+        ds, splits, _ = self._data
+        train = splits.search if fold == "final" else splits.folds[int(fold)].train
+        key = {"dataset": self.config.dataset.model_dump(mode="json"), "paths": ds.paths, "seed": self.seed,
+               "unet": self.config.unet.model_dump(), "size": self.config.image_size, "resize": self.config.resize,
+               "stain": p["stain"], "reference": self.config.stain_reference, "train": train.tolist(), "v": 1}
+        every = cached("pipeline-unet-masks", key, lambda: self._unet_masks(p["stain"], train))
+        return [every[int(i)] for i in ids]
+
+    # ---- stage 2: measurements ----------------------------------------------------------------------
+    def features(self, p: Mapping[str, Any], fold: int | str, ids: np.ndarray) -> np.ndarray:
+        """(len(ids), features) measurements under the candidate's segmentation (cached per setting)."""
+        key = (self.segment_key(p, fold), tuple(int(i) for i in ids))
+        if key in self._features:
+            self._features.move_to_end(key)
+            return self._features[key]
+        squares = self.squares(p["stain"])
+        cells = np.stack([measure_cell(squares[int(i)], nuc, cell)
+                          for i, (nuc, cell) in zip(ids, self.masks(p, fold, ids))])
+        parts = [cells, self._image_features(p["stain"])[ids]]
+        if self.config.weights:
+            parts.append(self._deep_features(p["stain"])[ids])
+        x = np.concatenate(parts, axis=1)
+        self._features[key] = x
+        while len(self._features) > 256:
+            self._features.popitem(last=False)
+        return x
+
+    @lru_cache(maxsize=8)
+    def _image_features(self, stain: str) -> np.ndarray:
+        return handcrafted_features(self.squares(stain), 64, "stretch")
+
+    @lru_cache(maxsize=8)
+    def _deep_features(self, stain: str) -> np.ndarray:
+        from optileuk.models import DKNN
+
+        c = self.config
+        net = DKNN(len(self._data[0].classes), image_size=c.trunk_size, widths=tuple(c.widths), ranks=(2, 1))
+        try:
+            state = torch.load(Path(c.weights).expanduser(), map_location="cpu", weights_only=True)
+            net.trunk.load_state_dict({k.removeprefix("trunk."): v for k, v in state.items() if k.startswith("trunk.")})
+        except Exception as exc:
+            raise DataError(f"{c.weights}: not a DKNN state_dict with trunk widths {c.widths} ({exc})") from None
+        net.eval()
+        x = image_tensor(self._data[2].images(stain), c.trunk_size, c.resize)
+        with torch.no_grad():
+            return torch.cat([net.features(x[i:i + 256]) for i in range(0, len(x), 256)]).numpy()
+
+    # ---- evaluation ---------------------------------------------------------------------------------
+    def evaluate(self, config: Mapping[str, Any], *, trial=None) -> Score:
+        self.prepare()
+        ds, splits, _ = self._data
+        p = self.params(config)
+        cols = self.columns(p, config)
+        if not cols.any():
+            return Score(1.0, {"selected": 0, "total": int(cols.size), "balanced_accuracy": 0.0,
+                               "note": "no measurement selected: worst value"})
+        start = time.perf_counter()
+        ys, preds = [], []
+        for f, fold in enumerate(splits.folds):
+            x = self.features(p, f if self.config.segmenter == "unet" else "all", splits.search)
+            pos = lambda idx: np.searchsorted(splits.search, idx)  # noqa: E731
+            model = build_classifier(p, p["classifier"], self.seed).fit(x[pos(fold.train)][:, cols], ds.labels[fold.train])
+            preds.append(model.predict(x[pos(fold.val)][:, cols]))
+            ys.append(ds.labels[fold.val])
+        scores = fold_scores(ys, preds, len(ds.classes), self.seed)
+        return Score(1.0 - scores["balanced_accuracy"],
+                     {**scores, "selected": int(cols.sum()), "total": int(cols.size), "seconds_scored": time.perf_counter() - start,
+                      "split": f"{len(splits.folds)}-fold CV, search part", "grouped": splits.grouped})
+
+    def train_final(self, params: Mapping[str, Any], *, on_step=None) -> Final:
+        """Segment, measure and fit the classifier on the whole search part (the U-Net, if any, trained
+        on it); segment, measure and classify the test split once."""
+        self.prepare()
+        ds, splits, _ = self._data
+        if not len(splits.test):
+            raise ConfigError([Problem("", "objective.split.test_size", "must be above 0 for a final test score", 0)])
+        p = self.params(params)
+        cols = self.columns(p, params)
+        if not cols.any():
+            raise ConfigError([Problem("", "params", "select no measurement: nothing to train on", 0)])
+        fold = "final" if self.config.segmenter == "unet" else "all"
+        both = np.concatenate([splits.search, splits.test])
+        x = self.features(p, fold, both)
+        xs, xt = x[: len(splits.search)][:, cols], x[len(splits.search):][:, cols]
+        if on_step:
+            on_step(1, 2, "images segmented and measured")
+        model = build_classifier(p, p["classifier"], self.seed).fit(xs, ds.labels[splits.search])
+        if on_step:
+            on_step(2, 2, "classifier fitted")
+        pred = model.predict(xt)
+        proba, kind = class_scores(model, xt, len(ds.classes))
+        y = ds.labels[splits.test]
+        metrics = {**classification_metrics(y, pred, proba, ds.classes), "split": TEST_SPLIT, "scores": kind,
+                   "selected": int(cols.sum()), "total": int(cols.size)}
+        names = np.array(self.feature_names)
+        return Final("classification", metrics,
+                     {"y_true": y, "y_pred": pred, "proba": proba, "index": splits.test, "classes": np.array(ds.classes),
+                      "features": names[cols]},
+                     model=model, facts={"search_images": len(splits.search), "selected": int(cols.sum()),
+                                         "segmenter": self.config.segmenter, "measurements": names[cols].tolist()})
