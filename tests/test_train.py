@@ -131,7 +131,7 @@ def test_unet_weights_load_back_and_reproduce_the_saved_masks(workdir):
 @pytest.mark.parametrize("text, message", [
     ("objective: {type: analytic, function: sphere}\nparams: {x0: 1}\n",
      "error: cfg.yaml: objective.type has no final model to train (optileuk train works for dknn, unet_plr, "
-     "segmentation, handcrafted and feature_selection), got 'analytic'"),
+     "segmentation, handcrafted, feature_selection and pipeline), got 'analytic'"),
     ("objective: {type: segmentation}\n", "error: cfg.yaml: params is required"),
     ("objective: {type: nope}\nparams: {}\n", "error: cfg.yaml: objective.type must be one of"),
     ("objective: {type: segmentation, score: best}\nparams: {}\n", "error: cfg.yaml: objective.score must be one of"),

@@ -45,29 +45,35 @@ class Splits:
         return np.sort(np.concatenate([self.folds[0].train, self.folds[0].val]))
 
 
-def _one_split(labels, groups, share: float, seed: int, where: str, names=None, part: int = 0) -> tuple[np.ndarray, np.ndarray]:
+def _one_split(labels, groups, share: float, seed: int, where: str, names=None, part: int = 0,
+               strict: bool = True) -> tuple[np.ndarray, np.ndarray]:
     """(rest, held) with ``held`` about ``share`` of the items: part ``part`` of round(1/share)."""
     k = max(2, int(round(1 / share)))
     if part >= k:
         raise DataError(f"{where}: split.test_fold {part} must be below {k} (test_size {share} makes {k} parts)")
-    splits = list(_kfold(labels, groups, k, seed, where, names))
+    splits = list(_kfold(labels, groups, k, seed, where, names, strict))
     rest, held = splits[part]
     return rest, held
 
 
-def _kfold(labels, groups, k: int, seed: int, where: str, names=None):
+def _kfold(labels, groups, k: int, seed: int, where: str, names=None, strict: bool = True):
     n_units = len(np.unique(groups)) if groups is not None else len(labels)
     if n_units < k:
         unit = "groups" if groups is not None else "images"
         raise DataError(f"{where}: {n_units} {unit} cannot make {k} splits (need at least {k})")
     counts = np.bincount(labels, minlength=len(names) if names else 0)
     small = [i for i, n in enumerate(counts) if 0 < n < k]
+    if small and not strict:  # classes only stratify, they are not what is learned: split unstratified
+        return _splitter(labels, groups, np.zeros_like(labels), k, seed)
     if small and len(counts[counts > 0]) > 1:  # a class that cannot be spread over the k splits
         label = lambda i: names[i] if names else str(i)  # noqa: E731
         raise DataError(f"{where}: class(es) {', '.join(f'{label(i)} ({counts[i]} images)' for i in small)} "
                         f"cannot be stratified over {k} splits (need at least {k} each); set dataset.min_per_class: "
                         f"{k} to drop them, or lower split.folds / raise split.test_size")
-    strat = labels
+    return _splitter(labels, groups, labels, k, seed)
+
+
+def _splitter(labels, groups, strat, k: int, seed: int):
     if groups is not None:
         cv = StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=seed)
         return cv.split(np.zeros(len(labels)), strat, groups)
@@ -75,8 +81,12 @@ def _kfold(labels, groups, k: int, seed: int, where: str, names=None):
     return cv.split(np.zeros(len(labels)), strat)
 
 
-def make_splits(ds: Dataset, cfg: SplitConfig | None = None, *, seed: int = 0) -> Splits:
+def make_splits(ds: Dataset, cfg: SplitConfig | None = None, *, seed: int = 0, classify: bool = True) -> Splits:
     """Test split first, then folds on the rest; grouped whenever ``ds.groups`` is known.
+
+    Stratified by class. With ``classify`` (a classifier learns the classes) a class too small to
+    be spread over the splits is refused with its name; otherwise (segmentation) the split is then
+    made without stratification.
 
     Example:
         >>> ds = Dataset([np.zeros((2, 2, 3), np.uint8)] * 20, np.arange(20) % 2, ["a", "b"],
@@ -90,14 +100,14 @@ def make_splits(ds: Dataset, cfg: SplitConfig | None = None, *, seed: int = 0) -
     idx = np.arange(len(ds))
     where = ds.name or "dataset"
     if cfg.test_size > 0:
-        rest, test = _one_split(ds.labels, groups, cfg.test_size, seed, where, ds.classes, cfg.test_fold)
+        rest, test = _one_split(ds.labels, groups, cfg.test_size, seed, where, ds.classes, cfg.test_fold, classify)
     else:
         rest, test = idx, np.array([], dtype=int)
     lab_r = ds.labels[rest]
     grp_r = None if groups is None else groups[rest]
     if cfg.folds == 1:
-        tr, va = _one_split(lab_r, grp_r, cfg.val_size, seed + 1, where, ds.classes)
+        tr, va = _one_split(lab_r, grp_r, cfg.val_size, seed + 1, where, ds.classes, strict=classify)
         folds = [Fold(np.sort(rest[tr]), np.sort(rest[va]))]
     else:
-        folds = [Fold(np.sort(rest[tr]), np.sort(rest[va])) for tr, va in _kfold(lab_r, grp_r, cfg.folds, seed + 1, where, ds.classes)]
+        folds = [Fold(np.sort(rest[tr]), np.sort(rest[va])) for tr, va in _kfold(lab_r, grp_r, cfg.folds, seed + 1, where, ds.classes, classify)]
     return Splits(np.sort(test), folds, groups is not None)

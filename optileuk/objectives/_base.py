@@ -136,7 +136,7 @@ class Objective(ABC):
         from optileuk.errors import ConfigError, Problem
 
         raise ConfigError([Problem("", "objective.type", "has no final model to train (optileuk train works for "
-                                   "dknn, unet_plr, segmentation, handcrafted and feature_selection)",
+                                   "dknn, unet_plr, segmentation, handcrafted, feature_selection and pipeline)",
                                    type(self).__name__)])
 
     def __call__(self, trial: optuna.trial.BaseTrial) -> float | tuple[float, ...]:

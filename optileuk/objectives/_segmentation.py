@@ -188,7 +188,7 @@ class SegmentationObjective(Objective):
         ds = load_dataset(self.config.dataset)
         if ds.masks is None:
             raise DataError(f"{ds.name}: the segmentation objective needs masks (dataset type pairs or synthetic)")
-        splits = make_splits(ds, self.config.split, seed=self.seed)
+        splits = make_splits(ds, self.config.split, seed=self.seed, classify=False)
         self._stained = StainedImages(ds, splits.search, self.config.stain_reference, self.seed)
         idx = splits.search[: self.config.max_images]
         self._set_images(ds, idx)

@@ -82,7 +82,7 @@ class UNetObjective(Objective):
         ds = load_dataset(self.config.dataset)
         if ds.masks is None:
             raise DataError(f"{ds.name}: the unet_plr objective needs masks (dataset type pairs or synthetic)")
-        splits = make_splits(ds, self.config.split, seed=self.seed)
+        splits = make_splits(ds, self.config.split, seed=self.seed, classify=False)
         self._data = (ds, splits, splits.folds[0], StainedImages(ds, splits.search, self.config.stain_reference, self.seed))
 
     def params(self, config: Mapping[str, Any]) -> dict[str, Any]:

@@ -77,7 +77,7 @@ def load_training_config(path: Path, rank: int = 1):
 
     if cls.train_final is Objective.train_final:
         raise ConfigError([Problem(src, "objective.type", "has no final model to train (optileuk train works for "
-                                   "dknn, unet_plr, segmentation, handcrafted and feature_selection)", kind)])
+                                   "dknn, unet_plr, segmentation, handcrafted, feature_selection and pipeline)", kind)])
     objective = cls(cfg, seed=tf.seed)
     objective.check_device()
     return tf, objective, params, kind
