@@ -270,3 +270,31 @@ def test_shipped_pipeline_study_loads_real_cell_types(tmp_path, monkeypatch):
     ds, splits, _ = obj._data
     assert ds.classes == ["eosinophil", "lymphocyte", "monocyte", "neutrophil"] and len(ds) == 97
     assert len(splits.folds) == 3 and len(splits.test) == 20
+
+
+def test_deep_features_of_a_local_trunk_join_the_measurements(tmp_path):
+    import torch
+
+    from optileuk.models import DKNN
+
+    torch.save(DKNN(3, image_size=32, widths=(8, 16), ranks=(2, 1)).state_dict(), tmp_path / "trunk.pt")
+    obj = make("pipeline", {**SMALL, "weights": str(tmp_path / "trunk.pt"), "widths": [8, 16], "trunk_size": 32})
+    assert obj.mask_lengths() == {"features": len(obj.feature_names)}
+    assert sum(n.startswith("deep_") for n in obj.feature_names) == 16
+    with_deep = obj.evaluate({"use_deep": True})
+    without = obj.evaluate({"use_deep": False})
+    assert with_deep.attrs["selected"] - without.attrs["selected"] == 16
+    assert obj.segmentations == 1
+
+
+def test_unet_mask_cache_never_unpickles(tmp_path, monkeypatch):
+    from optileuk.data._cache import cache_dir, cached_arrays, key_of
+
+    monkeypatch.setenv("OPTILEUK_CACHE", str(tmp_path))
+    path = cache_dir() / f"pipeline-unet-masks-{key_of({'a': 1})}.npz"
+    np.savez(path, array=np.array([{"code": "would run on load"}], dtype=object))  # a crafted pickle
+    built = []
+    out = cached_arrays("pipeline-unet-masks", {"a": 1}, lambda: built.append(1) or np.ones((2, 2), bool))
+    assert built == [1] and out.dtype == bool  # refused and rebuilt, not loaded
+    again = cached_arrays("pipeline-unet-masks", {"a": 1}, lambda: built.append(1) or np.zeros(1))
+    assert built == [1] and again.shape == (2, 2)

@@ -10,6 +10,8 @@ import tempfile
 from pathlib import Path
 from typing import Any, Callable
 
+import numpy as np
+
 from optileuk.data._dataset import Dataset
 
 CACHE_VERSION = 1
@@ -45,3 +47,27 @@ def cached(kind: str, key: Any, build: Callable[[], Dataset], *, enabled: bool =
     except OSError:
         pass  # a read-only cache folder only costs speed
     return ds
+
+
+def cached_arrays(kind: str, key: Any, build: Callable[[], np.ndarray]) -> np.ndarray:
+    """One numpy array cached under ``key`` as ``.npz``, loaded with ``allow_pickle=False`` (a cache
+    file can never run code); a file that does not load is rebuilt."""
+    if os.environ.get("OPTILEUK_CACHE") == "off":
+        return build()
+    path = cache_dir() / f"{kind}-{key_of(key)}.npz"
+    if path.exists():
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                return data["array"]
+        except Exception:  # truncated, stale or not ours: rebuilt, never trusted
+            path.unlink(missing_ok=True)
+    array = np.asarray(build())
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".npz")
+        with os.fdopen(fd, "wb") as f:
+            np.savez_compressed(f, array=array)
+        os.replace(tmp, path)
+    except OSError:
+        pass  # a read-only cache folder only costs speed
+    return array

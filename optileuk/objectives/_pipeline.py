@@ -40,7 +40,7 @@ from skimage import morphology
 from torch.nn import functional as F
 
 from optileuk.data import DatasetConfig, SplitConfig, SyntheticData, load_dataset, make_splits
-from optileuk.data._cache import cached
+from optileuk.data._cache import cached_arrays
 from optileuk.data._geometry import Resize, square_image, to_square
 from optileuk.data._stain import Stain
 from optileuk.errors import ConfigError, DataError, Problem
@@ -111,8 +111,9 @@ class PipelineObjective(Objective):
                                        f"is not a pipeline parameter (valid: {', '.join(DEFAULTS)})")])
         self.segmentations = 0  # segmentation passes over the images (the stage cache's test counts them)
         self._features: OrderedDict[tuple, np.ndarray] = OrderedDict()
-        self._cluster = lru_cache(maxsize=8192)(self._cluster_uncached)
-        self._cells = lru_cache(maxsize=8192)(self._cell_clusters_uncached)
+        self._fixed: dict[tuple[str, str], np.ndarray] = {}
+        self._cluster = lru_cache(maxsize=4096)(self._cluster_uncached)
+        self._cells = lru_cache(maxsize=4096)(self._cell_clusters_uncached)
 
     # ---- parameters ---------------------------------------------------------------------------------
     def params(self, candidate: Mapping[str, Any]) -> dict[str, Any]:
@@ -195,11 +196,17 @@ class PipelineObjective(Objective):
         return self._squares[stain]
 
     # ---- stage 1: masks -----------------------------------------------------------------------------
+    @staticmethod
+    def _compact(clustered: tuple[np.ndarray, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        """Cluster labels as int8 (an Otsu darkness map as float32): thousands fit in the cache."""
+        labels, centres = clustered
+        return labels.astype(np.int8 if np.issubdtype(labels.dtype, np.integer) else np.float32), centres
+
     def _cluster_uncached(self, i: int, stain: str, key: tuple) -> tuple[np.ndarray, np.ndarray]:
-        return cluster(self.squares(stain)[i], *key, self.seed)
+        return self._compact(cluster(self.squares(stain)[i], *key, self.seed))
 
     def _cell_clusters_uncached(self, i: int, stain: str, k: int, blur: float) -> tuple[np.ndarray, np.ndarray]:
-        return kmeans_labels(pixel_features(self.squares(stain)[i], "lab", blur), k, self.seed)
+        return self._compact(kmeans_labels(pixel_features(self.squares(stain)[i], "lab", blur), k, self.seed))
 
     def classical_masks(self, i: int, p: Mapping[str, Any]) -> tuple[np.ndarray, np.ndarray]:
         """(nucleus, cell) masks of image ``i`` at the working size."""
@@ -221,8 +228,9 @@ class PipelineObjective(Objective):
                 int(p["opening"]), int(p["closing"]), int(p["min_size"]), bool(p["fill_holes"]), int(p["cell_k"]),
                 int(p["cell_rank"]), int(p["cell_opening"]), round(float(p["blur_sigma"]), 6))
 
-    def _unet_masks(self, stain: str, train_idx: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
-        """Train the study's U-Net on ``train_idx`` (dataset indices) and predict every image's masks."""
+    def _unet_masks(self, stain: str, train_idx: np.ndarray) -> np.ndarray:
+        """Train the study's U-Net on ``train_idx`` (dataset indices); (N, 2, S, S) boolean nucleus and
+        cell masks of every image."""
         c, u = self.config, self.config.unet
         ds = self._data[0]
         if c.unet.image_size % 2 ** u.depth:
@@ -244,11 +252,9 @@ class PipelineObjective(Objective):
             augment=BatchAugment(flips=True, rot90=True, scale=0.1, colour_jitter=0.1, stain_jitter=0.05))
         logits = predict(net, x, device, batch_size=32)
         logits = F.interpolate(logits, size=(c.image_size, c.image_size), mode="bilinear", align_corners=False)
-        out = []
-        for lo in logits:
-            nuc = (lo[0] > 0).numpy()
-            out.append((nuc, (lo[1] > 0).numpy() | nuc))
-        return out
+        masks = (logits > 0).numpy()  # (N, 2, S, S): nucleus, cell
+        masks[:, 1] |= masks[:, 0]
+        return masks
 
     def masks(self, p: Mapping[str, Any], fold: int | str, ids: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
         """(nucleus, cell) masks of images ``ids`` under the candidate's segmentation; with a U-Net,
@@ -261,8 +267,8 @@ class PipelineObjective(Objective):
         key = {"dataset": self.config.dataset.model_dump(mode="json"), "paths": ds.paths, "seed": self.seed,
                "unet": self.config.unet.model_dump(), "size": self.config.image_size, "resize": self.config.resize,
                "stain": p["stain"], "reference": self.config.stain_reference, "train": train.tolist(), "v": 1}
-        every = cached("pipeline-unet-masks", key, lambda: self._unet_masks(p["stain"], train))
-        return [every[int(i)] for i in ids]
+        every = cached_arrays("pipeline-unet-masks", key, lambda: self._unet_masks(p["stain"], train))
+        return [(every[int(i), 0], every[int(i), 1]) for i in ids]
 
     # ---- stage 2: measurements ----------------------------------------------------------------------
     def features(self, p: Mapping[str, Any], fold: int | str, ids: np.ndarray) -> np.ndarray:
@@ -274,20 +280,24 @@ class PipelineObjective(Objective):
         squares = self.squares(p["stain"])
         cells = np.stack([measure_cell(squares[int(i)], nuc, cell)
                           for i, (nuc, cell) in zip(ids, self.masks(p, fold, ids))])
-        parts = [cells, self._image_features(p["stain"])[ids]]
+        parts = [cells, self._per_stain("image", p["stain"], self._image_features)[ids]]
         if self.config.weights:
-            parts.append(self._deep_features(p["stain"])[ids])
+            parts.append(self._per_stain("deep", p["stain"], self._deep_features)[ids])
         x = np.concatenate(parts, axis=1)
         self._features[key] = x
         while len(self._features) > 256:
             self._features.popitem(last=False)
         return x
 
-    @lru_cache(maxsize=8)
+    def _per_stain(self, what: str, stain: str, build) -> np.ndarray:
+        """Features that do not depend on the segmentation, computed once per stain."""
+        if (what, stain) not in self._fixed:
+            self._fixed[(what, stain)] = build(stain)
+        return self._fixed[(what, stain)]
+
     def _image_features(self, stain: str) -> np.ndarray:
         return handcrafted_features(self.squares(stain), 64, "stretch")
 
-    @lru_cache(maxsize=8)
     def _deep_features(self, stain: str) -> np.ndarray:
         from optileuk.models import DKNN
 
