@@ -133,7 +133,7 @@ def main() -> None:
         base = np.concatenate(preds["hand+svm"])
         print(f"\n{set_name}: {len(y)} held-out cells ({', '.join(classes)}), "
               f"{len(list(folds))} held-out part(s)\n")
-        print("| method | balanced accuracy [95% CI] | macro-F1 [95% CI] | vs hand+svm [paired 95% CI] | seconds |")
+        print("| method | balanced accuracy [95% CI] | macro-F1 [95% CI] | vs hand+svm [paired 95% CI] | seconds (all parts) |")
         print("|---|---|---|---|---|")
         for label in ys:
             assert np.array_equal(np.concatenate(ys[label]), y)  # every method scores the same cells
