@@ -15,7 +15,7 @@ from sklearn.metrics import accuracy_score, balanced_accuracy_score, f1_score
 
 from conftest import run_cli
 from optileuk.config import load_study, study_from_dict
-from optileuk.data import DataWarning, FoldersData, SplitConfig, SyntheticData, load_dataset, make_splits
+from optileuk.data import DataWarning, FoldersData, SplitConfig, load_dataset, make_splits
 from optileuk.errors import ConfigError, DataError
 from optileuk.features._cells import CELL_FEATURES, GROUPS, lobes, measure_cell
 from optileuk.objectives import make

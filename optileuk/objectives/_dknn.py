@@ -30,7 +30,7 @@ from optileuk.data._stain import Stain
 from optileuk.models import DKNN
 from optileuk.objectives._base import Objective, ObjectiveConfig, Score
 from optileuk.objectives._inputs import INPUT_KEYS, StainedImages, check_sizes, with_inputs
-from optileuk.objectives._final import TEST_SPLIT, Final, bootstrap_ci, classification_metrics
+from optileuk.objectives._final import TEST_SPLIT, Final, bootstrap_ci, classification_metrics, require_test
 from optileuk.objectives._torch import fit, image_tensor, n_params, predict, resolve_device, seeded
 
 DEFAULTS = {"rank1": 2, "rank2": 1, "shape1": "auto", "kron_conv_rank": 0, "prelu_mode": "channel",
@@ -158,6 +158,7 @@ class DknnObjective(Objective):
         self.prepare()
         ds = self._data[2].dataset(p["stain"])
         splits = self._data[1]
+        require_test(splits.test)
         train, test = ds.subset(splits.search), ds.subset(splits.test)
         size, resize = int(p["image_size"]), p["resize"]
         device = resolve_device(c.device)

@@ -31,7 +31,7 @@ from optileuk.objectives._base import Objective, ObjectiveConfig, Score
 from optileuk.data._geometry import Resize
 from optileuk.data._stain import Stain
 from optileuk.objectives._inputs import StainedImages
-from optileuk.objectives._final import TEST_SPLIT, Final, bootstrap_ci, class_scores, classification_metrics
+from optileuk.objectives._final import TEST_SPLIT, Final, bootstrap_ci, class_scores, classification_metrics, require_test
 from optileuk.objectives._handcrafted import build_classifier
 from optileuk.objectives._torch import fit, image_tensor, resolve_device, seeded
 
@@ -229,6 +229,7 @@ class FeatureSelectionObjective(Objective):
             raise ConfigError([Problem("", f"params.{c.mask_param}", "selects no feature: nothing to train on", 0)])
         ds = load_dataset(c.dataset)
         splits = make_splits(ds, c.split, seed=self.seed)
+        require_test(splits.test)
         search, test = splits.search, splits.test
         images = StainedImages(ds, search, c.stain_reference, self.seed).images(c.stain)
         parts, net = [], None

@@ -17,6 +17,19 @@ TEST_SPLIT = "test (held out before the search; never seen while tuning)"
 Step = Optional[Callable[[int, int, str], None]]  # (done, total, what) for a progress bar
 
 
+NO_TEST = ("is 0: nothing was held out to score (optileuk train scores the test split the search never saw; "
+           "tune with test_size above 0)")
+
+
+def require_test(test: np.ndarray) -> None:
+    """Refuse a final fit when the split held nothing out (``test``: the test indices, empty when
+    ``split.test_size`` is 0)."""
+    if len(test) == 0:
+        from optileuk.errors import ConfigError, Problem
+
+        raise ConfigError([Problem("", "objective.split.test_size", NO_TEST, 0)])
+
+
 @dataclass
 class Final:
     """What a final fit gives. ``predictions`` are saved as ``predictions.npz``."""

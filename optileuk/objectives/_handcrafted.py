@@ -28,7 +28,7 @@ from optileuk.objectives._base import Objective, ObjectiveConfig, Score
 from optileuk.data._geometry import Resize
 from optileuk.data._stain import Stain
 from optileuk.objectives._inputs import StainedImages
-from optileuk.objectives._final import TEST_SPLIT, Final, class_scores, classification_metrics, fold_scores
+from optileuk.objectives._final import TEST_SPLIT, Final, class_scores, classification_metrics, fold_scores, require_test
 
 
 
@@ -107,6 +107,7 @@ class HandcraftedObjective(Objective):
         """Fit the classifier on the whole search part, predict the test split once."""
         self.prepare()
         ds, X, splits = self._data
+        require_test(splits.test)
         model = build_classifier(params, self.config.classifier, self.seed)
         model.fit(X[splits.search], ds.labels[splits.search])
         if on_step:

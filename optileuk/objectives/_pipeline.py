@@ -48,7 +48,7 @@ from optileuk.features import FEATURE_NAMES, handcrafted_features
 from optileuk.features._cells import CELL_FEATURES, GROUPS, measure_cell
 from optileuk.objectives._augment import BatchAugment
 from optileuk.objectives._base import Objective, ObjectiveConfig, Score
-from optileuk.objectives._final import TEST_SPLIT, Final, class_scores, classification_metrics, fold_scores
+from optileuk.objectives._final import TEST_SPLIT, Final, class_scores, classification_metrics, fold_scores, require_test
 from optileuk.objectives._handcrafted import CLASSIFIER_DEFAULTS, build_classifier
 from optileuk.objectives._inputs import StainedImages
 from optileuk.objectives._segmentation import DEFAULTS as SEG_DEFAULTS
@@ -340,8 +340,7 @@ class PipelineObjective(Objective):
         on it); segment, measure and classify the test split once."""
         self.prepare()
         ds, splits, _ = self._data
-        if not len(splits.test):
-            raise ConfigError([Problem("", "objective.split.test_size", "must be above 0 for a final test score", 0)])
+        require_test(splits.test)
         p = self.params(params)
         cols = self.columns(p, params)
         if not cols.any():

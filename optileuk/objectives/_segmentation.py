@@ -38,7 +38,7 @@ from optileuk.errors import DataError
 from optileuk.objectives._base import Objective, ObjectiveConfig, Score
 from optileuk.data._geometry import from_square, square_image
 from optileuk.objectives._inputs import StainedImages
-from optileuk.objectives._final import TEST_SPLIT, Final, mask_predictions, mask_scores, segmentation_metrics
+from optileuk.objectives._final import TEST_SPLIT, Final, mask_predictions, mask_scores, require_test, segmentation_metrics
 
 DEFAULTS = {"colour_space": "lab", "blur_sigma": 1.0, "method": "kmeans", "k": 3, "nucleus_rank": 0, "T": 0.02,
             "max_iter": 10, "epsilon": 1e-3, "threshold_offset": 0.0, "opening": 0, "closing": 0, "min_size": 0,
@@ -249,6 +249,8 @@ class SegmentationObjective(Objective):
     def train_final(self, params: Mapping[str, Any], *, on_step=None) -> Final:
         """Nothing is fitted (the pipeline is its parameters): segment every test image once."""
         p = {**DEFAULTS, **self.config.defaults, **params}
+        self.prepare()
+        require_test(self._test[1])
         with self._on_test() as test:
             preds = []
             for i in range(len(self._images)):

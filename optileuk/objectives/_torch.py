@@ -9,7 +9,6 @@ import numpy as np
 import optuna
 import torch
 from torch import nn
-from torch.nn import functional as F
 
 from optileuk.data._geometry import to_square
 from optileuk.errors import ConfigError, Problem

@@ -31,12 +31,12 @@ from pydantic import Field
 from optileuk.data import DatasetConfig, SplitConfig, SyntheticData, load_dataset, make_splits
 from optileuk.data._geometry import Resize, from_square
 from optileuk.data._stain import Stain
-from optileuk.errors import ConfigError, DataError, Problem
+from optileuk.errors import DataError
 from optileuk.models import UNetPLR
 from optileuk.objectives._augment import BatchAugment
 from optileuk.objectives._base import Objective, ObjectiveConfig, Score
 from optileuk.objectives._inputs import INPUT_KEYS, StainedImages, check_sizes, with_inputs
-from optileuk.objectives._final import TEST_SPLIT, Final, mask_predictions, segmentation_metrics
+from optileuk.objectives._final import TEST_SPLIT, Final, mask_predictions, require_test, segmentation_metrics
 from optileuk.objectives._torch import fit, image_tensor, mask_tensor, n_params, predict, resolve_device, seeded, target_of
 
 DEFAULTS = {"arch": "plr", "depth": 3, "base": 16, "prelu_mode": "channel", "prelu_init": 0.25, "norm": True,
@@ -186,9 +186,7 @@ class UNetObjective(Objective):
         seed), then segment the test split once on the images' own pixels."""
         self.prepare()
         ds, splits, fold, _ = self._data
-        if len(splits.test) == 0:
-            raise ConfigError([Problem("", "objective.split.test_size", "is 0: nothing was held out to score "
-                                       "(train needs a test split)", 0)])
+        require_test(splits.test)
         p = self.params(params)
         start = time.perf_counter()
         total = int(p["epochs"])

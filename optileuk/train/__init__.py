@@ -71,6 +71,11 @@ def load_training_config(path: Path, rank: int = 1):
     if cfg is not None:
         cfg = cfg.anchored(Path(path).parent)
         problems += cfg.file_problems(src)
+        split = getattr(cfg, "split", None)
+        if split is not None and split.test_size == 0:
+            from optileuk.objectives._final import NO_TEST
+
+            problems.append(Problem(src, "objective.split.test_size", NO_TEST, 0))
     if cfg is None or problems:
         raise ConfigError(problems)
     from optileuk.objectives import Objective
