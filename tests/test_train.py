@@ -140,8 +140,7 @@ def test_unet_weights_load_back_and_reproduce_the_saved_masks(workdir):
 ] + [(f"objective: {{type: {kind}, dataset: {{type: synthetic, n_per_class: 6, size: 32}}, {extra}"
       "split: {test_size: 0, folds: 2}}\nparams: {}\n",
       "error: cfg.yaml: objective.split.test_size is 0: nothing was held out to score")
-     for kind, extra in [("segmentation", ""), ("handcrafted", ""), ("pipeline", "image_size: 32, "),
-                         ("dknn", "widths: [8], hidden: 8, "), ("unet_plr", "")]])
+     for kind, extra in [("segmentation", ""), ("pipeline", "image_size: 32, ")]])
 def test_bad_training_configs_end_in_one_message(workdir, text, message):
     (workdir / "cfg.yaml").write_text(text)
     r = run_cli("train", "cfg.yaml", cwd=workdir)
@@ -157,12 +156,14 @@ def test_rank_beyond_the_exported_top_is_refused(workdir):
     assert r.stderr.strip() == "error: cfg.yaml: top must list at least 2 configs for --rank 2 (export with --top K), got 0"
 
 
-@pytest.mark.parametrize("kind", ["segmentation", "handcrafted"])
-def test_a_final_fit_without_a_test_split_is_refused_in_the_api_too(kind):
+@pytest.mark.parametrize("kind, extra", [("segmentation", {}), ("handcrafted", {}), ("pipeline", {"image_size": 32}),
+                                         ("dknn", {"widths": [8], "hidden": 8}), ("unet_plr", {}),
+                                         ("feature_selection", {"features": ["handcrafted"]})])
+def test_a_final_fit_without_a_test_split_is_refused_in_the_api_too(kind, extra):
     from optileuk.errors import ConfigError
     from optileuk.objectives import make
 
     obj = make(kind, {"dataset": {"type": "synthetic", "n_per_class": 6, "size": 32},
-                      "split": {"test_size": 0, "folds": 2}})
+                      "split": {"test_size": 0, "folds": 2}, **extra})
     with pytest.raises(ConfigError, match="test_size is 0: nothing was held out"):
         obj.train_final({})

@@ -224,12 +224,12 @@ class FeatureSelectionObjective(Objective):
         """Trunk and classifier fitted on the whole search part, the mask applied, the test split scored once."""
         c = self.config
         self.prepare()
-        mask = self._mask(params)
-        if not mask.any():
-            raise ConfigError([Problem("", f"params.{c.mask_param}", "selects no feature: nothing to train on", 0)])
         ds = load_dataset(c.dataset)
         splits = make_splits(ds, c.split, seed=self.seed)
         require_test(splits.test)
+        mask = self._mask(params)
+        if not mask.any():
+            raise ConfigError([Problem("", f"params.{c.mask_param}", "selects no feature: nothing to train on", 0)])
         search, test = splits.search, splits.test
         images = StainedImages(ds, search, c.stain_reference, self.seed).images(c.stain)
         parts, net = [], None
