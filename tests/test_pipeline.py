@@ -298,3 +298,43 @@ def test_unet_mask_cache_never_unpickles(tmp_path, monkeypatch):
     assert built == [1] and out.dtype == bool  # refused and rebuilt, not loaded
     again = cached_arrays("pipeline-unet-masks", {"a": 1}, lambda: built.append(1) or np.zeros(1))
     assert built == [1] and again.shape == (2, 2)
+
+
+def test_weights_are_read_from_the_study_files_folder(tmp_path, monkeypatch):
+    import torch
+
+    from optileuk.models import DKNN
+
+    (tmp_path / "study" / "models").mkdir(parents=True)
+    torch.save(DKNN(3, image_size=32, widths=(8, 16), ranks=(2, 1)).state_dict(), tmp_path / "study" / "models" / "t.pt")
+    text = textwrap.dedent(f"""
+        name: rel
+        objective: {{type: pipeline, image_size: 40, weights: models/t.pt, widths: [8, 16], trunk_size: 32,
+                    dataset: {json.dumps(TINY)}, split: {{test_size: 0.2, folds: 2}}}}
+        search_space: {{parameters: {{use_deep: {{type: bool}}}}}}
+        optimizer: {{name: random}}
+        budget: {{trials: 2}}
+        """)
+    (tmp_path / "study" / "s.yaml").write_text(text)
+    monkeypatch.chdir(tmp_path)  # not the study's folder
+    study = load_study(tmp_path / "study" / "s.yaml")
+    assert Path(study.objective_config.weights) == tmp_path / "study" / "models" / "t.pt"
+    assert study.objective().evaluate({"use_deep": True}).attrs["selected"] > len(CELL_FEATURES)
+
+
+@pytest.mark.parametrize("objective, message", [
+    ("{type: pipeline, weights: nofile.pt}", "error: s.yaml: objective.weights must name a local file (weights file "
+     "not found; weights are never downloaded; relative paths are read from the study file's folder), got "),
+    ("{type: pipeline, split: {test_size: 0.2, test_fold: 5}}",
+     "error: s.yaml: objective.split.test_fold must be below 5 (test_size 0.2 makes 5 parts), got 5"),
+    ("{type: pipeline, segmenter: unet, unet: {image_size: 100}}",
+     "error: s.yaml: objective.unet.image_size must be divisible by 2**depth = 8, got 100"),
+])
+def test_pipeline_config_mistakes_end_in_one_message(tmp_path, objective, message):
+    (tmp_path / "s.yaml").write_text(f"name: bad\nobjective: {objective}\n"
+                                     "search_space: {parameters: {C: {type: float, low: 0.1, high: 10}}}\n"
+                                     "optimizer: {name: random}\nbudget: {trials: 2}\nstorage: sqlite:///s.db\n")
+    r = run_cli("run", "s.yaml", cwd=tmp_path)
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert r.stderr.strip().startswith(message), r.stderr
+    assert not (tmp_path / "s.db").exists()

@@ -256,10 +256,12 @@ def study_from_dict(data: dict[str, Any], path: Path) -> Study:
         obj_cls = found[0]
         obj_cfg, errs = validate(obj_cls.Config, {k: v for k, v in spec.items() if k != "type"}, src, ("objective",))
         problems += _explain_extra(errs, obj_cls.Config, "type")
+        missing = []
         if obj_cfg is not None:  # data paths are read from the study file's folder, as search-space files are
             obj_cfg = obj_cfg.anchored(path.parent)
-            problems += obj_cfg.file_problems(src)
-        if obj_cfg is not None and space is not None:
+            missing = obj_cfg.file_problems(src)
+            problems += missing
+        if obj_cfg is not None and space is not None and not missing:
             try:
                 for msg in obj_cls(obj_cfg, space=space).check_space(space):
                     problems.append(Problem(src, "search_space", msg))

@@ -38,15 +38,20 @@ def cached(kind: str, key: Any, build: Callable[[], Dataset], *, enabled: bool =
         except Exception:  # a truncated or stale cache file is rebuilt, never trusted
             path.unlink(missing_ok=True)
     ds = build()
+    _store(path, lambda f: pickle.dump(ds, f, protocol=pickle.HIGHEST_PROTOCOL))
+    return ds
+
+
+def _store(path: Path, write: Callable) -> None:
+    """Write a cache file atomically (``write(file)``); a read-only cache folder only costs speed."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
         with os.fdopen(fd, "wb") as f:
-            pickle.dump(ds, f, protocol=pickle.HIGHEST_PROTOCOL)
+            write(f)
         os.replace(tmp, path)
     except OSError:
-        pass  # a read-only cache folder only costs speed
-    return ds
+        pass
 
 
 def cached_arrays(kind: str, key: Any, build: Callable[[], np.ndarray]) -> np.ndarray:
@@ -62,12 +67,5 @@ def cached_arrays(kind: str, key: Any, build: Callable[[], np.ndarray]) -> np.nd
         except Exception:  # truncated, stale or not ours: rebuilt, never trusted
             path.unlink(missing_ok=True)
     array = np.asarray(build())
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".npz")
-        with os.fdopen(fd, "wb") as f:
-            np.savez_compressed(f, array=array)
-        os.replace(tmp, path)
-    except OSError:
-        pass  # a read-only cache folder only costs speed
+    _store(path, lambda f: np.savez_compressed(f, array=array))
     return array

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
 
 from optileuk.data._dataset import Dataset
@@ -25,6 +25,15 @@ class SplitConfig(BaseModel):
     grouped: bool = Field(True, description="keep each group in one split when the data has groups")
     test_fold: int = Field(0, ge=0, description="which of the round(1/test_size) stratified parts is the test split: "
                            "0, 1, ... in turn hold every image out once (outer cross-validation)")
+
+    @field_validator("test_fold")
+    @classmethod
+    def _part_exists(cls, v: int, info: ValidationInfo) -> int:
+        share = info.data.get("test_size", 0)
+        parts = _parts(share) if share else 1
+        if v >= parts:
+            raise ValueError(f"must be below {parts} (test_size {share} makes {parts} parts), got {v}")
+        return v
 
 
 @dataclass(frozen=True)
@@ -45,29 +54,30 @@ class Splits:
         return np.sort(np.concatenate([self.folds[0].train, self.folds[0].val]))
 
 
-def _one_split(labels, groups, share: float, seed: int, where: str, names=None, part: int = 0,
+def _parts(share: float) -> int:
+    """How many stratified parts a held-out ``share`` is one of."""
+    return max(2, int(round(1 / share)))
+
+
+def _one_split(labels, groups, share: float, seed: int, where: str, names, part: int = 0,
                strict: bool = True) -> tuple[np.ndarray, np.ndarray]:
     """(rest, held) with ``held`` about ``share`` of the items: part ``part`` of round(1/share)."""
-    k = max(2, int(round(1 / share)))
-    if part >= k:
-        raise DataError(f"{where}: split.test_fold {part} must be below {k} (test_size {share} makes {k} parts)")
-    splits = list(_kfold(labels, groups, k, seed, where, names, strict))
+    splits = list(_kfold(labels, groups, _parts(share), seed, where, names, strict))
     rest, held = splits[part]
     return rest, held
 
 
-def _kfold(labels, groups, k: int, seed: int, where: str, names=None, strict: bool = True):
+def _kfold(labels, groups, k: int, seed: int, where: str, names, strict: bool = True):
     n_units = len(np.unique(groups)) if groups is not None else len(labels)
     if n_units < k:
         unit = "groups" if groups is not None else "images"
         raise DataError(f"{where}: {n_units} {unit} cannot make {k} splits (need at least {k})")
-    counts = np.bincount(labels, minlength=len(names) if names else 0)
+    counts = np.bincount(labels, minlength=len(names))
     small = [i for i, n in enumerate(counts) if 0 < n < k]
     if small and not strict:  # classes only stratify, they are not what is learned: split unstratified
         return _splitter(labels, groups, np.zeros_like(labels), k, seed)
     if small and len(counts[counts > 0]) > 1:  # a class that cannot be spread over the k splits
-        label = lambda i: names[i] if names else str(i)  # noqa: E731
-        raise DataError(f"{where}: class(es) {', '.join(f'{label(i)} ({counts[i]} images)' for i in small)} "
+        raise DataError(f"{where}: class(es) {', '.join(f'{names[i]} ({counts[i]} images)' for i in small)} "
                         f"cannot be stratified over {k} splits (need at least {k} each); set dataset.min_per_class: "
                         f"{k} to drop them, or lower split.folds / raise split.test_size")
     return _splitter(labels, groups, labels, k, seed)

@@ -21,7 +21,7 @@ class ObjectiveConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     def anchored(self, base: "Path") -> "ObjectiveConfig":
-        """This config with relative file paths (``dataset.path``, ``stain_reference``) made absolute
+        """This config with relative file paths (``dataset.path``, ``stain_reference``, ``weights``) made absolute
         against ``base``, the folder of the file that names them (the study file, the training config)."""
         def fix(value: str) -> str:
             p = Path(value).expanduser()
@@ -31,19 +31,25 @@ class ObjectiveConfig(BaseModel):
         ds = getattr(self, "dataset", None)
         if isinstance(getattr(ds, "path", None), str):
             update["dataset"] = ds.model_copy(update={"path": fix(ds.path)})
-        if isinstance(getattr(self, "stain_reference", None), str):
-            update["stain_reference"] = fix(self.stain_reference)
+        for key in ("stain_reference", "weights"):
+            if isinstance(getattr(self, key, None), str):
+                update[key] = fix(getattr(self, key))
         return self.model_copy(update=update) if update else self
 
     def file_problems(self, src: str) -> list:
         """Problems with files the config names, checked at load time (nothing is created before)."""
         from optileuk.errors import Problem
 
+        out = []
         ref = getattr(self, "stain_reference", None)
         if isinstance(ref, str) and not Path(ref).expanduser().is_file():
-            return [Problem(src, "objective.stain_reference", "must name an existing image file "
-                            "(relative paths are read from the study file's folder)", ref)]
-        return []
+            out.append(Problem(src, "objective.stain_reference", "must name an existing image file "
+                               "(relative paths are read from the study file's folder)", ref))
+        weights = getattr(self, "weights", None)
+        if isinstance(weights, str) and not Path(weights).expanduser().is_file():
+            out.append(Problem(src, "objective.weights", "must name a local file (weights file not found; weights are "
+                               "never downloaded; relative paths are read from the study file's folder)", weights))
+        return out
 
 
 @dataclass
@@ -76,6 +82,11 @@ class Objective(ABC):
     def __init__(self, config: ObjectiveConfig | Mapping[str, Any] | None = None, *,
                  space: SearchSpace | None = None, seed: int = 0):
         self.config = config if isinstance(config, self.Config) else self.Config.model_validate(dict(config or {}))
+        problems = self.config.file_problems("")
+        if problems:
+            from optileuk.errors import ConfigError
+
+            raise ConfigError(problems)
         self.seed = seed
         self._space = space
         self._bound: SearchSpace | None = None

@@ -29,7 +29,7 @@ from optileuk.data._geometry import Resize
 from optileuk.data._stain import Stain
 from optileuk.models import DKNN
 from optileuk.objectives._base import Objective, ObjectiveConfig, Score
-from optileuk.objectives._inputs import INPUT_KEYS, StainedImages, check_sizes, with_inputs
+from optileuk.objectives._inputs import INPUT_KEYS, StainedImages, check_defaults, check_sizes, with_inputs
 from optileuk.objectives._final import TEST_SPLIT, Final, bootstrap_ci, classification_metrics, require_test
 from optileuk.objectives._torch import fit, image_tensor, n_params, predict, resolve_device, seeded
 
@@ -70,10 +70,7 @@ class DknnObjective(Objective):
 
     def __init__(self, config=None, *, space=None, seed=0):
         super().__init__(config, space=space, seed=seed)
-        unknown = set(self.config.defaults) - set(DEFAULTS)
-        if unknown:
-            raise ConfigError([Problem("", f"objective.defaults.{sorted(unknown)[0]}",
-                                       f"is not a dknn parameter (valid: {', '.join(DEFAULTS)})")])
+        check_defaults(self.config.defaults, DEFAULTS, "dknn")
 
     @property
     def directions(self) -> list[str]:

@@ -18,19 +18,19 @@ from typing import Any, Literal, Mapping, Optional
 
 import numpy as np
 import torch
-from pydantic import Field, field_validator
+from pydantic import Field
 from torch.nn import functional as F
 
 from optileuk.data import DatasetConfig, SplitConfig, SyntheticData, load_dataset, make_splits
 from optileuk.data._cache import cached
-from optileuk.errors import ConfigError, DataError, Problem
+from optileuk.errors import ConfigError, Problem
 from optileuk.features import FEATURE_NAMES, handcrafted_features
 from optileuk.models import DKNN
 from optileuk.objectives._augment import TrainAugment
 from optileuk.objectives._base import Objective, ObjectiveConfig, Score
 from optileuk.data._geometry import Resize
 from optileuk.data._stain import Stain
-from optileuk.objectives._inputs import StainedImages
+from optileuk.objectives._inputs import StainedImages, load_trunk, selection_mask
 from optileuk.objectives._final import TEST_SPLIT, Final, bootstrap_ci, class_scores, classification_metrics, require_test
 from optileuk.objectives._handcrafted import build_classifier
 from optileuk.objectives._torch import fit, image_tensor, resolve_device, seeded
@@ -53,13 +53,6 @@ class FeatureSelectionConfig(ObjectiveConfig):
     n_neighbors: int = Field(5, ge=1)
     alpha: float = Field(0.99, ge=0, le=1)
     mask_param: str = "features"
-
-    @field_validator("weights")
-    @classmethod
-    def _exists(cls, v):
-        if v is not None and not Path(v).expanduser().is_file():
-            raise ValueError(f"weights file not found: {v} (weights are never downloaded; give a local file)")
-        return v
 
 
 def knn_predict_many(xtr: torch.Tensor, ytr: torch.Tensor, xva: torch.Tensor, masks: torch.Tensor, k: int,
@@ -159,15 +152,7 @@ class FeatureSelectionObjective(Objective):
         return folds
 
     def _load_trunk(self, n_classes: int) -> DKNN:
-        c = self.config
-        net = DKNN(n_classes, image_size=c.image_size, widths=tuple(c.widths), ranks=(2, 1))
-        try:
-            state = torch.load(Path(c.weights).expanduser(), map_location="cpu", weights_only=True)
-            trunk = {k.removeprefix("trunk."): v for k, v in state.items() if k.startswith("trunk.")}
-            net.trunk.load_state_dict(trunk)
-        except Exception as exc:
-            raise DataError(f"{c.weights}: not a DKNN state_dict with matching trunk widths {c.widths} ({exc})") from None
-        return net
+        return load_trunk(self.config.weights, n_classes, self.config.image_size, self.config.widths)
 
     # ---- evaluation --------------------------------------------------------------------------------
     def _score(self, preds_per_fold: list[np.ndarray], mask: np.ndarray) -> Score:
@@ -186,16 +171,7 @@ class FeatureSelectionObjective(Objective):
                              "split": f"{len(self._folds)}-fold CV, search part"})
 
     def _mask(self, config: Mapping[str, Any]) -> np.ndarray:
-        value = config[self.config.mask_param]
-        if isinstance(value, (list, tuple)) and (len(value) != self.n_features or any(int(i) > 1 for i in value)):
-            if any(not 0 <= int(i) < self.n_features for i in value):  # selected indices (as exported)
-                raise ConfigError([Problem("", self.config.mask_param, f"indices must be in 0..{self.n_features - 1}",
-                                           value)])
-            value = np.isin(np.arange(self.n_features), [int(i) for i in value])
-        mask = np.asarray(value, dtype=bool)
-        if mask.shape != (self.n_features,):
-            raise ConfigError([Problem("", self.config.mask_param, f"must have {self.n_features} bits", mask.shape)])
-        return mask
+        return selection_mask(config[self.config.mask_param], self.n_features, self.config.mask_param)
 
     def evaluate(self, config: Mapping[str, Any], *, trial=None) -> Score:
         return self.evaluate_many([config])[0]

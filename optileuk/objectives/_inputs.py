@@ -9,7 +9,7 @@ import numpy as np
 
 from optileuk.data import Dataset, read_image
 from optileuk.data._stain import StainNormaliser
-from optileuk.errors import ConfigError, Problem
+from optileuk.errors import ConfigError, DataError, Problem
 
 INPUT_KEYS = ("image_size", "resize", "stain")  # searchable; defaults are the objective's keys of the same names
 
@@ -54,3 +54,38 @@ class StainedImages:
 
     def dataset(self, method: str) -> Dataset:
         return self.ds if method == "none" else replace(self.ds, images=self.images(method))
+
+
+def check_defaults(defaults, valid, name: str) -> None:
+    """Refuse ``objective.defaults`` keys that are not parameters of the objective ``name``."""
+    unknown = set(defaults) - set(valid)
+    if unknown:
+        raise ConfigError([Problem("", f"objective.defaults.{sorted(unknown)[0]}",
+                                   f"is not a {name} parameter (valid: {', '.join(valid)})")])
+
+
+def selection_mask(value, n: int, name: str) -> np.ndarray:
+    """A feature mask of ``n`` bits from ``value``: bits, or the selected indices (as exported)."""
+    if isinstance(value, (list, tuple)) and (len(value) != n or any(int(i) > 1 for i in value)):
+        if any(not 0 <= int(i) < n for i in value):
+            raise ConfigError([Problem("", name, f"indices must be in 0..{n - 1}", value)])
+        value = np.isin(np.arange(n), [int(i) for i in value])
+    mask = np.asarray(value, dtype=bool)
+    if mask.shape != (n,):
+        raise ConfigError([Problem("", name, f"must have {n} bits", mask.shape)])
+    return mask
+
+
+def load_trunk(weights: str, n_classes: int, image_size: int, widths):
+    """A DKNN whose trunk comes from the local ``state_dict`` file ``weights`` (never downloaded)."""
+    import torch
+
+    from optileuk.models import DKNN
+
+    net = DKNN(n_classes, image_size=image_size, widths=tuple(widths), ranks=(2, 1))
+    try:
+        state = torch.load(Path(weights).expanduser(), map_location="cpu", weights_only=True)
+        net.trunk.load_state_dict({k.removeprefix("trunk."): v for k, v in state.items() if k.startswith("trunk.")})
+    except Exception as exc:
+        raise DataError(f"{weights}: not a DKNN state_dict with matching trunk widths {list(widths)} ({exc})") from None
+    return net

@@ -29,12 +29,11 @@ from __future__ import annotations
 import time
 from collections import OrderedDict
 from functools import lru_cache
-from pathlib import Path
 from typing import Any, Literal, Mapping, Optional
 
 import numpy as np
 import torch
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 from scipy import ndimage
 from skimage import morphology
 from torch.nn import functional as F
@@ -50,7 +49,7 @@ from optileuk.objectives._augment import BatchAugment
 from optileuk.objectives._base import Objective, ObjectiveConfig, Score
 from optileuk.objectives._final import TEST_SPLIT, Final, class_scores, classification_metrics, fold_scores, require_test
 from optileuk.objectives._handcrafted import CLASSIFIER_DEFAULTS, build_classifier
-from optileuk.objectives._inputs import StainedImages
+from optileuk.objectives._inputs import StainedImages, check_defaults, load_trunk, selection_mask
 from optileuk.objectives._segmentation import DEFAULTS as SEG_DEFAULTS
 from optileuk.objectives._segmentation import cluster, cluster_key, darkness, kmeans_labels, nucleus_mask, pixel_features
 from optileuk.objectives._torch import fit, image_tensor, predict, resolve_device, seeded
@@ -67,12 +66,20 @@ class UNetSegmenter(BaseModel):
     """The U-Net of ``segmenter: unet``: fixed for the study, trained once per fold."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
-    image_size: int = Field(96, ge=16, le=1024, description="network input side (multiple of 2**depth)")
     depth: int = Field(3, ge=1, le=6)
+    image_size: int = Field(96, ge=16, le=1024, description="network input side (multiple of 2**depth)")
     base: int = Field(16, ge=4, le=128)
     epochs: int = Field(30, ge=1)
     batch_size: int = Field(8, ge=2)
     lr: float = Field(3e-3, gt=0)
+
+    @field_validator("image_size")
+    @classmethod
+    def _size(cls, v: int, info: ValidationInfo) -> int:
+        depth = info.data.get("depth", 3)
+        if v % 2 ** depth:
+            raise ValueError(f"must be divisible by 2**depth = {2 ** depth}, got {v}")
+        return v
 
 
 class PipelineConfig(ObjectiveConfig):
@@ -91,13 +98,6 @@ class PipelineConfig(ObjectiveConfig):
     mask_param: str = "features"
     defaults: dict[str, Any] = Field(default_factory=dict, description="values of parameters not searched")
 
-    @field_validator("weights")
-    @classmethod
-    def _exists(cls, v):
-        if v is not None and not Path(v).expanduser().is_file():
-            raise ValueError(f"weights file not found: {v} (weights are never downloaded; give a local file)")
-        return v
-
 
 class PipelineObjective(Objective):
     Config = PipelineConfig
@@ -105,10 +105,7 @@ class PipelineObjective(Objective):
 
     def __init__(self, config=None, *, space=None, seed=0):
         super().__init__(config, space=space, seed=seed)
-        unknown = set(self.config.defaults) - set(DEFAULTS) - set(INPUTS)
-        if unknown:
-            raise ConfigError([Problem("", f"objective.defaults.{sorted(unknown)[0]}",
-                                       f"is not a pipeline parameter (valid: {', '.join(DEFAULTS)})")])
+        check_defaults(self.config.defaults, (*DEFAULTS, *INPUTS), "pipeline")
         self.segmentations = 0  # segmentation passes over the images (the stage cache's test counts them)
         self._features: OrderedDict[tuple, np.ndarray] = OrderedDict()
         self._fixed: dict[tuple[str, str], np.ndarray] = {}
@@ -157,19 +154,8 @@ class PipelineObjective(Objective):
                 on[cols] = True
         name = self.config.mask_param
         if name in candidate:
-            on &= self._mask(candidate[name])
+            on &= selection_mask(candidate[name], len(self.feature_names), name)
         return on
-
-    def _mask(self, value) -> np.ndarray:
-        n = len(self.feature_names)
-        if isinstance(value, (list, tuple)) and (len(value) != n or any(int(i) > 1 for i in value)):
-            if any(not 0 <= int(i) < n for i in value):  # selected indices (as exported)
-                raise ConfigError([Problem("", self.config.mask_param, f"indices must be in 0..{n - 1}", value)])
-            value = np.isin(np.arange(n), [int(i) for i in value])
-        mask = np.asarray(value, dtype=bool)
-        if mask.shape != (n,):
-            raise ConfigError([Problem("", self.config.mask_param, f"must have {n} bits", mask.shape)])
-        return mask
 
     # ---- data ---------------------------------------------------------------------------------------
     def prepare(self) -> None:
@@ -233,9 +219,6 @@ class PipelineObjective(Objective):
         cell masks of every image."""
         c, u = self.config, self.config.unet
         ds = self._data[0]
-        if c.unet.image_size % 2 ** u.depth:
-            raise ConfigError([Problem("", "objective.unet.image_size", f"must be divisible by 2**depth = {2 ** u.depth}",
-                                       u.image_size)])
         device = resolve_device(c.device)
         x = image_tensor(self.squares(stain), u.image_size, "stretch")
         target = torch.stack([to_square(torch.from_numpy(np.stack([m == 2, m >= 1]).astype(np.float32)), c.image_size,
@@ -299,16 +282,8 @@ class PipelineObjective(Objective):
         return handcrafted_features(self.squares(stain), 64, "stretch")
 
     def _deep_features(self, stain: str) -> np.ndarray:
-        from optileuk.models import DKNN
-
         c = self.config
-        net = DKNN(len(self._data[0].classes), image_size=c.trunk_size, widths=tuple(c.widths), ranks=(2, 1))
-        try:
-            state = torch.load(Path(c.weights).expanduser(), map_location="cpu", weights_only=True)
-            net.trunk.load_state_dict({k.removeprefix("trunk."): v for k, v in state.items() if k.startswith("trunk.")})
-        except Exception as exc:
-            raise DataError(f"{c.weights}: not a DKNN state_dict with trunk widths {c.widths} ({exc})") from None
-        net.eval()
+        net = load_trunk(c.weights, len(self._data[0].classes), c.trunk_size, c.widths).eval()
         x = image_tensor(self._data[2].images(stain), c.trunk_size, c.resize)
         with torch.no_grad():
             return torch.cat([net.features(x[i:i + 256]) for i in range(0, len(x), 256)]).numpy()
