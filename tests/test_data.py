@@ -61,9 +61,9 @@ def test_synthetic_fields_and_extra_classes():
 
 def test_synthetic_is_cached_on_disk():
     cfg = SyntheticData(type="synthetic", n_per_class=2, size=32, seed=11)
-    before = set(cache_dir().glob("synthetic-*.pkl"))
+    before = set(cache_dir().glob("synthetic-*.npz"))
     first = load_dataset(cfg)
-    new = set(cache_dir().glob("synthetic-*.pkl")) - before
+    new = set(cache_dir().glob("synthetic-*.npz")) - before
     assert len(new) == 1
     again = load_dataset(cfg)
     assert all(np.array_equal(x, y) for x, y in zip(first.images, again.images))

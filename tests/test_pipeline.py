@@ -294,10 +294,13 @@ def test_unet_mask_cache_never_unpickles(tmp_path, monkeypatch):
     path = cache_dir() / f"pipeline-unet-masks-{key_of({'a': 1})}.npz"
     np.savez(path, array=np.array([{"code": "would run on load"}], dtype=object))  # a crafted pickle
     built = []
+    with pytest.raises(DataError, match="never loads pickles"):  # refused, not loaded and not silently replaced
+        cached_arrays("pipeline-unet-masks", {"a": 1}, lambda: built.append(1) or np.ones((2, 2), bool))
+    assert built == [] and path.exists()
+    path.unlink()
     out = cached_arrays("pipeline-unet-masks", {"a": 1}, lambda: built.append(1) or np.ones((2, 2), bool))
-    assert built == [1] and out.dtype == bool  # refused and rebuilt, not loaded
     again = cached_arrays("pipeline-unet-masks", {"a": 1}, lambda: built.append(1) or np.zeros(1))
-    assert built == [1] and again.shape == (2, 2)
+    assert built == [1] and out.dtype == bool and again.shape == (2, 2)
 
 
 def test_weights_are_read_from_the_study_files_folder(tmp_path, monkeypatch):

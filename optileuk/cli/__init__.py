@@ -55,11 +55,15 @@ def run(
     scheduler: Optional[str] = typer.Option(None, "--scheduler",
                                             help="evaluate on this Dask cluster: tcp://host:8786 or a scheduler file"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bar"),
+    rebuild_state: bool = typer.Option(False, "--rebuild-state",
+                                       help="rebuild the optimizer's state by replaying the stored trials instead of "
+                                            "reading the saved one (studies saved by optileuk before state-as-data)"),
 ) -> None:
     """Run (or resume) the study in STUDY until its budget is spent."""
     from optileuk.cli._run import run_study
 
-    run_study(study, storage=storage, trials=trials, seed=seed, scheduler=scheduler, quiet=quiet, out=out, err=err)
+    run_study(study, storage=storage, trials=trials, seed=seed, scheduler=scheduler, quiet=quiet, out=out, err=err,
+              rebuild_state=rebuild_state)
 
 
 @app.command("list")
@@ -81,12 +85,13 @@ def compare(
     trials: Optional[int] = typer.Option(None, "--trials", min=1, help="override budget.trials of every run"),
     jobs: Optional[int] = typer.Option(None, "--jobs", "-j", min=1, help="runs side by side (default: CPU cores)"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bar"),
+    rebuild_state: bool = typer.Option(False, "--rebuild-state", help="as for optileuk run"),
 ) -> None:
     """Run every optimizer on the same objective, split and budget, once per seed (resumable)."""
     from optileuk.cli._compare import compare_studies
 
     compare_studies(studies, seeds=seeds, storage=storage, name=name, trials=trials, jobs=jobs, quiet=quiet,
-                    out=out, err=err)
+                    out=out, err=err, rebuild_state=rebuild_state)
 
 
 @app.command()

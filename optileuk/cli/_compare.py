@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
 from pathlib import Path
@@ -16,8 +17,11 @@ from optileuk.runner import RunFailed
 
 
 def compare_studies(paths: list[Path], *, seeds: int | None, storage: str | None, name: str | None,
-                    trials: int | None, jobs: int | None, quiet: bool, out: Console, err: Console) -> None:
+                    trials: int | None, jobs: int | None, quiet: bool, out: Console, err: Console,
+                    rebuild_state: bool = False) -> None:
     plan = plan_comparison(paths, seeds=seeds, name=name, storage=storage, trials=trials)
+    if rebuild_state:
+        plan.runs = [dataclasses.replace(run, rebuild_state=True) for run in plan.runs]
     if plan.first().file.runner.distributed:  # each run uses every worker of its Dask cluster
         if jobs is not None and jobs > 1:
             raise ConfigError([Problem("", "--jobs", "must be 1 when the runs evaluate on Dask workers "

@@ -13,25 +13,30 @@ from rich.table import Table
 from optileuk.errors import StorageError
 from optileuk.runner._common import MASKS_ATTR, STUDY_ATTR
 from optileuk.space import SearchSpace
-from optileuk.storage import open_existing
+from optileuk.runner._read import best_trials
+from optileuk.storage import open_existing, study_names
 
 
 def list_table(url: str) -> Table:
+    """Every study of the storage from per-study counts (no trial is read)."""
+    from optileuk.runner._read import study_counts
+
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     storage = open_existing(url)
     table = Table(title=f"studies in {url}")
     for col in ("study", "optimizer", "direction", "complete", "failed", "best value"):
         table.add_column(col)
+    counts = study_counts(storage)
     for fs in storage.get_all_studies():
-        trials = storage.get_all_trials(fs._study_id, deepcopy=False)
-        complete = [t for t in trials if t.state == optuna.trial.TrialState.COMPLETE]
-        failed = sum(t.state == optuna.trial.TrialState.FAIL for t in trials)
+        c = counts.get(fs._study_id)
         best = "-"
-        if complete and len(fs.directions) == 1:
-            pick = min if fs.directions[0] == optuna.study.StudyDirection.MINIMIZE else max
-            best = f"{pick(t.value for t in complete):.6g}"
+        if c is not None and len(fs.directions) == 1:
+            v = c.low if fs.directions[0] == optuna.study.StudyDirection.MINIMIZE else c.high
+            best = "-" if v is None else f"{v:.6g}"
+        complete = 0 if c is None else c.n(optuna.trial.TrialState.COMPLETE)
+        failed = 0 if c is None else c.n(optuna.trial.TrialState.FAIL)
         table.add_row(fs.study_name, str(fs.user_attrs.get("optimizer", "-")),
-                      ",".join(d.name.lower() for d in fs.directions), str(len(complete)), str(failed), best)
+                      ",".join(d.name.lower() for d in fs.directions), str(complete), str(failed), best)
     return table
 
 
@@ -50,14 +55,15 @@ def export_config(name: str, url: str, top: int = 1) -> dict[str, Any]:
     try:
         study = optuna.load_study(study_name=name, storage=storage)
     except KeyError:
-        names = [s.study_name for s in storage.get_all_studies()]
+        names = study_names(storage)
         raise StorageError(f"storage: no study named '{name}' in {url} (studies: {', '.join(names) or 'none'})") from None
     raw = study.user_attrs.get(STUDY_ATTR)
-    complete = [t for t in study.get_trials(deepcopy=False) if t.state == optuna.trial.TrialState.COMPLETE]
-    if not complete:
+    if len(study.directions) > 1:
+        raise StorageError(f"storage: study '{name}' has {len(study.directions)} objectives; export takes the best "
+                           "trial of a single-objective study")
+    ranked = best_trials(storage, study._study_id, top, maximize=study.direction == optuna.study.StudyDirection.MAXIMIZE)
+    if not ranked:
         raise StorageError(f"storage: study '{name}' has no complete trial to export")
-    reverse = study.direction == optuna.study.StudyDirection.MAXIMIZE
-    ranked = sorted(complete, key=lambda t: t.value, reverse=reverse)[:top]
     space = SearchSpace.from_dict(raw["search_space"]) if raw else None
     if space is not None and any(getattr(p, "length", None) == "auto" for p in space.params.values()):
         lengths = study.user_attrs.get(MASKS_ATTR)

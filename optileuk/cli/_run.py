@@ -13,9 +13,9 @@ from optileuk.runner import Runner, Summary
 
 
 def run_study(path: Path, *, storage: str | None, trials: int | None, seed: int | None, quiet: bool,
-              out: Console, err: Console, scheduler: str | None = None) -> Summary:
+              out: Console, err: Console, scheduler: str | None = None, rebuild_state: bool = False) -> Summary:
     study = load_study(path, trials=trials, seed=seed, storage=storage, scheduler=scheduler)
-    runner = Runner(study).prepare()
+    runner = Runner(study, rebuild_state=rebuild_state).prepare()
     if not quiet:
         runner.on_executor = lambda where: err.print(f"evaluating on {where}")
     total = study.file.budget.trials

@@ -57,6 +57,7 @@ class Run:
     seed: int
     data: dict[str, Any]
     path: Path
+    rebuild_state: bool = False  # optileuk compare --rebuild-state
 
     @property
     def name(self) -> str:

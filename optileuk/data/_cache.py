@@ -1,20 +1,28 @@
-"""On-disk cache of datasets, keyed by their config (folder: ``$OPTILEUK_CACHE`` or ~/.cache/optileuk)."""
+"""On-disk cache of datasets and features, keyed by their config (folder: ``$OPTILEUK_CACHE`` or
+~/.cache/optileuk; ``OPTILEUK_CACHE=off`` turns it off).
+
+Entries are data, never pickles: ``.npz`` files written by :mod:`optileuk.plain` and read with
+``allow_pickle=False``. A file in the cache that does not read as optileuk's data (a pickle, a
+file from an unknown source) is refused with a message naming it; nothing runs.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
-import pickle
 import tempfile
 from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 
+from optileuk import plain
 from optileuk.data._dataset import Dataset
+from optileuk.errors import DataError
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: data (.npz) instead of pickles
 
 
 def cache_dir() -> Path:
@@ -26,20 +34,32 @@ def key_of(data: Any) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:24]
 
 
-def cached(kind: str, key: Any, build: Callable[[], Dataset], *, enabled: bool = True) -> Dataset:
-    """Load the dataset cached under ``key`` or build it and store it (atomically)."""
+def _read(path: Path) -> Any:
+    try:
+        return plain.load(path)
+    except plain.NotData as exc:
+        raise DataError(f"cache: {exc}. optileuk never loads pickles or files it did not write; delete the "
+                        f"file (or run with OPTILEUK_CACHE=off) and it is rebuilt") from None
+
+
+def cached(kind: str, key: Any, build: Callable[[], Any], *, enabled: bool = True) -> Any:
+    """The value cached under ``key`` (a :class:`Dataset`, arrays, lists/tuples of arrays), or
+    ``build()`` stored atomically."""
     if not enabled or os.environ.get("OPTILEUK_CACHE") == "off":
         return build()
-    path = cache_dir() / f"{kind}-{key_of(key)}.pkl"
+    path = cache_dir() / f"{kind}-{key_of(key)}.npz"
     if path.exists():
-        try:
-            with open(path, "rb") as f:
-                return pickle.load(f)
-        except Exception:  # a truncated or stale cache file is rebuilt, never trusted
-            path.unlink(missing_ok=True)
-    ds = build()
-    _store(path, lambda f: pickle.dump(ds, f, protocol=pickle.HIGHEST_PROTOCOL))
-    return ds
+        stored = _read(path)
+        if isinstance(stored, dict) and "dataset" in stored:
+            return Dataset(**stored["dataset"])
+        return stored["value"]
+    value = build()
+    if isinstance(value, Dataset):
+        entry = {"dataset": {f.name: getattr(value, f.name) for f in dataclasses.fields(value)}}
+    else:
+        entry = {"value": value}
+    _store(path, lambda f: plain.save(f, entry))
+    return value
 
 
 def _store(path: Path, write: Callable) -> None:
@@ -55,17 +75,12 @@ def _store(path: Path, write: Callable) -> None:
 
 
 def cached_arrays(kind: str, key: Any, build: Callable[[], np.ndarray]) -> np.ndarray:
-    """One numpy array cached under ``key`` as ``.npz``, loaded with ``allow_pickle=False`` (a cache
-    file can never run code); a file that does not load is rebuilt."""
+    """One numpy array cached under ``key`` (compressed; e.g. predicted masks)."""
     if os.environ.get("OPTILEUK_CACHE") == "off":
         return build()
     path = cache_dir() / f"{kind}-{key_of(key)}.npz"
     if path.exists():
-        try:
-            with np.load(path, allow_pickle=False) as data:
-                return data["array"]
-        except Exception:  # truncated, stale or not ours: rebuilt, never trusted
-            path.unlink(missing_ok=True)
+        return _read(path)["value"]
     array = np.asarray(build())
-    _store(path, lambda f: np.savez_compressed(f, array=array))
+    _store(path, lambda f: plain.save(f, {"value": array}, compress=True))
     return array

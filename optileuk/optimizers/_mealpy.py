@@ -16,11 +16,14 @@ from __future__ import annotations
 
 import inspect
 import logging
+import random
 from typing import Any
 
 import mealpy
 import numpy as np
+from mealpy.math_based.SCA import QTable
 from mealpy.optimizer import Optimizer as MealpyBase
+from mealpy.utils.agent import Agent
 from mealpy.utils.problem import Problem
 from mealpy.utils.space import FloatVar
 from mealpy.utils.target import Target
@@ -148,21 +151,117 @@ class MealpyOptimizer(Optimizer):
 
     def state_dict(self) -> dict[str, Any]:
         m = self._model
+        out = _ToData()
+        model = {}
+        for k, v in m.__dict__.items():
+            if k in _NOT_STATE:
+                continue
+            try:
+                model[k] = out(v)
+            except _Skip:  # functions, rule systems ...: made by the constructor from the config
+                continue
         return {
             "epoch": self._epoch,
-            "model": {k: v for k, v in m.__dict__.items() if k not in _NOT_STATE},
-            "history": {k: getattr(m.history, k) for k in _HISTORY if hasattr(m.history, k)},
+            "model": model,
+            "history": {k: out(getattr(m.history, k)) for k in _HISTORY if hasattr(m.history, k)},
             "bounds_rng": [var.generator.bit_generator.state for var in m.problem.bounds],
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self._model = m = self._fresh_model()
         self._epoch = state["epoch"]
-        m.__dict__.update(state["model"])
+        back = _FromData()
+        m.__dict__.update({k: back(v) for k, v in state["model"].items()})
         for k, v in state["history"].items():
-            setattr(m.history, k, v)
+            setattr(m.history, k, back(v))
         for var, s in zip(m.problem.bounds, state["bounds_rng"]):
             var.generator.bit_generator.state = s
+
+
+# ---- a mealpy model's attributes as data (see optileuk.plain) ------------------------------------------
+# Agents, targets and Q-tables are rebuilt from their attributes; only these classes can be made.
+_CLASSES = {"Agent": Agent, "Target": Target, "QTable": QTable}
+_OBJ = "mealpy_object"
+
+
+class _Skip(Exception):
+    """An attribute that is not data (it comes from the constructor instead)."""
+
+
+class _ToData:
+    """Converts mealpy objects to plain data, keeping shared objects shared (an agent in the
+    population and in the history, a generator held by the model and by a Q-table)."""
+
+    def __init__(self):
+        self._refs: dict[int, int] = {}
+        self._keep: list[Any] = []  # holds converted objects alive so that ids stay unique
+
+    def _ref(self, obj) -> tuple[int, bool]:
+        seen = self._refs.get(id(obj))
+        if seen is not None:
+            return seen, True
+        self._refs[id(obj)] = n = len(self._refs)
+        self._keep.append(obj)
+        return n, False
+
+    def __call__(self, v: Any) -> Any:
+        if v is None or isinstance(v, (bool, int, float, str, np.generic)):
+            return v
+        if isinstance(v, (list, tuple)):
+            out = [self(x) for x in v]
+            return out if isinstance(v, list) else tuple(out)
+        if isinstance(v, dict):
+            return {k: self(x) for k, x in v.items()}
+        if isinstance(v, np.ndarray):
+            n, seen = self._ref(v)
+            return {_OBJ: "ref", "ref": n} if seen else {_OBJ: "array", "ref": n, "value": v}
+        kind = next((name for name, cls in _CLASSES.items() if type(v) is cls), None)
+        if kind is None and isinstance(v, (np.random.Generator, random.Random)):
+            kind = type(v).__name__
+        if kind is None:
+            raise _Skip
+        n, seen = self._ref(v)
+        if seen:
+            return {_OBJ: "ref", "ref": n}
+        if kind == "Generator":
+            return {_OBJ: kind, "ref": n, "state": v.bit_generator.state}
+        if kind == "Random":
+            return {_OBJ: kind, "ref": n, "state": v.getstate()}
+        return {_OBJ: kind, "ref": n, "attrs": {k: self(x) for k, x in vars(v).items()}}
+
+
+class _FromData:
+    def __init__(self):
+        self._refs: dict[int, Any] = {}
+
+    def __call__(self, v: Any) -> Any:
+        if isinstance(v, list):
+            return [self(x) for x in v]
+        if isinstance(v, tuple):
+            return tuple(self(x) for x in v)
+        if not isinstance(v, dict):
+            return v
+        kind = v.get(_OBJ)
+        if kind is None:
+            return {k: self(x) for k, x in v.items()}
+        if kind == "ref":
+            return self._refs[v["ref"]]
+        if kind == "array":
+            obj = np.array(v["value"])
+        elif kind == "Generator":
+            obj = np.random.default_rng()
+            obj.bit_generator.state = v["state"]
+        elif kind == "Random":
+            obj = random.Random()
+            obj.setstate(v["state"])
+        elif kind in _CLASSES:
+            obj = object.__new__(_CLASSES[kind])
+        else:
+            raise ValueError(f"unknown mealpy object {kind!r} in a saved state")
+        self._refs[v["ref"]] = obj
+        if kind in _CLASSES:  # registered before its attributes, which may refer back to it
+            obj.__dict__.update({k: self(x) for k, x in v["attrs"].items()})
+        return obj
 
 
 def _never_called(x):  # evaluation goes through the adapter's hooks

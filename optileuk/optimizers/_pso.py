@@ -175,9 +175,11 @@ class PSOOptimizer(Optimizer):
 
     def inject(self, x, value, info) -> None:
         p = info.get("particle")
-        if self._swarm is None or not isinstance(p, int) or not 0 <= p < self.config.population \
-                or p in self._asked.values():
+        if not isinstance(p, int) or not 0 <= p < self.config.population or p in self._asked.values():
             return
+        if self._swarm is None:  # a state rebuilt from stored trials: the swarm starts from them
+            with numpy_global_rng(self._rng):
+                self._swarm = self._new_swarm()
         self._swarm.position[p] = np.clip((np.asarray(x, dtype=float) - self.box.lower) / self._span, 0.0, 1.0)
         self._started[p] = True
         self._update(p, float(value))

@@ -109,12 +109,27 @@ class TPEOptimizer(Optimizer):
             self._study.tell(t, float(v))
 
     def state_dict(self) -> dict[str, Any]:
-        return {"trials": self._study.get_trials(deepcopy=False), "sampler": self._study.sampler}
+        """The private study's trials (box coordinates, state, value) and the sampler's RNGs, as data."""
+        trials = self._study.get_trials(deepcopy=False)
+        x = np.array([[t.params[f"x{i}"] for i in range(self.box.dim)] for t in trials], dtype=float)
+        sampler = self._study.sampler
+        return {"x": x.reshape(len(trials), self.box.dim),
+                "running": np.array([t.state == optuna.trial.TrialState.RUNNING for t in trials], dtype=bool),
+                "value": np.array([np.nan if t.value is None else t.value for t in trials], dtype=float),
+                "rng": sampler._rng.rng.get_state(), "random_rng": sampler._random_sampler._rng.rng.get_state()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self._study = self._new_study(state["sampler"])
-        self._study.add_trials(state["trials"])
-
+        sampler = self._sampler()
+        self._study = study = self._new_study(sampler)
+        for x, running, value in zip(state["x"], state["running"], state["value"]):
+            params = self._params(x)
+            if running:  # asked and not told: asked again with the same point, under the same number
+                study.enqueue_trial(params)
+                study.ask(self._dists)
+            else:
+                study.add_trial(optuna.trial.create_trial(params=params, distributions=self._dists, value=float(value)))
+        sampler._rng.rng.set_state(state["rng"])  # after the asks above, which draw from it
+        sampler._random_sampler._rng.rng.set_state(state["random_rng"])
 
 class _quiet_experimental:
     def __enter__(self):

@@ -6,26 +6,27 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-import optuna
 from optuna.study import StudyDirection
-from optuna.trial import FrozenTrial, TrialState
+from optuna.trial import FrozenTrial
 
 from optileuk.compare._plan import NAME
 from optileuk.errors import StorageError
+from optileuk.runner._read import Columns, best_trials, finished_columns
 
 
 @dataclass
 class RunData:
-    """One study: its finished trials in evaluation order (trial number)."""
+    """One study: its finished trials in evaluation order (trial number), as columns."""
 
     name: str
     label: str
     seed: int
     study_id: int
     directions: list[str]
-    trials: list[FrozenTrial]
+    columns: Columns
     user_attrs: dict[str, Any]
     metric_names: list[str] | None = None  # study.set_metric_names(...)
+    storage: Any = None
 
     @property
     def multi(self) -> bool:
@@ -36,20 +37,30 @@ class RunData:
         return self.directions[0] == "minimize"
 
     @property
+    def n(self) -> int:
+        """Finished trials (failed and pruned ones count: they were evaluations)."""
+        return len(self.columns.number)
+
+    @property
     def values(self) -> np.ndarray:
         """Value of each finished trial in order; NaN for failed and pruned ones (they still count)."""
-        return np.array([t.value if t.state == TrialState.COMPLETE and t.values and len(t.values) == 1 else np.nan
-                         for t in self.trials], dtype=float)
+        c = self.columns
+        return np.array([v[0] if s == "COMPLETE" and v and len(v) == 1 else np.nan
+                         for s, v in zip(c.state, c.values)], dtype=float)
+
+    def complete_values(self) -> list[list[float]]:
+        """Every objective's value of each complete trial (multi-objective runs)."""
+        return [v for s, v in zip(self.columns.state, self.columns.values) if s == "COMPLETE" and v]
 
     @property
     def seconds(self) -> np.ndarray:
         """Wall seconds from the run's first trial start to each trial's completion."""
-        starts = [t.datetime_start for t in self.trials if t.datetime_start]
+        c = self.columns
+        starts = [t for t in c.start if t]
         if not starts:
-            return np.zeros(len(self.trials))
+            return np.zeros(self.n)
         t0 = min(starts)
-        return np.array([(t.datetime_complete - t0).total_seconds() if t.datetime_complete else np.nan
-                         for t in self.trials])
+        return np.array([(t - t0).total_seconds() if t else np.nan for t in c.complete])
 
     def best_so_far(self) -> np.ndarray:
         v = self.values
@@ -63,10 +74,11 @@ class RunData:
         return float(b[-1]) if len(b) else float("nan")
 
     def best_trial(self) -> FrozenTrial | None:
-        done = [t for t in self.trials if t.state == TrialState.COMPLETE]
-        if not done or self.multi:
+        """The best complete trial, read on its own from the storage."""
+        if self.multi:
             return None
-        return (min if self.minimize else max)(done, key=lambda t: t.value)
+        best = best_trials(self.storage, self.study_id, 1, maximize=not self.minimize)
+        return best[0] if best else None
 
 
 @dataclass
@@ -119,21 +131,15 @@ def collect(storage, url: str, prefix: str | None = None) -> list[Group]:
             base, label, seed = m["base"], m["label"], int(m["seed"])
         else:
             base, label, seed = fs.study_name, str(fs.user_attrs.get("optimizer", "optuna")), 0
-        trials = storage.get_all_trials(fs._study_id, deepcopy=False,
-                                        states=(TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL))
-        trials = sorted(trials, key=lambda t: t.number)
-        if not trials:
+        columns = finished_columns(storage, fs._study_id)
+        if not len(columns.number):
             continue
         dirs = ["minimize" if d == StudyDirection.MINIMIZE else "maximize" for d in fs.directions]
         groups.setdefault(base, Group(base)).runs.append(
-            RunData(fs.study_name, label, seed, fs._study_id, dirs, trials, dict(fs.user_attrs),
-                    fs.system_attrs.get("study:metric_names")))
+            RunData(fs.study_name, label, seed, fs._study_id, dirs, columns, dict(fs.user_attrs),
+                    fs.system_attrs.get("study:metric_names"), storage))
     if not groups:
         shown = ", ".join(names[:10]) + (" ..." if len(names) > 10 else "") or "none"
         what = f"starting with '{prefix}' " if prefix else ""
         raise StorageError(f"storage: no study {what}with finished trials in {url} (studies: {shown})")
     return sorted(groups.values(), key=lambda g: g.base)
-
-
-def load_optuna_study(storage, run: RunData) -> optuna.Study:
-    return optuna.load_study(study_name=run.name, storage=storage)

@@ -51,15 +51,20 @@ def _layout(fig: go.Figure, title: str, x: str, y: str) -> go.Figure:
     return fig
 
 
+CURVE_POINTS = 2000  # points per best-so-far curve (evenly spaced evaluations; exact values at those)
+
+
 def best_so_far_figure(group: Group) -> go.Figure:
     fig = go.Figure()
     for i, lab in enumerate(group.labels):
         curves = [r.best_so_far() for r in group.of(lab)]
         n = max(len(c) for c in curves)
-        m = np.full((len(curves), n), np.nan)
+        at = np.unique(np.linspace(0, n - 1, min(n, CURVE_POINTS)).round().astype(int))  # a long run is sampled
+        m = np.full((len(curves), len(at)), np.nan)
         for j, c in enumerate(curves):
-            m[j, :len(c)] = c
-        x = np.arange(1, n + 1)
+            inside = at < len(c)
+            m[j, inside] = c[at[inside]]
+        x = at + 1
         with np.errstate(all="ignore"), _quiet():
             med, lo, hi = (np.nanpercentile(m, q, axis=0) for q in (50, 25, 75))
         if len(curves) > 1:
@@ -93,7 +98,7 @@ def target_figure(group: Group, ranking: Ranking) -> go.Figure:
         hits = [(hit(r.best_so_far(), ranking.target, group.minimize), r) for r in runs]
         evals = sorted(h + 1 for h, _ in hits if h is not None)
         secs = sorted(float(r.seconds[h]) for h, r in hits if h is not None)
-        for col, xs, xmax in ((1, evals, max(len(r.trials) for r in runs)),
+        for col, xs, xmax in ((1, evals, max(r.n for r in runs)),
                               (2, secs, max(float(np.nanmax(r.seconds)) for r in runs))):
             x = [0.0] + list(xs) + [xmax]
             y = [0.0] + [(k + 1) / len(runs) for k in range(len(xs))] + [len(xs) / len(runs)]
@@ -106,15 +111,33 @@ def target_figure(group: Group, ranking: Ranking) -> go.Figure:
     return _layout(fig, f"Runs reaching the target (best {word} {ranking.target:.6g})", "", "")
 
 
+IMPORTANCE_TRIALS = 2000  # fANOVA on at most this many complete trials (evenly spread over the run)
+
+
 def importance_figure(storage, run: RunData) -> tuple[go.Figure | None, str]:
-    study = optuna.load_study(study_name=run.name, storage=storage)
+    from optileuk.runner._read import read_trials
+
+    c = run.columns
+    complete = [int(n) for n, s in zip(c.number, c.state) if s == "COMPLETE"]
+    picked = complete
+    if len(complete) > IMPORTANCE_TRIALS:
+        picked = [complete[i] for i in np.linspace(0, len(complete) - 1, IMPORTANCE_TRIALS).round().astype(int)]
+    study = optuna.create_study(directions=run.directions)
+    study.add_trials(read_trials(storage, run.study_id, numbers=picked))
     try:
         with _quiet():
-            fig = optuna.visualization.plot_param_importances(study)
+            imp = optuna.importance.get_param_importances(study)
     except (ValueError, RuntimeError) as exc:  # e.g. fewer than two complete trials, or one parameter
         return None, f"no parameter importances for {run.name}: {exc}"
-    fig.update_layout(title=f"Parameter importances (fANOVA) of the best run, {run.name}", template="plotly_white",
-                      height=max(320, 40 + 28 * len(fig.data[0].y if fig.data else [])))
+    if not imp:
+        return None, f"no parameter importances for {run.name}: no parameter varied"
+    names = list(imp)[::-1]  # most important on top
+    fig = go.Figure(go.Bar(x=[imp[k] for k in names], y=names, orientation="h", marker_color=_colour(0),
+                           text=[f"{imp[k]:.2f}" for k in names], textposition="outside", cliponaxis=False,
+                           hovertemplate="%{y}: %{x:.3f}<extra></extra>"))
+    of = f"{len(picked):,} of {len(complete):,} complete trials" if len(picked) < len(complete) else "every complete trial"
+    fig = _layout(fig, f"Parameter importances (fANOVA, {of}) of the best run, {run.name}", "importance", "")
+    fig.update_layout(height=max(320, 40 + 28 * len(names)))
     return fig, ""
 
 
@@ -124,7 +147,7 @@ def pareto_figure(group: Group) -> go.Figure:
     for i, lab in enumerate(group.labels):
         pts = []
         for r in group.of(lab):
-            pts += [tuple(t.values[:2]) for t in r.trials if t.state.name == "COMPLETE" and t.values]
+            pts += [tuple(v[:2]) for v in r.complete_values()]
         front = _pareto(np.array(pts), group.runs[0].directions[:2]) if pts else np.empty((0, 2))
         front = front[np.argsort(front[:, 0])] if len(front) else front
         fig.add_trace(go.Scatter(x=front[:, 0], y=front[:, 1], mode="lines+markers", line_shape="hv",

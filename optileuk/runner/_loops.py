@@ -19,12 +19,14 @@ from typing import Any
 import numpy as np
 from optuna.storages import BaseStorage
 
+from optileuk import plain
+
 from optileuk.runner._common import STATE_KEY
 from optileuk.runner._executors import Executor, Job
 from optileuk.runner._ledger import Ledger
 from optileuk.runner._past import Past
 from optileuk.runner._records import TrialWriter
-from optileuk.runner._trials import encode_state
+from optileuk.runner._trials import pack_state
 
 
 class _Stop(Exception):
@@ -36,18 +38,34 @@ class _Stop(Exception):
 
 
 class StateSaver:
-    """Saves the optimizer's state in the study at most every ``every`` seconds (trials first)."""
+    """Saves the run state in the study at most every ``every`` seconds (trials first).
 
-    def __init__(self, storage: BaseStorage, study_id: int, writer: TrialWriter, every: float):
+    With the optimizer's state go the counts a resumed run starts from (candidates done, best
+    and worst told values) and how many trials the study holds, so that the resumed run reads
+    only the trials stored after this save.
+    """
+
+    def __init__(self, storage: BaseStorage, study_id: int, writer: TrialWriter, every: float, ledger: Ledger,
+                 stored: int, lease=None):
         self.storage, self.study_id, self.writer, self.every = storage, study_id, writer, every
+        self.ledger, self._stored0, self.lease = ledger, stored, lease
         self._last = time.monotonic()
 
     def due(self) -> bool:
         return time.monotonic() - self._last >= self.every
 
-    def save(self, payload: dict[str, Any]) -> None:
+    def counts(self) -> dict[str, Any]:
+        """What the run has done so far; taken together with the optimizer's state it goes with."""
+        led = self.ledger
+        return {"done": led.done, "best": led.best, "worst": led.worst, "stored": self._stored0 + led.evaluated}
+
+    def save(self, run: dict[str, Any], optimizer_state: dict[str, Any]) -> None:
+        """``run``: the loop's position and :meth:`counts` taken with the state; ``optimizer_state``:
+        as :func:`optileuk.plain.encode` made it."""
         self.writer.flush()  # a state never runs ahead of the trials it was told
-        self.storage.set_study_system_attr(self.study_id, STATE_KEY, payload)
+        if self.lease is not None:
+            self.lease.check()  # a driver that lost its lease must not overwrite the new holder's state
+        self.storage.set_study_system_attr(self.study_id, STATE_KEY, pack_state(run, optimizer_state))
         self._last = time.monotonic()
 
 
@@ -97,7 +115,9 @@ class GenerationalLoop:
                 self._batch = 0
                 p.optimizer.step(self._evaluate)
                 self.generation += 1
-                self._unsaved = {"generation": self.generation, "blob": encode_state(p.optimizer.state_dict())}
+                # encoded now: the optimizer's next step may change what state_dict() refers to
+                self._unsaved = ({"generation": self.generation, **p.saver.counts()},
+                                 plain.encode(p.optimizer.state_dict()))
                 if p.saver.due():
                     self._save()
         except _Stop as stop:
@@ -107,7 +127,7 @@ class GenerationalLoop:
 
     def _save(self) -> None:
         if self._unsaved is not None:
-            self.p.saver.save(self._unsaved)
+            self.p.saver.save(*self._unsaved)
             self._unsaved = None
 
     def _evaluate(self, x: np.ndarray) -> np.ndarray:
@@ -228,4 +248,5 @@ class AsyncLoop:
     def _save(self) -> None:
         flight = [[ticket, token, info] for ticket, (token, info) in sorted(self.flight.items())]
         self.p.saver.save({"mode": "async", "generation": self.generation, "asked": self.asked, "flight": flight,
-                           "blob": encode_state(self.p.optimizer.state_dict())})
+                           **self.p.saver.counts()},
+                          plain.encode(self.p.optimizer.state_dict()))

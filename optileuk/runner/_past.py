@@ -1,5 +1,12 @@
 """What earlier runs of a study left in its storage, read once when a run starts.
 
+A run saves, with the optimizer's state, how many trials the study held at that moment and the
+counts the run needs (candidates done, best and worst values). A resumed run reads only the trials
+stored after that save (:mod:`optileuk.runner._read`): the rest of the study is summed up in the
+saved state, so resuming a study of 100,000 trials reads a generation's worth. A study without a
+saved state (a first run, a rebuilt state) or with a pruner (which compares a candidate with every
+earlier trial) reads all of them.
+
 Finished trials are indexed by where they belong (``(generation, batch, index)``, or the ticket
 of an asynchronous ask) so that a resumed run takes their values instead of evaluating them
 again. Trials an interrupted older run left RUNNING or WAITING are failed here, with a reason,
@@ -8,33 +15,47 @@ and do not count as evaluated candidates.
 
 from __future__ import annotations
 
+from typing import Any
+
 import optuna
+from optuna.storages import BaseStorage
 from optuna.trial import FrozenTrial, TrialState
 
 from optileuk.runner._common import FINISHED, STALE_KEY
+from optileuk.runner._read import read_trials
 from optileuk.runner._trials import told_value, trial_key
 
 STALE_REASON = "left unfinished by an interrupted earlier run; failed when the study was resumed"
 
 
 class Past:
-    """The stored trials of one study.
+    """The stored trials of one study that a run needs.
+
+    Args:
+        storage, study_id: the study.
+        sign: +1 to minimise, -1 to maximise.
+        saved: the run state saved by the last run (``None``: read every trial).
+        full: read every trial even with a saved state (a pruner needs them all).
 
     Attributes:
         done: candidates evaluated so far (finished trials, stale ones excluded).
         best, worst: best and worst oriented (minimised) value of the complete trials.
-        known: finished trials by key.
-        trials: every stored trial after the clean-up, in number order.
+        stored: trials in the study (the next trial's number).
+        known: finished trials read, by key.
+        trials: the trials read (every trial when ``saved`` is ``None`` or ``full``), in number order.
     """
 
-    def __init__(self, study: optuna.Study, sign: float):
+    def __init__(self, storage: BaseStorage, study_id: int, sign: float, saved: dict[str, Any] | None = None,
+                 full: bool = False):
         self.sign = sign
-        trials = study.get_trials(deepcopy=False)
+        since = 0 if (saved is None or full) else int(saved["stored"])
+        trials = read_trials(storage, study_id, from_number=since)
         unfinished = [t for t in trials if t.state in (TrialState.RUNNING, TrialState.WAITING)]
         if unfinished:
-            _fail_stale(study, unfinished)
-            trials = study.get_trials(deepcopy=False)
+            _fail_stale(storage, unfinished)
+            trials = read_trials(storage, study_id, from_number=since)
         self.trials = trials
+        self.stored = max([since] + [t.number + 1 for t in trials])
         self.known: dict[tuple, FrozenTrial] = {}
         keys = set()
         for t in trials:
@@ -44,10 +65,14 @@ class Past:
             keys.add(key if key is not None else ("trial", t.number))
             if key is not None:
                 self.known[key] = t
-        self.done = len(keys)
         oriented = [sign * t.value for t in trials if t.state == TrialState.COMPLETE and t.value is not None]
+        self.done = len(keys)
         self.best = min(oriented) if oriented else None
         self.worst = max(oriented) if oriented else None
+        if since:  # the trials before the saved state are summed up in it
+            self.done += int(saved["done"])
+            self.best = _pick(min, saved.get("best"), self.best)
+            self.worst = _pick(max, saved.get("worst"), self.worst)
 
     def match(self, key: tuple, record: tuple) -> FrozenTrial | None:
         """The stored trial at ``key`` if it holds the same candidate (params and mask attrs)."""
@@ -65,8 +90,12 @@ class Past:
         return {key[1]: t for key, t in self.known.items() if key[0] == "ask"}
 
 
-def _fail_stale(study: optuna.Study, trials: list[FrozenTrial]) -> None:
-    storage = study._storage
+def _pick(fn, a, b):
+    vals = [v for v in (a, b) if v is not None]
+    return fn(vals) if vals else None
+
+
+def _fail_stale(storage: BaseStorage, trials: list[FrozenTrial]) -> None:
     for t in trials:
         try:
             storage.set_trial_user_attr(t._trial_id, "error", STALE_REASON)

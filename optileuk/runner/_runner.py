@@ -16,17 +16,19 @@ from typing import Any, Callable
 
 import optuna
 from optuna.storages import BaseStorage
-from optuna.trial import TrialState
 
 from optileuk.config import Study
-from optileuk.errors import ConfigError, Problem
-from optileuk.runner._common import FINGERPRINT_KEY, FINISHED, MASKS_ATTR, STALE_KEY, STATE_KEY, STUDY_ATTR
+from optileuk import plain
+from optileuk.errors import ConfigError, Problem, StorageError
+from optileuk.runner._common import FINGERPRINT_KEY, MASKS_ATTR, STATE_KEY, STUDY_ATTR
 from optileuk.runner._executors import Executor, InlineExecutor
 from optileuk.runner._ledger import Ledger, Progress
 from optileuk.runner._loops import AsyncLoop, GenerationalLoop, RunParts, StateSaver
+from optileuk.runner._lease import Lease
 from optileuk.runner._past import Past
+from optileuk.runner._read import best_trials
 from optileuk.runner._records import TrialWriter
-from optileuk.runner._trials import config_for_display, decode_state, fingerprint
+from optileuk.runner._trials import config_for_display, fingerprint, unpack_state
 from optileuk.storage import open_storage
 
 __all__ = ["Progress", "Runner", "Summary"]
@@ -60,6 +62,8 @@ class Runner:
         state_every: seconds between two saves of the optimizer state (always saved at the end).
         objective: an objective to use instead of a fresh one (it must match the study's; optileuk
             compare shares one, with its caches, across the runs of one process).
+        rebuild_state: do not read the optimizer state saved in the study (one an older optileuk
+            saved as a pickle, which is never loaded); rebuild it by replaying the stored trials.
 
     Example:
         >>> from optileuk.config import load_study  # doctest: +SKIP
@@ -68,7 +72,7 @@ class Runner:
 
     def __init__(self, study: Study, *, storage: BaseStorage | None = None,
                  on_progress: Callable[[Progress], None] | None = None, state_every: float = 2.0,
-                 objective: Any = None):
+                 objective: Any = None, rebuild_state: bool = False):
         self.study = study
         self._objective = objective
         self.storage_url = study.file.storage
@@ -76,7 +80,9 @@ class Runner:
         self.on_progress = on_progress
         self.on_executor: Callable[[str], None] | None = None  # told where candidates are evaluated
         self.state_every = state_every
+        self.rebuild_state = rebuild_state
         self._prepared: tuple | None = None
+        self._saved: tuple[dict, dict] | None = None  # (run part, optimizer state) saved by the last run
 
     def prepare(self) -> "Runner":
         """Build the objective, bind the space and open the storage and study (no trial runs).
@@ -106,8 +112,30 @@ class Runner:
             objective.prepare()
             space = objective.bind(st.space)
             storage = self._storage or open_storage(self.storage_url)
-            self._prepared = (objective, space, storage, self._open_study(storage, space))
+            ostudy = self._open_study(storage, space)
+            self._saved = self._read_state(storage, ostudy)
+            self._lease(storage, ostudy).refuse_if_held()
+            self._prepared = (objective, space, storage, ostudy)
         return self
+
+    def _lease(self, storage, ostudy) -> Lease:
+        return Lease(storage, ostudy._study_id, self.study.name, self.storage_url, str(self.study.path))
+
+    def _read_state(self, storage, ostudy) -> tuple[dict, dict] | None:
+        """The run state saved in the study; an older optileuk's pickle (or anything that is not
+        this version's data) is refused, never loaded -- unless it is to be rebuilt from the trials."""
+        saved = storage.get_study_system_attrs(ostudy._study_id).get(STATE_KEY)
+        if saved is None or self.rebuild_state:
+            return None
+        try:
+            return unpack_state(saved)
+        except plain.NotData as exc:
+            raise StorageError(
+                f"{self.study.path}: study '{self.study.name}' in {self.storage_url} holds an optimizer state this "
+                f"optileuk does not read ({exc}: saved as a pickle by an older optileuk, or not written by "
+                "optileuk). Pickles are never loaded: they can run code. To go on, run the same command with "
+                "--rebuild-state: the optimizer is rebuilt by replaying the study's stored trials (none is "
+                "evaluated again)") from None
 
     def _driver_config(self):
         """The objective config for the driver's own copy when workers train (on the CPU), else ``None``."""
@@ -124,34 +152,39 @@ class Runner:
         population = getattr(st.optimizer_config, "population", None) or 1  # every built-in config has one
         hint = budget.generations or (-(-budget.trials // population) if budget.trials else None)
         opt = st.optimizer.build(space.box, st.optimizer_config, seed=st.file.seed, max_generations=hint)
-        saved = storage.get_study_system_attrs(ostudy._study_id).get(STATE_KEY)
-        if saved:
-            opt.load_state_dict(decode_state(saved["blob"]))
+        run_state, opt_state = self._saved or (None, None)
+        if opt_state is not None:
+            opt.load_state_dict(opt_state)
         sign = 1.0 if st.direction == "minimize" else -1.0
-        past = Past(ostudy, sign)
+        lease = self._lease(storage, ostudy).acquire()
         writer = TrialWriter(storage, ostudy._study_id, flush_seconds=st.file.runner.flush_seconds)
-        pruner = st.file.pruner
-        ledger = Ledger(past, writer, optimizer=st.optimizer_name, sign=sign, budget=budget.trials,
-                        max_consecutive=st.file.runner.max_consecutive_failures, source=str(st.path),
-                        prune=(pruner.model_dump(), st.name, st.direction) if pruner else None,
-                        on_progress=self.on_progress)
         t0 = time.perf_counter()
-        executor = self._executor(objective, space)
         try:
+            pruner = st.file.pruner
+            past = Past(storage, ostudy._study_id, sign, run_state, full=pruner is not None)
+            ledger = Ledger(past, writer, optimizer=st.optimizer_name, sign=sign, budget=budget.trials,
+                            max_consecutive=st.file.runner.max_consecutive_failures, source=str(st.path),
+                            prune=(pruner.model_dump(), st.name, st.direction) if pruner else None,
+                            on_progress=self.on_progress)
+            executor = self._executor(objective, space)
             with executor:
                 if self.on_executor:
                     self.on_executor(executor.describe())
-                parts = RunParts(space, opt, executor, ledger, past, StateSaver(storage, ostudy._study_id, writer,
-                                 self.state_every), budget, None if budget.timeout is None else t0 + budget.timeout)
+                saver = StateSaver(storage, ostudy._study_id, writer, self.state_every, ledger, past.stored, lease)
+                parts = RunParts(space, opt, executor, ledger, past, saver, budget,
+                                 None if budget.timeout is None else t0 + budget.timeout)
                 if st.file.runner.mode == "async":
-                    loop = AsyncLoop(parts, saved, population)
+                    loop = AsyncLoop(parts, run_state, population)
                 else:
-                    loop = GenerationalLoop(parts, int(saved["generation"]) if saved else 0)
+                    loop = GenerationalLoop(parts, int(run_state["generation"]) if run_state else 0)
                 stopped_by = loop.run()
                 where = executor.describe()
         finally:
-            writer.flush()
-        return self._summary(ostudy, space, ledger, loop.generation, stopped_by, where, time.perf_counter() - t0)
+            try:
+                writer.flush()
+            finally:
+                lease.release()
+        return self._summary(storage, ostudy, space, ledger, loop.generation, stopped_by, where, time.perf_counter() - t0)
 
     def _executor(self, objective, space) -> Executor:
         r = self.study.file.runner
@@ -165,14 +198,13 @@ class Runner:
         name = f"optileuk-{st.name}-{fingerprint(st, space)}"
         return DaskExecutor(spec, name, slots=slots, scheduler=r.scheduler, listen=r.listen, source=str(st.path))
 
-    def _summary(self, ostudy, space, ledger: Ledger, generation: int, stopped_by: str, where: str,
+    def _summary(self, storage, ostudy, space, ledger: Ledger, generation: int, stopped_by: str, where: str,
                  seconds: float) -> Summary:
         st = self.study
-        final = [t for t in ostudy.get_trials(deepcopy=False, states=FINISHED) if not t.system_attrs.get(STALE_KEY)]
-        complete = [t for t in final if t.state == TrialState.COMPLETE]
-        best = (min if st.direction == "minimize" else max)(complete, key=lambda t: t.value) if complete else None
+        best = best_trials(storage, ostudy._study_id, 1, maximize=st.direction == "maximize")
+        best = best[0] if best else None
         return Summary(
-            study_name=st.name, storage=self.storage_url, trials=len(final), evaluated=ledger.evaluated,
+            study_name=st.name, storage=self.storage_url, trials=ledger.done, evaluated=ledger.evaluated,
             reused=ledger.reused, failed=ledger.failed, pruned=ledger.pruned,
             best_value=None if best is None else best.value,
             best_params={} if best is None else config_for_display(space, best),
@@ -182,8 +214,12 @@ class Runner:
     def _open_study(self, storage: BaseStorage, space) -> optuna.Study:
         st = self.study
         fp = fingerprint(st, space)
-        names = {s.study_name: s for s in storage.get_all_studies()}
-        if st.name in names:
+        try:
+            storage.get_study_id_from_name(st.name)
+            exists = True
+        except KeyError:
+            exists = False
+        if exists:
             study = optuna.load_study(study_name=st.name, storage=storage, pruner=self._pruner())
             old = storage.get_study_system_attrs(study._study_id).get(FINGERPRINT_KEY)
             if old is not None and old != fp:

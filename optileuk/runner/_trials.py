@@ -1,17 +1,15 @@
-"""Helpers of the runner: trial keys, what a finished trial tells the optimizer, state blobs."""
+"""Helpers of the runner: trial keys, what a finished trial tells the optimizer, the saved run state."""
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import json
-import pickle
-import zlib
 from typing import Any
 
 import numpy as np
 from optuna.trial import FrozenTrial, TrialState
 
+from optileuk import plain
 from optileuk.runner._common import TOLD_KEY
 
 
@@ -30,12 +28,21 @@ def fingerprint(study, space) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:20]
 
 
-def encode_state(state: dict[str, Any]) -> str:
-    return base64.b64encode(zlib.compress(pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL))).decode()
+STATE_FORMAT = 2  # 1 (unversioned): the optimizer state as a pickle, never read again
 
 
-def decode_state(text: str) -> dict[str, Any]:
-    return pickle.loads(zlib.decompress(base64.b64decode(text)))
+def pack_state(run: dict[str, Any], optimizer_state: dict[str, Any]) -> dict[str, Any]:
+    """The run state saved in the study: the loop's position and counts as JSON, the optimizer's
+    state as data (``optimizer_state`` encoded by :func:`optileuk.plain.encode`)."""
+    return {"format": STATE_FORMAT, **run, "optimizer": optimizer_state}
+
+
+def unpack_state(saved: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``(run part, optimizer state)`` of a saved state; :class:`plain.NotData` for anything else
+    (an older optileuk's pickle, a blob not written by optileuk). Nothing is unpickled."""
+    if not isinstance(saved, dict) or saved.get("format") != STATE_FORMAT or "optimizer" not in saved:
+        raise plain.NotData("not a run state of this optileuk version")
+    return {k: v for k, v in saved.items() if k != "optimizer"}, plain.decode(saved["optimizer"])
 
 
 def trial_key(t: FrozenTrial) -> tuple | None:
