@@ -29,8 +29,11 @@ ROOT = Path(__file__).resolve().parents[1]
 
 # runs the CLI (or a snippet) and prints the process's peak RSS to stderr when it ends
 _WRAP = textwrap.dedent("""
-    import atexit, resource, sys
-    atexit.register(lambda: print("PEAK_KB", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr))
+    import atexit, sys
+    def peak():  # this process's own high-water mark (getrusage would include the parent's at fork)
+        with open("/proc/self/status") as f:
+            return next(line.split()[1] for line in f if line.startswith("VmHWM"))
+    atexit.register(lambda: print("PEAK_KB", peak(), file=sys.stderr))
     if sys.argv[1] == "-c":
         exec(sys.argv[2])
     else:
