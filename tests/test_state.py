@@ -87,6 +87,27 @@ def test_plain_never_loads_a_pickle(tmp_path):
     assert not marker.exists()
 
 
+def test_a_dataset_round_trips_through_the_cache(tmp_path, monkeypatch):
+    from optileuk.data import Dataset
+    from optileuk.data._cache import cached
+
+    monkeypatch.setenv("OPTILEUK_CACHE", str(tmp_path))
+    rng = np.random.default_rng(0)
+    ds = Dataset([rng.integers(0, 255, (h, w, 3), dtype=np.uint8) for h, w in ((5, 7), (9, 4), (5, 7))],
+                 np.array([0, 1, 0]), ["a", "b"], masks=[np.zeros((5, 7), np.uint8), np.ones((9, 4), np.uint8),
+                                                         np.zeros((5, 7), np.uint8)],
+                 groups=np.array(["p1", "p2", "p1"]), paths=["x", "y", "z"], name="n", extras={"c": [(1, 2), None, [3]]})
+    cached("t", {"k": 1}, lambda: ds)
+    back = cached("t", {"k": 1}, lambda: pytest.fail("built again"))
+    assert all(np.array_equal(a, b) for a, b in zip(back.images, ds.images))
+    assert all(np.array_equal(a, b) for a, b in zip(back.masks, ds.masks))
+    assert back.labels.tolist() == [0, 1, 0] and back.classes == ["a", "b"] and back.groups.tolist() == ["p1", "p2", "p1"]
+    assert back.paths == ["x", "y", "z"] and back.name == "n" and back.extras == {"c": [(1, 2), None, [3]]}
+    same = Dataset([np.full((4, 4, 3), i, np.uint8) for i in range(3)], np.array([0, 1, 1]), ["a", "b"])
+    cached("t", {"k": 2}, lambda: same)
+    assert [int(x[0, 0, 0]) for x in cached("t", {"k": 2}, lambda: None).images] == [0, 1, 2]
+
+
 def test_a_dataset_cache_holding_a_pickle_is_refused_and_nothing_runs(workdir, tmp_path, monkeypatch):
     """The dataset cache is data too: a pickle planted where a cache entry goes is refused, exit 2."""
     monkeypatch.setenv("OPTILEUK_CACHE", str(tmp_path / "cache"))

@@ -51,15 +51,35 @@ def cached(kind: str, key: Any, build: Callable[[], Any], *, enabled: bool = Tru
     if path.exists():
         stored = _read(path)
         if isinstance(stored, dict) and "dataset" in stored:
-            return Dataset(**stored["dataset"])
+            return Dataset(**{k: _unstack(v) for k, v in stored["dataset"].items()})
         return stored["value"]
     value = build()
     if isinstance(value, Dataset):
-        entry = {"dataset": {f.name: getattr(value, f.name) for f in dataclasses.fields(value)}}
+        entry = {"dataset": {f.name: _stack(getattr(value, f.name)) for f in dataclasses.fields(value)}}
     else:
         entry = {"value": value}
     _store(path, lambda f: plain.save(f, entry))
     return value
+
+
+def _stack(v: Any) -> Any:
+    """A list of same-shaped arrays (images, masks) as one array: one archive member, not thousands."""
+    if not (isinstance(v, list) and v and all(isinstance(a, np.ndarray) for a in v)):
+        return v
+    if len({(a.shape, a.dtype.str) for a in v}) == 1:
+        return {"stacked": np.stack(v)}
+    if len({(a.ndim, a.dtype.str) for a in v}) == 1:  # sizes differ: one flat array and the shapes
+        return {"flat": np.concatenate([a.ravel() for a in v]), "shapes": np.array([a.shape for a in v])}
+    return v
+
+
+def _unstack(v: Any) -> Any:
+    if isinstance(v, dict) and set(v) == {"stacked"}:
+        return list(v["stacked"])
+    if isinstance(v, dict) and set(v) == {"flat", "shapes"}:
+        ends = np.cumsum([int(np.prod(s)) for s in v["shapes"]])
+        return [part.reshape(shape) for part, shape in zip(np.split(v["flat"], ends[:-1]), v["shapes"])]
+    return v
 
 
 def _store(path: Path, write: Callable) -> None:
