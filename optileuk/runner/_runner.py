@@ -82,7 +82,6 @@ class Runner:
         self.state_every = state_every
         self.rebuild_state = rebuild_state
         self._prepared: tuple | None = None
-        self._saved: tuple[dict, dict] | None = None  # (run part, optimizer state) saved by the last run
 
     def prepare(self) -> "Runner":
         """Build the objective, bind the space and open the storage and study (no trial runs).
@@ -113,7 +112,7 @@ class Runner:
             space = objective.bind(st.space)
             storage = self._storage or open_storage(self.storage_url)
             ostudy = self._open_study(storage, space)
-            self._saved = self._read_state(storage, ostudy)
+            self._read_state(storage, ostudy)  # refused here, before anything runs
             self._lease(storage, ostudy).refuse_if_held()
             self._prepared = (objective, space, storage, ostudy)
         return self
@@ -152,7 +151,7 @@ class Runner:
         population = getattr(st.optimizer_config, "population", None) or 1  # every built-in config has one
         hint = budget.generations or (-(-budget.trials // population) if budget.trials else None)
         opt = st.optimizer.build(space.box, st.optimizer_config, seed=st.file.seed, max_generations=hint)
-        run_state, opt_state = self._saved or (None, None)
+        run_state, opt_state = self._read_state(storage, ostudy) or (None, None)  # as it is now
         if opt_state is not None:
             opt.load_state_dict(opt_state)
         sign = 1.0 if st.direction == "minimize" else -1.0
