@@ -100,21 +100,25 @@ def test_dknn_in_plain_optuna_reports_every_epoch_for_pruners():
     assert all("balanced_accuracy" in t.user_attrs and "head_params" in t.user_attrs for t in done)
 
 
-def test_dknn_multi_objective_in_plain_optuna_and_refused_by_the_runner(workdir):
+def test_dknn_multi_objective_in_plain_optuna_and_in_the_runner(workdir):
     config, params, _ = CASES["dknn"]
     space = SearchSpace.from_dict({"parameters": params})
     study = optuna.create_study(directions=["minimize", "minimize"], sampler=optuna.samplers.NSGAIISampler(seed=0))
-    study.optimize(make("dknn", {**config, "multi_objective": True}, space=space), n_trials=2)
+    study.optimize(make("dknn", config, space=space, objectives=["error", "head_params"]), n_trials=2)
     assert all(len(t.values) == 2 and t.values[1] == t.user_attrs["head_params"] for t in study.trials)
+    with pytest.raises(ValueError, match="reports no value 'macs'"):
+        make("dknn", config, space=space, objectives=["error", "macs"])
     write(workdir / "mo.yaml", """
         name: mo
-        objective: {type: dknn, multi_objective: true}
+        objective: {type: dknn}
+        objectives: [error, head_params]
         search_space: {parameters: {rank1: {type: int, low: 1, high: 2}}}
-        optimizer: {name: random}
+        optimizer: {name: pso}
         budget: {trials: 2}
         """)
     r = run_cli("run", "mo.yaml", cwd=workdir)
-    assert r.returncode == 2 and "objective.multi_objective is for plain Optuna studies" in r.stderr
+    assert r.returncode == 2 and "optimizer.name optimizes one value; with 2 objectives use a multi-objective " \
+        "optimizer (nsga2, nsga3, random, tpe), got 'pso'" in r.stderr, r.stderr
 
 
 def test_feature_selection_vectorised_equals_one_by_one_and_sklearn():

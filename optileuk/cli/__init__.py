@@ -116,12 +116,14 @@ def export(
     storage: str = typer.Option(DEFAULT_STORAGE, "--storage", help="Optuna storage URL"),
     fmt: str = typer.Option("yaml", "--format", help="yaml or json"),
     output: Optional[Path] = typer.Option(None, "-o", "--output", help="file to write (default: print)"),
-    top: int = typer.Option(1, "--top", min=1, help="export the K best trials"),
+    top: int = typer.Option(1, "--top", min=1, help="export the K best trials (multi-objective: K points of the front)"),
+    pick: Optional[str] = typer.Option(None, "--pick", help="multi-objective: 'knee' (default) or conditions such as "
+                                       "'error<=0.05' choose the point of the Pareto front"),
 ) -> None:
     """Export the best config of study NAME, merged with its objective config, for training."""
     from optileuk.cli._inspect import export_text
 
-    text = export_text(name, storage, fmt, top)
+    text = export_text(name, storage, fmt, top, pick)
     if output is None:
         sys.stdout.write(text)
     else:

@@ -13,7 +13,7 @@ from rich.table import Table
 from optileuk.errors import StorageError
 from optileuk.runner._common import MASKS_ATTR, STUDY_ATTR
 from optileuk.space import SearchSpace
-from optileuk.runner._read import best_trials
+from optileuk.runner._read import best_trials, pareto_front
 from optileuk.storage import open_existing, study_names
 
 
@@ -48,8 +48,43 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def export_config(name: str, url: str, top: int = 1) -> dict[str, Any]:
-    """Best trial(s) of study ``name`` merged with the objective config, as plain data."""
+def pick_from_front(front: list, names: list[str], directions: list[str], pick: str, study: str) -> list:
+    """The front's trials, the picked one first, then by distance to the ideal point.
+
+    ``pick``: ``knee`` -- the point closest to the ideal point once each objective is scaled to
+    [0, 1] over the front; or conditions such as ``error<=0.05`` (``<=``, ``<``, ``>=``, ``>``;
+    several joined by ``,``): the knee of the points that meet them all.
+    """
+    import re
+
+    if not front:
+        return []
+    vals = np.array([t.values for t in front], dtype=float)
+    keep = np.ones(len(front), dtype=bool)
+    if pick.strip() != "knee":
+        for cond in pick.split(","):
+            m = re.fullmatch(r"\s*([A-Za-z_][\w ]*?)\s*(<=|>=|<|>)\s*([-+0-9.eE]+)\s*", cond)
+            if m is None or m[1] not in names:
+                raise StorageError(f"--pick must be 'knee' or conditions like '{names[0]}<=0.05' on the objectives "
+                                   f"({', '.join(names)}), got {cond.strip()!r}")
+            col, limit = vals[:, names.index(m[1])], float(m[3])
+            keep &= {"<=": col <= limit, "<": col < limit, ">=": col >= limit, ">": col > limit}[m[2]]
+        if not keep.any():
+            ranges = ", ".join(f"{n} {vals[:, i].min():.4g} to {vals[:, i].max():.4g}" for i, n in enumerate(names))
+            raise StorageError(f"study '{study}': no point of its Pareto front ({len(front)} trials) meets {pick!r} "
+                               f"(on the front: {ranges})")
+    sign = np.array([1.0 if d == "minimize" else -1.0 for d in directions])
+    v = vals * sign
+    lo, hi = v.min(0), v.max(0)
+    dist = np.linalg.norm((v - lo) / np.where(hi > lo, hi - lo, 1.0), axis=1)
+    order = sorted(range(len(front)), key=lambda i: (not keep[i], dist[i], front[i].number))
+    return [front[i] for i in order if keep[i]]
+
+
+def export_config(name: str, url: str, top: int = 1, pick: str | None = None) -> dict[str, Any]:
+    """Best trial(s) of study ``name`` merged with the objective config, as plain data; for a
+    multi-objective study, the point of its Pareto front that ``pick`` chooses (default: the knee)
+    and with ``top`` the next points of the front, nearest the ideal point first."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     storage = open_existing(url)
     try:
@@ -58,10 +93,17 @@ def export_config(name: str, url: str, top: int = 1) -> dict[str, Any]:
         names = study_names(storage)
         raise StorageError(f"storage: no study named '{name}' in {url} (studies: {', '.join(names) or 'none'})") from None
     raw = study.user_attrs.get(STUDY_ATTR)
+    names = None
     if len(study.directions) > 1:
-        raise StorageError(f"storage: study '{name}' has {len(study.directions)} objectives; export takes the best "
-                           "trial of a single-objective study")
-    ranked = best_trials(storage, study._study_id, top, maximize=study.direction == optuna.study.StudyDirection.MAXIMIZE)
+        names = (raw or {}).get("objectives") or [f"objective {i}" for i in range(len(study.directions))]
+        dirs = ["minimize" if d == optuna.study.StudyDirection.MINIMIZE else "maximize" for d in study.directions]
+        ranked = pick_from_front(pareto_front(storage, study._study_id, dirs), names, dirs, pick or "knee", name)[:top]
+    else:
+        if pick is not None:
+            raise StorageError(f"--pick chooses a point of a multi-objective study's front; study '{name}' has one "
+                               "objective (its best trial is exported)")
+        ranked = best_trials(storage, study._study_id, top,
+                             maximize=study.direction == optuna.study.StudyDirection.MAXIMIZE)
     if not ranked:
         raise StorageError(f"storage: study '{name}' has no complete trial to export")
     space = SearchSpace.from_dict(raw["search_space"]) if raw else None
@@ -74,29 +116,42 @@ def export_config(name: str, url: str, top: int = 1) -> dict[str, Any]:
 
     def entry(t) -> dict[str, Any]:
         params = space.from_record(t.params, t.user_attrs) if space else dict(t.params)
+        if names is not None:
+            return {"trial": t.number, "values": dict(zip(names, t.values)),
+                    "params": {k: _plain(v) for k, v in params.items()},
+                    "attrs": {k: v for k, v in t.user_attrs.items() if k not in (space.params if space else {})
+                              and k != "traceback"}}
         return {"trial": t.number, "value": t.value,
                 "params": {k: _plain(v) for k, v in params.items()},
                 "attrs": {k: v for k, v in t.user_attrs.items() if k not in (space.params if space else {})
                           and k != "traceback"}}
 
-    out: dict[str, Any] = {"study": name, "storage": url, "direction": study.direction.name.lower()}
+    out: dict[str, Any] = {"study": name, "storage": url}
+    if names is None:
+        out["direction"] = study.direction.name.lower()
+    else:
+        out["objectives"] = names
+        out["pick"] = pick or "knee"
     if raw:
         out["objective"] = raw["objective"]
         out["seed"] = raw["seed"] if raw.get("objective_seed") is None else raw["objective_seed"]  # data split + training
         out["optimizer"] = raw["optimizer"]
     best = entry(ranked[0])
     out["trial"] = best["trial"]
-    out["value"] = best["value"]
+    if names is None:
+        out["value"] = best["value"]
+    else:
+        out["values"] = best["values"]
     out["params"] = best["params"]
     if top > 1:
         out["top"] = [entry(t) for t in ranked]
     return out
 
 
-def export_text(name: str, url: str, fmt: str, top: int) -> str:
+def export_text(name: str, url: str, fmt: str, top: int, pick: str | None = None) -> str:
     if fmt not in ("yaml", "json"):
         raise StorageError(f"--format must be yaml or json, got {fmt!r}")
-    data = export_config(name, url, top)
+    data = export_config(name, url, top, pick)
     if fmt == "json":
         return json.dumps(data, indent=2) + "\n"
     return yaml.safe_dump(data, sort_keys=False)

@@ -39,10 +39,20 @@ def summary_table(s: Summary, direction: str) -> Table:
     table = Table(title=f"study {s.study_name}", show_header=False, title_justify="left")
     table.add_column(style="bold")
     table.add_column()
-    best = "-" if s.best_value is None else f"{s.best_value:.6g} ({direction})"
-    table.add_row("best value", best)
-    for k, v in s.best_params.items():
-        table.add_row(f"  {k}", f"{v:.6g}" if isinstance(v, float) else str(v))
+    front = s.extra.get("front")
+    if front is not None:  # a multi-objective study: its Pareto front, not one best value
+        names = s.extra["objectives"]
+        table.add_row("Pareto front", f"{len(front)} trials ({', '.join(names)})")
+        shown = sorted(front, key=lambda f: f["values"][0])
+        step = max(1, len(shown) // 6)
+        for f in shown[::step][:6]:
+            table.add_row(f"  trial {f['trial']}", ", ".join(f"{n} {v:.4g}" for n, v in zip(names, f["values"])))
+        table.add_row("", f"pick one for training: optileuk export {s.study_name} --pick knee")
+    else:
+        best = "-" if s.best_value is None else f"{s.best_value:.6g} ({direction})"
+        table.add_row("best value", best)
+        for k, v in s.best_params.items():
+            table.add_row(f"  {k}", f"{v:.6g}" if isinstance(v, float) else str(v))
     table.add_row("trials", f"{s.trials} finished (this run: {s.evaluated} evaluated, {s.reused} reused, "
                             f"{s.failed} failed, {s.pruned} pruned)")
     table.add_row("generations", str(s.generation))

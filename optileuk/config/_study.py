@@ -132,6 +132,8 @@ class StudyFile(_Strict):
     objective_seed: Optional[int] = Field(None, ge=0, description="seed of the objective (data split, model "
                                           "initialisation); default: seed. optileuk compare fixes it across seeds")
     direction: Optional[Literal["minimize", "maximize"]] = None
+    objectives: Optional[list[str]] = Field(None, min_length=1, description="values of the objective to optimize "
+                                            "together (e.g. [error, head_params]): a multi-objective study")
     objective: dict[str, Any]
     search_space: Union[str, dict[str, Any]]
     optimizer: dict[str, Any]
@@ -165,11 +167,24 @@ class Study:
 
     def objective(self, config=None):
         """A fresh objective object for this study (optionally with a changed config)."""
-        return self.objective_cls(config or self.objective_config, space=self.space, seed=self.objective_seed)
+        return self.objective_cls(config or self.objective_config, space=self.space, seed=self.objective_seed,
+                                  objectives=self.file.objectives)
 
     @property
     def direction(self) -> str:
-        return self.file.direction or self.objective_cls.direction
+        """The direction of a single-objective study (of the first value of a multi-objective one)."""
+        return self.directions[0]
+
+    @property
+    def directions(self) -> list[str]:
+        if self.file.objectives:
+            names = self.objective_cls.value_names()
+            return [names[n] for n in self.file.objectives]
+        return [self.file.direction or self.objective_cls.direction]
+
+    @property
+    def multi(self) -> bool:
+        return len(self.directions) > 1
 
     def raw(self) -> dict[str, Any]:
         """The study as plain data (stored with the study, used by ``export``)."""
@@ -268,9 +283,40 @@ def study_from_dict(data: dict[str, Any], path: Path) -> Study:
             except ConfigError as exc:  # the objective's own checks, attributed to this file
                 problems += [Problem(src, p.path, p.rule, p.value) for p in exc.problems]
 
+    if file is not None and file.objectives and obj_cls is not None:
+        problems += _objectives_problems(file, obj_cls, obj_type, opt_entry, opt_name, src)
+
     if problems:
         raise ConfigError(problems)
     return Study(path, file, space, opt_name, opt_entry, opt_cfg, obj_type, obj_cls, obj_cfg)
+
+
+def _objectives_problems(file: StudyFile, obj_cls, obj_type: str, opt_entry, opt_name: str, src: str) -> list[Problem]:
+    """``objectives``: values the objective reports, once each; several need a multi-objective optimizer."""
+    from optileuk.registry import OPTIMIZERS
+
+    out = []
+    names = obj_cls.value_names()
+    for i, n in enumerate(file.objectives):
+        if n not in names:
+            out.append(Problem(src, f"objectives[{i}]", f"must be a value the {obj_type} objective reports "
+                               f"({', '.join(names)})", n))
+        elif n in file.objectives[:i]:
+            out.append(Problem(src, f"objectives[{i}]", "is named twice", n))
+    if len(file.objectives) > 1:
+        if file.direction is not None:
+            each = ", ".join(f"{n}: {names.get(n, '?')}" for n in file.objectives)
+            out.append(Problem(src, "direction", f"is for single-objective studies; each of objectives has its own ({each})",
+                               file.direction))
+        if opt_entry is not None and not getattr(opt_entry.cls, "multi_objective", False):
+            multi = [n for n in OPTIMIZERS.names() if (f := OPTIMIZERS.resolve(n)) is not None
+                     and getattr(f[0].cls, "multi_objective", False)]
+            out.append(Problem(src, "optimizer.name", f"optimizes one value; with {len(file.objectives)} objectives use "
+                               f"a multi-objective optimizer ({', '.join(multi)})", opt_name))
+        if file.pruner is not None:
+            out.append(Problem(src, "pruner", "Optuna prunes single-objective studies only; remove it or use one "
+                               "objective", file.pruner.name))
+    return out
 
 
 def _async_optimizers(registry) -> list[str]:

@@ -19,15 +19,17 @@ from optileuk.objectives._analytic import AnalyticObjective
 from optileuk.objectives._base import Objective, ObjectiveConfig, Score
 
 
-def make(type: str, config: Mapping[str, Any] | None = None, *, space=None, seed: int = 0) -> Objective:
-    """Build a registered objective by its study-file ``type`` (built-in or plug-in)."""
+def make(type: str, config: Mapping[str, Any] | None = None, *, space=None, seed: int = 0,
+         objectives=None) -> Objective:
+    """Build a registered objective by its study-file ``type`` (built-in or plug-in); ``objectives``
+    names the values to optimize together (e.g. ``["error", "head_params"]``)."""
     from optileuk.errors import ConfigError, Problem
     from optileuk.registry import OBJECTIVES
 
     found = OBJECTIVES.resolve(type)
     if found is None:
         raise ConfigError([Problem("", "objective.type", f"must be one of {', '.join(OBJECTIVES.names())}", type)])
-    return found[0](config or {}, space=space, seed=seed)
+    return found[0](config or {}, space=space, seed=seed, objectives=objectives)
 
 
 __all__ = ["AnalyticObjective", "Objective", "ObjectiveConfig", "Score", "make"]

@@ -85,6 +85,7 @@ class AnalyticObjective(Objective):
 
     Config = AnalyticConfig
     config: AnalyticConfig
+    VALUES = {"f2": "minimize"}  # the function around shift + 2 (multi-objective tests)
 
     def check_space(self, space: SearchSpace) -> list[str]:
         if not any(p.type in ("float", "int") for p in space.params.values()):
@@ -106,7 +107,10 @@ class AnalyticObjective(Objective):
                     raise optuna.TrialPruned(f"pruned after step {step + 1}")
         if not c.steps:
             self._spend(seconds)
-        return Score(value, {"sleep_seconds": round(seconds, 6)} if c.sleep_sigma else {})
+        attrs = {"sleep_seconds": round(seconds, 6)} if c.sleep_sigma else {}
+        if self.objectives and "f2" in self.objectives:
+            attrs["f2"] = self._f2(config)
+        return Score(value, attrs)
 
     def _seconds(self, config: Mapping[str, Any]) -> float:
         c = self.config
@@ -139,6 +143,13 @@ class AnalyticObjective(Objective):
                 penalty += float(self._choice_index(name, value))
         x = np.asarray(numeric) - self.config.shift
         return FUNCTIONS[self.config.function](x) + penalty
+
+    def _f2(self, config: Mapping[str, Any]) -> float:
+        """The second value of multi-objective tests: the same function around ``shift + 2``
+        (the Pareto set is the segment between the two optima)."""
+        x = [float(v) for n, v in config.items() if isinstance(v, (int, float)) and not isinstance(v, bool)
+             and not self._is_categorical(n)]
+        return FUNCTIONS[self.config.function](np.asarray(x) - self.config.shift - 2.0)
 
     def _is_categorical(self, name: str) -> bool:
         space = self._space

@@ -7,7 +7,7 @@ import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Mapping
+from typing import Any, ClassVar, Mapping, Sequence
 
 import optuna
 from pydantic import BaseModel, ConfigDict
@@ -78,9 +78,11 @@ class Objective(ABC):
     Config: ClassVar[type[ObjectiveConfig]] = ObjectiveConfig
     direction: ClassVar[str] = "minimize"
     takes_argument: ClassVar[bool] = False
+    primary: ClassVar[str] = "value"  # the name of Score.value in an ``objectives`` list
+    VALUES: ClassVar[dict[str, str]] = {}  # other values an evaluation reports (a Score.attrs key -> direction)
 
     def __init__(self, config: ObjectiveConfig | Mapping[str, Any] | None = None, *,
-                 space: SearchSpace | None = None, seed: int = 0):
+                 space: SearchSpace | None = None, seed: int = 0, objectives: Sequence[str] | None = None):
         self.config = config if isinstance(config, self.Config) else self.Config.model_validate(dict(config or {}))
         problems = self.config.file_problems("")
         if problems:
@@ -88,9 +90,38 @@ class Objective(ABC):
 
             raise ConfigError(problems)
         self.seed = seed
+        self.objectives = list(objectives) if objectives else None
+        unknown = [n for n in self.objectives or [] if n not in self.value_names()]
+        if unknown:
+            raise ValueError(f"{type(self).__name__} reports no value {unknown[0]!r} "
+                             f"(it reports: {', '.join(self.value_names())})")
         self._space = space
         self._bound: SearchSpace | None = None
         self._data: Any = None  # what prepare() loads (dataset, tensors, features), once
+
+    # ---- the values it optimizes -----------------------------------------------------------------
+    @classmethod
+    def value_names(cls) -> dict[str, str]:
+        """Every value an evaluation reports, with its direction: the main one first."""
+        return {cls.primary: cls.direction, **cls.VALUES}
+
+    @property
+    def directions(self) -> list[str]:
+        """One direction per optimized value (``objectives``, else the main value alone)."""
+        names = self.value_names()
+        return [names[n] for n in self.objectives] if self.objectives else [self.direction]
+
+    def values_of(self, score: "Score") -> float | tuple[float, ...]:
+        """The optimized value(s) of a score: the main value, or the ``objectives`` in their order."""
+        if not self.objectives:
+            return score.value
+        out = []
+        for name in self.objectives:
+            v = score.value if name == self.primary else score.attrs.get(name)
+            if v is None:
+                raise ValueError(f"the evaluation reported no {name!r}")
+            out.append(float(v))
+        return tuple(out)
 
     # ---- the search space -----------------------------------------------------------------------
     def mask_lengths(self) -> dict[str, int]:
@@ -155,4 +186,4 @@ class Objective(ABC):
         score = self.evaluate(self.space.suggest(trial), trial=trial)
         for key, value in {**score.attrs, "seconds": time.perf_counter() - start}.items():
             trial.set_user_attr(key, value)
-        return score.value
+        return self.values_of(score)

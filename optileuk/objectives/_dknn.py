@@ -6,9 +6,10 @@ shape of the first head layer as ``"m1xm2xn1xn2"``, or ``auto``), ``kron_conv_ra
 ``prelu_mode`` (shared | channel), ``prelu_init``, ``lr``, ``weight_decay``, ``batch_size``,
 ``epochs``, ``dropout``, and the input: ``image_size``, ``resize`` (pad | crop | stretch: images
 of any size and shape) and ``stain`` (none | reinhard | macenko), whose defaults are the
-objective's keys of the same names. The value is ``1 - balanced accuracy`` on the validation split (reported
-after every epoch, so pruners work; Optuna does not prune multi-objective trials); with ``multi_objective: true`` it is
-``(1 - balanced accuracy, head parameters)`` for Optuna's multi-objective samplers.
+objective's keys of the same names. The value (``error``) is ``1 - balanced accuracy`` on the
+validation split (reported after every epoch, so pruners work). Multi-objective studies
+(``objectives: [error, head_params]``) add ``head_params`` (parameters of the Kronecker head),
+``params`` (of the whole network) or ``train_seconds``; Optuna does not prune those.
 """
 
 from __future__ import annotations
@@ -48,7 +49,6 @@ class DknnConfig(ObjectiveConfig):
     widths: list[int] = Field(default_factory=lambda: [16, 32, 64], min_length=1)
     hidden: int = Field(256, ge=2)
     device: str = Field("auto", pattern=r"^(auto|cpu|cuda(:\d+)?|mps)$")
-    multi_objective: bool = False
     defaults: dict[str, Any] = Field(default_factory=dict, description="values of parameters not searched")
 
 
@@ -67,14 +67,12 @@ def parse_shape(text: Any, where: str = "shape1") -> tuple[int, int, int, int] |
 class DknnObjective(Objective):
     Config = DknnConfig
     config: DknnConfig
+    primary = "error"
+    VALUES = {"head_params": "minimize", "params": "minimize", "train_seconds": "minimize"}
 
-    def __init__(self, config=None, *, space=None, seed=0):
-        super().__init__(config, space=space, seed=seed)
+    def __init__(self, config=None, *, space=None, seed=0, objectives=None):
+        super().__init__(config, space=space, seed=seed, objectives=objectives)
         check_defaults(self.config.defaults, DEFAULTS, "dknn")
-
-    @property
-    def directions(self) -> list[str]:
-        return ["minimize", "minimize"] if self.config.multi_objective else ["minimize"]
 
     def params(self, config: Mapping[str, Any]) -> dict[str, Any]:
         return with_inputs(DEFAULTS, self.config, config)
@@ -134,7 +132,7 @@ class DknnObjective(Objective):
 
         epochs = fit(model, xtr, ytr, loss_fn=F.cross_entropy, epochs=int(p["epochs"]), batch_size=int(p["batch_size"]),
                      lr=float(p["lr"]), weight_decay=float(p["weight_decay"]), device=device, seed=self.seed,
-                     on_epoch=val_error, trial=None if self.config.multi_objective else trial,
+                     on_epoch=val_error, trial=trial if len(self.directions) == 1 else None,
                      augment=self.config.augment.batch())
         pred = predict(model, xva, device).argmax(1).numpy()
         bal = balanced_accuracy_score(yva, pred)
@@ -144,8 +142,6 @@ class DknnObjective(Objective):
                  "head_params": model.head_parameters(),
                  "params": n_params(model), "epochs_trained": epochs, "device": str(device),
                  "train_seconds": time.perf_counter() - start, "split": "validation (hold-out of the search part)"}
-        if self.config.multi_objective:
-            return Score((1.0 - bal, float(model.head_parameters())), attrs)
         return Score(1.0 - bal, attrs)
 
     def train_final(self, params: Mapping[str, Any], *, on_step=None) -> Final:

@@ -89,9 +89,11 @@ def _metrics(y: np.ndarray, pred: np.ndarray, n_classes: int) -> tuple[float, fl
 class FeatureSelectionObjective(Objective):
     Config = FeatureSelectionConfig
     config: FeatureSelectionConfig
+    primary = "fitness"  # alpha * error + (1 - alpha) * share kept
+    VALUES = {"error": "minimize", "selected_share": "minimize"}  # 1 - balanced accuracy; features kept / all
 
-    def __init__(self, config=None, *, space=None, seed=0):
-        super().__init__(config, space=space, seed=seed)
+    def __init__(self, config=None, *, space=None, seed=0, objectives=None):
+        super().__init__(config, space=space, seed=seed, objectives=objectives)
         self._folds = None
 
     def check_space(self, space) -> list[str]:
@@ -158,7 +160,8 @@ class FeatureSelectionObjective(Objective):
     def _score(self, preds_per_fold: list[np.ndarray], mask: np.ndarray) -> Score:
         n_sel = int(mask.sum())
         if n_sel == 0:
-            return Score(1.0, {"selected": 0, "total": self.n_features, "balanced_accuracy": 0.0,
+            return Score(1.0, {"selected": 0, "total": self.n_features, "balanced_accuracy": 0.0, "error": 1.0,
+                               "selected_share": 0.0,
                                "accuracy": 0.0, "macro_f1": 0.0, "note": "no feature selected: worst fitness"})
         ys = [f[3] for f in self._folds]
         per_fold = [_metrics(y, p, self.n_classes) for y, p in zip(ys, preds_per_fold)]
@@ -166,7 +169,8 @@ class FeatureSelectionObjective(Objective):
         a = self.config.alpha
         value = a * (1 - bal) + (1 - a) * n_sel / self.n_features
         ci = bootstrap_ci(np.concatenate(ys), np.concatenate(preds_per_fold), self.n_classes, n_boot=1000, seed=self.seed)
-        return Score(value, {"selected": n_sel, "total": self.n_features, "balanced_accuracy": bal,
+        return Score(value, {"selected": n_sel, "total": self.n_features, "balanced_accuracy": bal, "error": 1 - bal,
+                             "selected_share": n_sel / self.n_features,
                              "accuracy": acc, "macro_f1": f1, **{f"{k}_ci95": v for k, v in ci.items()},
                              "split": f"{len(self._folds)}-fold CV, search part"})
 

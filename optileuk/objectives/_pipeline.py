@@ -103,8 +103,8 @@ class PipelineObjective(Objective):
     Config = PipelineConfig
     config: PipelineConfig
 
-    def __init__(self, config=None, *, space=None, seed=0):
-        super().__init__(config, space=space, seed=seed)
+    def __init__(self, config=None, *, space=None, seed=0, objectives=None):
+        super().__init__(config, space=space, seed=seed, objectives=objectives)
         check_defaults(self.config.defaults, (*DEFAULTS, *INPUTS), "pipeline")
         self.segmentations = 0  # segmentation passes over the images (the stage cache's test counts them)
         self._features: OrderedDict[tuple, np.ndarray] = OrderedDict()

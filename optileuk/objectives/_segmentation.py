@@ -174,8 +174,8 @@ class SegmentationObjective(Objective):
     Config = SegmentationConfig
     config: SegmentationConfig
 
-    def __init__(self, config=None, *, space=None, seed=0):
-        super().__init__(config, space=space, seed=seed)
+    def __init__(self, config=None, *, space=None, seed=0, objectives=None):
+        super().__init__(config, space=space, seed=seed, objectives=objectives)
         self._images = None
         self._cluster = lru_cache(maxsize=4096)(self._cluster_uncached)
 

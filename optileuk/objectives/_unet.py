@@ -61,9 +61,11 @@ class UNetConfig(ObjectiveConfig):
 class UNetObjective(Objective):
     Config = UNetConfig
     config: UNetConfig
+    primary = "error"  # 1 - Dice on the validation images
+    VALUES = {"params": "minimize", "train_seconds": "minimize"}
 
-    def __init__(self, config=None, *, space=None, seed=0):
-        super().__init__(config, space=space, seed=seed)
+    def __init__(self, config=None, *, space=None, seed=0, objectives=None):
+        super().__init__(config, space=space, seed=seed, objectives=objectives)
         self._views: dict[tuple, tuple] = {}
 
     # ---- checks ---------------------------------------------------------------------------------
@@ -172,7 +174,8 @@ class UNetObjective(Objective):
         fold = self._data[2]
         p = self.params(config)
         start = time.perf_counter()
-        model, epochs, best_epoch, dice = self._train(p, fold.train, fold.val, trial=trial)
+        model, epochs, best_epoch, dice = self._train(p, fold.train, fold.val,
+                                                      trial=trial if len(self.directions) == 1 else None)
         attrs = {"dice": dice, "params": n_params(model), "epochs_trained": epochs, "best_epoch": best_epoch,
                  "device": str(resolve_device(self.config.device)), "train_seconds": time.perf_counter() - start,
                  "train_images": len(fold.train), "val_images": len(fold.val),

@@ -43,16 +43,21 @@ class Optimizer(ABC):
         seed: seed of every random choice the adapter makes.
         max_generations: how many generations the runner expects to ask for (schedules such
             as SSA's ``c1`` or SCA's ``r1`` depend on it); ``None`` when unknown.
+        objectives: values per candidate. With more than one (only for adapters with
+            ``multi_objective``), ``evaluate`` returns one row of values per candidate, each minimised.
     """
 
     Config: ClassVar[type[OptimizerConfig]] = OptimizerConfig
     supports_async: ClassVar[bool] = False
+    multi_objective: ClassVar[bool] = False
 
-    def __init__(self, box: Box, config: OptimizerConfig, *, seed: int, max_generations: int | None = None):
+    def __init__(self, box: Box, config: OptimizerConfig, *, seed: int, max_generations: int | None = None,
+                 objectives: int = 1):
         self.box = box
         self.config = config
         self.seed = seed
         self.max_generations = max_generations
+        self.objectives = objectives
 
     @property
     @abstractmethod
@@ -108,7 +113,10 @@ class Registered:
             merged["algorithm"] = argument
         return self.cls.Config.model_validate(merged)
 
-    def build(self, box: Box, config: OptimizerConfig, *, seed: int, max_generations: int | None) -> Optimizer:
+    def build(self, box: Box, config: OptimizerConfig, *, seed: int, max_generations: int | None,
+              objectives: int = 1) -> Optimizer:
+        if objectives > 1:  # only multi-objective adapters take it (plug-ins written before it need not)
+            return self.cls(box, config, seed=seed, max_generations=max_generations, objectives=objectives)
         return self.cls(box, config, seed=seed, max_generations=max_generations)
 
 

@@ -21,9 +21,10 @@ class RandomOptimizer(Optimizer):
     Config = RandomConfig
     config: RandomConfig
     supports_async = True
+    multi_objective = True  # it learns nothing from values, however many: the baseline of every study
 
-    def __init__(self, box, config, *, seed, max_generations=None):
-        super().__init__(box, config, seed=seed, max_generations=max_generations)
+    def __init__(self, box, config, *, seed, max_generations=None, objectives: int = 1):
+        super().__init__(box, config, seed=seed, max_generations=max_generations, objectives=objectives)
         self._rng = np.random.default_rng(seed)
         self._pending: dict[int, np.ndarray] = {}
         self._next = 0

@@ -37,9 +37,10 @@ class TPEOptimizer(Optimizer):
     Config = TPEConfig
     config: TPEConfig
     supports_async = True
+    multi_objective = True  # Optuna's TPE handles several values (MOTPE)
 
-    def __init__(self, box, config, *, seed, max_generations=None):
-        super().__init__(box, config, seed=seed, max_generations=max_generations)
+    def __init__(self, box, config, *, seed, max_generations=None, objectives: int = 1):
+        super().__init__(box, config, seed=seed, max_generations=max_generations, objectives=objectives)
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         self._dists: dict[str, Any] = {}
         for i, (kind, lo, hi, n) in enumerate(zip(box.kinds, box.lower, box.upper, box.choices)):
@@ -63,9 +64,11 @@ class TPEOptimizer(Optimizer):
                 multivariate=c.multivariate, group=c.group, constant_liar=c.constant_liar,
                 seed=self.seed)
 
-    @staticmethod
-    def _new_study(sampler) -> optuna.Study:
-        return optuna.create_study(sampler=sampler, direction="minimize")
+    def _new_study(self, sampler) -> optuna.Study:
+        return optuna.create_study(sampler=sampler, directions=["minimize"] * self.objectives)
+
+    def _told(self, value):
+        return float(value) if self.objectives == 1 else [float(v) for v in np.ravel(value)]
 
     def _vector(self, params: dict[str, Any]) -> np.ndarray:
         x = np.empty(self.box.dim)
@@ -91,8 +94,8 @@ class TPEOptimizer(Optimizer):
         trial = self._study.ask(self._dists)
         return trial.number, self._vector(trial.params), {}
 
-    def tell(self, token: int, value: float) -> None:
-        self._study.tell(token, float(value))
+    def tell(self, token: int, value) -> None:
+        self._study.tell(token, self._told(value))
 
     def pending(self) -> dict[int, np.ndarray]:
         running = self._study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))
@@ -100,13 +103,14 @@ class TPEOptimizer(Optimizer):
 
     def inject(self, x, value, info) -> None:
         self._study.add_trial(optuna.trial.create_trial(params=self._params(np.asarray(x, dtype=float)),
-                                                        distributions=self._dists, value=float(value)))
+                                                        distributions=self._dists, values=np.ravel(value).tolist()))
 
     def step(self, evaluate) -> None:
         trials = [self._study.ask(self._dists) for _ in range(self.config.population)]
-        values = as_minimise(evaluate(np.array([self._vector(t.params) for t in trials])))
+        values = np.asarray(evaluate(np.array([self._vector(t.params) for t in trials])), dtype=float)
+        values = values.reshape(len(trials), self.objectives) if self.objectives > 1 else as_minimise(values)
         for t, v in zip(trials, values):
-            self._study.tell(t, float(v))
+            self._study.tell(t, self._told(v))
 
     def state_dict(self) -> dict[str, Any]:
         """The private study's trials (box coordinates, state, value) and the sampler's RNGs, as data."""
@@ -115,7 +119,8 @@ class TPEOptimizer(Optimizer):
         sampler = self._study.sampler
         return {"x": x.reshape(len(trials), self.box.dim),
                 "running": np.array([t.state == optuna.trial.TrialState.RUNNING for t in trials], dtype=bool),
-                "value": np.array([np.nan if t.value is None else t.value for t in trials], dtype=float),
+                "value": np.array([[np.nan] * self.objectives if t.values is None else t.values for t in trials],
+                                  dtype=float).reshape(len(trials), self.objectives),
                 "rng": sampler._rng.rng.get_state(), "random_rng": sampler._random_sampler._rng.rng.get_state()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -127,7 +132,8 @@ class TPEOptimizer(Optimizer):
                 study.enqueue_trial(params)
                 study.ask(self._dists)
             else:
-                study.add_trial(optuna.trial.create_trial(params=params, distributions=self._dists, value=float(value)))
+                study.add_trial(optuna.trial.create_trial(params=params, distributions=self._dists,
+                                                          values=np.ravel(value).tolist()))
         sampler._rng.rng.set_state(state["rng"])  # after the asks above, which draw from it
         sampler._random_sampler._rng.rng.set_state(state["random_rng"])
 

@@ -90,12 +90,13 @@ class ObjectiveSpec:
     config: Any
     space: Any
     seed: int
+    objectives: list[str] | None = None
 
     def build(self, device: str | None):
         config = self.config
         if device and "device" in type(config).model_fields:
             config = config.model_copy(update={"device": device})
-        objective = self.cls(config, space=self.space, seed=self.seed)
+        objective = self.cls(config, space=self.space, seed=self.seed, objectives=self.objectives)
         objective.prepare()
         return objective
 

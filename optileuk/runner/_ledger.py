@@ -12,6 +12,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable
 
+import numpy as np
 from optuna.trial import FrozenTrial, TrialState
 
 from optileuk.runner._common import TOLD_KEY, RunFailed
@@ -19,6 +20,7 @@ from optileuk.runner._executors import Job
 from optileuk.runner._outcome import Outcome, PruneContext, history_entry
 from optileuk.runner._past import Past
 from optileuk.runner._records import TrialWriter
+from optileuk.runner._trials import penalty_from
 
 
 @dataclass
@@ -37,7 +39,8 @@ class Ledger:
         past: what earlier runs stored (counts, best and worst carry on from it).
         writer: where finished trials go.
         optimizer: the optimizer's name (a user attr of every trial).
-        sign: +1 to minimise, -1 to maximise (values given to the optimizer are ``sign * value``).
+        sign: +1 to minimise, -1 to maximise (values given to the optimizer are ``sign * value``); an
+            array of them, one per objective, in a multi-objective study (values are then arrays).
         budget: ``budget.trials`` (``None``: no trial budget).
         max_consecutive: ``runner.max_consecutive_failures``.
         source: the study file, for messages.
@@ -62,11 +65,9 @@ class Ledger:
         """Candidates the trial budget still allows (``None``: no trial budget)."""
         return None if self.budget is None else max(self.budget - self.done, 0)
 
-    def penalty(self) -> float:
+    def penalty(self):
         """What a failed candidate tells the optimizer: clearly worse than every complete one so far."""
-        if self.worst is None:
-            return 1e12
-        return self.worst + max(1.0, abs(self.worst))
+        return penalty_from(self.worst, self.sign)
 
     def prune_context(self) -> PruneContext | None:
         """The pruner's view of the study now (one object per version of the history)."""
@@ -89,8 +90,8 @@ class Ledger:
         self.evaluated += 1
         if outcome.state == TrialState.COMPLETE:
             self.consecutive = 0
-            self.worst = told if self.worst is None else max(self.worst, told)
-            self.best = told if self.best is None else min(self.best, told)
+            self.worst = told if self.worst is None else np.maximum(self.worst, told)
+            self.best = told if self.best is None else np.minimum(self.best, told)
         elif outcome.state == TrialState.PRUNED:
             self.consecutive = 0
             self.pruned += 1
@@ -107,7 +108,7 @@ class Ledger:
             self._history.append(entry)
             self._context = None
         if self.on_progress:
-            best = None if self.best is None else self.sign * self.best
+            best = None if self.best is None else float(np.ravel(self.sign * self.best)[0])  # (first objective)
             self.on_progress(Progress(self.done, self.budget, best, time.perf_counter() - self.t0, generation))
         return told
 
@@ -116,8 +117,9 @@ class Ledger:
         user = {"optimizer": self.optimizer, **_key_attrs(job.key), **job.info, "seconds": round(o.seconds, 6),
                 **space_attrs, **o.attrs}
         system: dict[str, Any] = dict(o.system_attrs)
+        multi = bool(np.ndim(self.sign))
         if o.state == TrialState.COMPLETE:
-            told = self.sign * o.value
+            told = self.sign * (np.asarray(o.value, dtype=float) if multi else o.value)
         elif o.state == TrialState.PRUNED and o.value is not None:
             told = self.sign * o.value  # a pruned candidate gives the optimizer its last reported value
             user["pruned"] = o.error
@@ -125,10 +127,11 @@ class Ledger:
         else:
             told = self.penalty()
             user["error"] = o.error
-            system[TOLD_KEY] = told
-        trial = FrozenTrial(number=-1, state=o.state, value=o.value if o.state == TrialState.COMPLETE else None,
-                            datetime_start=o.start, datetime_complete=o.end, params=params, distributions=dists,
-                            user_attrs=user, system_attrs=system, intermediate_values=o.intermediate, trial_id=-1)
+            system[TOLD_KEY] = told.tolist() if multi else told
+        done = o.state == TrialState.COMPLETE
+        trial = FrozenTrial(number=-1, state=o.state, value=o.value if done and not multi else None,
+                            values=[float(v) for v in o.value] if done and multi else None, datetime_start=o.start,
+                            datetime_complete=o.end, params=params, distributions=dists, user_attrs=user, system_attrs=system, intermediate_values=o.intermediate, trial_id=-1)
         return trial, told
 
 

@@ -57,7 +57,9 @@ class StateSaver:
     def counts(self) -> dict[str, Any]:
         """What the run has done so far; taken together with the optimizer's state it goes with."""
         led = self.ledger
-        return {"done": led.done, "best": led.best, "worst": led.worst, "stored": self._stored0 + led.evaluated}
+        plain_ = lambda v: None if v is None else (np.asarray(v).tolist())  # noqa: E731 (float or one per objective)
+        return {"done": led.done, "best": plain_(led.best), "worst": plain_(led.worst),
+                "stored": self._stored0 + led.evaluated}
 
     def save(self, run: dict[str, Any], optimizer_state: dict[str, Any]) -> None:
         """``run``: the loop's position and :meth:`counts` taken with the state; ``optimizer_state``:
@@ -81,6 +83,7 @@ class RunParts:
     saver: StateSaver
     budget: Any  # config.Budget
     deadline: float | None  # perf_counter time at which a timeout stops the run
+    objectives: int = 1  # values per candidate
 
     def out_of_time(self) -> bool:
         return self.deadline is not None and time.perf_counter() >= self.deadline
@@ -134,7 +137,7 @@ class GenerationalLoop:
         p, gen = self.p, self.generation + 1
         self._batch += 1
         x = np.atleast_2d(np.asarray(x, dtype=float))
-        values = np.empty(len(x))
+        values = np.empty((len(x), p.objectives) if p.objectives > 1 else len(x))
         jobs = []
         for i, row in enumerate(x):
             job = p.job((gen, self._batch, i), row)

@@ -29,7 +29,7 @@ from optileuk.errors import OptileukError
 @dataclass
 class Outcome:
     state: TrialState
-    value: float | None
+    value: float | tuple[float, ...] | None  # one value per objective in a multi-objective study
     attrs: dict[str, Any] = field(default_factory=dict)
     error: str | None = None
     seconds: float = 0.0
@@ -110,13 +110,28 @@ def run_objective(objective, config: Mapping[str, Any], trial=None) -> Outcome:
             text = f"out of memory: {exc}"
             _free_gpu_memory()
         return _fail(text, start, t0, detail=traceback.format_exc(limit=3))
-    value = score.value
     seconds = time.perf_counter() - t0
-    if isinstance(value, (tuple, list)):
-        raise NotImplementedError("multi-objective values are not supported by the runner yet")
-    if value is None or not math.isfinite(float(value)):
-        return _fail(f"objective returned {value!r}", start, t0, attrs=score.attrs)
-    return Outcome(TrialState.COMPLETE, float(value), dict(score.attrs), None, seconds, start, datetime.now())
+    return _complete(objective, score, start, datetime.now(), seconds)
+
+
+def _values(objective, score):
+    """The value(s) to optimize, or the reason there are none (``None``, NaN, a value not reported)."""
+    try:
+        value = objective.values_of(score) if hasattr(objective, "values_of") else score.value
+    except ValueError as exc:
+        return None, f"objective: {exc}"
+    many = isinstance(value, (tuple, list))
+    vals = list(value) if many else [value]
+    if any(v is None or not math.isfinite(float(v)) for v in vals):
+        return None, f"objective returned {value!r}"
+    return (tuple(float(v) for v in vals) if many else float(value)), None
+
+
+def _complete(objective, score, start: datetime, end: datetime, seconds: float) -> Outcome:
+    value, error = _values(objective, score)
+    if error is not None:
+        return Outcome(TrialState.FAIL, None, dict(score.attrs), error[:1000], seconds, start, end)
+    return Outcome(TrialState.COMPLETE, value, dict(score.attrs), None, seconds, start, end)
 
 
 def _free_gpu_memory() -> None:
@@ -146,11 +161,4 @@ def run_objective_many(objective, configs: list[Mapping[str, Any]]) -> list[Outc
     except Exception:
         return [run_objective(objective, c) for c in configs]
     end, each = datetime.now(), (time.perf_counter() - t0) / max(len(configs), 1)
-    out = []
-    for score in scores:
-        v = score.value
-        if v is None or not math.isfinite(float(v)):
-            out.append(Outcome(TrialState.FAIL, None, dict(score.attrs), f"objective returned {v!r}", each, start, end))
-        else:
-            out.append(Outcome(TrialState.COMPLETE, float(v), dict(score.attrs), None, each, start, end))
-    return out
+    return [_complete(objective, score, start, end, each) for score in scores]

@@ -17,13 +17,14 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import optuna
 from optuna.storages import BaseStorage
 from optuna.trial import FrozenTrial, TrialState
 
 from optileuk.runner._common import FINISHED, STALE_KEY
 from optileuk.runner._read import read_trials
-from optileuk.runner._trials import told_value, trial_key
+from optileuk.runner._trials import oriented, told_value, trial_key
 
 STALE_REASON = "left unfinished by an interrupted earlier run; failed when the study was resumed"
 
@@ -33,7 +34,7 @@ class Past:
 
     Args:
         storage, study_id: the study.
-        sign: +1 to minimise, -1 to maximise.
+        sign: +1 to minimise, -1 to maximise (an array of them, one per objective, when several).
         saved: the run state saved by the last run (``None``: read every trial).
         full: read every trial even with a saved state (a pruner needs them all).
 
@@ -65,14 +66,14 @@ class Past:
             keys.add(key if key is not None else ("trial", t.number))
             if key is not None:
                 self.known[key] = t
-        oriented = [sign * t.value for t in trials if t.state == TrialState.COMPLETE and t.value is not None]
+        seen = [oriented(t, sign) for t in trials if t.state == TrialState.COMPLETE and t.values]
         self.done = len(keys)
-        self.best = min(oriented) if oriented else None
-        self.worst = max(oriented) if oriented else None
+        self.best = _pick(np.min, *seen)
+        self.worst = _pick(np.max, *seen)
         if since:  # the trials before the saved state are summed up in it
             self.done += int(saved["done"])
-            self.best = _pick(min, saved.get("best"), self.best)
-            self.worst = _pick(max, saved.get("worst"), self.worst)
+            self.best = _pick(np.min, saved.get("best"), self.best)
+            self.worst = _pick(np.max, saved.get("worst"), self.worst)
 
     def match(self, key: tuple, record: tuple) -> FrozenTrial | None:
         """The stored trial at ``key`` if it holds the same candidate (params and mask attrs)."""
@@ -90,9 +91,13 @@ class Past:
         return {key[1]: t for key, t in self.known.items() if key[0] == "ask"}
 
 
-def _pick(fn, a, b):
-    vals = [v for v in (a, b) if v is not None]
-    return fn(vals) if vals else None
+def _pick(fn, *values):
+    """Elementwise min/max of the values given (floats, or arrays of one value per objective)."""
+    vals = [np.asarray(v, dtype=float) for v in values if v is not None]
+    if not vals:
+        return None
+    out = fn(np.stack(vals), axis=0)
+    return float(out) if out.ndim == 0 else out
 
 
 def _fail_stale(storage: BaseStorage, trials: list[FrozenTrial]) -> None:

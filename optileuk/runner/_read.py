@@ -231,3 +231,29 @@ def finished_columns(storage: BaseStorage, study_id: int) -> Columns:
     return Columns(np.array([r[1] for r in rows], dtype=int), [r[2].name for r in rows],
                    [[v for _, v in sorted(values[r[0]])] if values.get(r[0]) else None for r in rows],
                    [local_time(r[3]) for r in rows], [local_time(r[4]) for r in rows])
+
+
+def nondominated(points: np.ndarray, directions: list[str]) -> np.ndarray:
+    """Indices of the rows of ``points`` no other row dominates (duplicates kept once, the first)."""
+    sign = np.array([1.0 if d == "minimize" else -1.0 for d in directions])
+    p = np.asarray(points, dtype=float) * sign
+    keep = []
+    for i in range(len(p)):
+        le = np.all(p <= p[i], axis=1)
+        lt = np.any(p < p[i], axis=1)
+        dominated = np.any(le & lt)
+        duplicate = np.any(np.all(p[:i] == p[i], axis=1))
+        if not dominated and not duplicate:
+            keep.append(i)
+    return np.array(keep, dtype=int)
+
+
+def pareto_front(storage: BaseStorage, study_id: int, directions: list[str]) -> list[FrozenTrial]:
+    """The complete trials of a multi-objective study that no other complete trial dominates,
+    in trial-number order (read from the values column; only the front's trials are read whole)."""
+    c = finished_columns(storage, study_id)
+    rows = [(int(n), v) for n, s, v in zip(c.number, c.state, c.values) if s == "COMPLETE" and v and len(v) == len(directions)]
+    if not rows:
+        return []
+    keep = nondominated(np.array([v for _, v in rows]), directions)
+    return read_trials(storage, study_id, numbers=[rows[i][0] for i in keep])

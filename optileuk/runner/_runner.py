@@ -14,6 +14,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+import numpy as np
 import optuna
 from optuna.storages import BaseStorage
 
@@ -26,7 +27,7 @@ from optileuk.runner._ledger import Ledger, Progress
 from optileuk.runner._loops import AsyncLoop, GenerationalLoop, RunParts, StateSaver
 from optileuk.runner._lease import Lease
 from optileuk.runner._past import Past
-from optileuk.runner._read import best_trials
+from optileuk.runner._read import best_trials, pareto_front
 from optileuk.runner._records import TrialWriter
 from optileuk.runner._trials import config_for_display, fingerprint, unpack_state
 from optileuk.storage import open_storage
@@ -95,10 +96,6 @@ class Runner:
             st = self.study
             cpu = self._driver_config()
             objective = self._objective or (st.objective(cpu) if cpu is not None else st.objective())
-            if len(getattr(objective, "directions", ["minimize"])) > 1:
-                raise ConfigError([Problem(str(st.path), "objective.multi_objective",
-                    "is for plain Optuna studies with a multi-objective sampler (e.g. NSGA-II); "
-                    "optileuk run optimizes one value", True)])
             r = st.file.runner
             if r.scheduler:  # reachable, before anything is written
                 from optileuk.runner._dask import connect
@@ -150,11 +147,13 @@ class Runner:
         budget = st.file.budget
         population = getattr(st.optimizer_config, "population", None) or 1  # every built-in config has one
         hint = budget.generations or (-(-budget.trials // population) if budget.trials else None)
-        opt = st.optimizer.build(space.box, st.optimizer_config, seed=st.file.seed, max_generations=hint)
+        opt = st.optimizer.build(space.box, st.optimizer_config, seed=st.file.seed, max_generations=hint,
+                                 objectives=len(st.directions))
         run_state, opt_state = self._read_state(storage, ostudy) or (None, None)  # as it is now
         if opt_state is not None:
             opt.load_state_dict(opt_state)
-        sign = 1.0 if st.direction == "minimize" else -1.0
+        signs = [1.0 if d == "minimize" else -1.0 for d in st.directions]
+        sign = np.array(signs) if st.multi else signs[0]
         lease = self._lease(storage, ostudy).acquire()
         writer = TrialWriter(storage, ostudy._study_id, flush_seconds=st.file.runner.flush_seconds)
         t0 = time.perf_counter()
@@ -171,7 +170,7 @@ class Runner:
                     self.on_executor(executor.describe())
                 saver = StateSaver(storage, ostudy._study_id, writer, self.state_every, ledger, past.stored, lease)
                 parts = RunParts(space, opt, executor, ledger, past, saver, budget,
-                                 None if budget.timeout is None else t0 + budget.timeout)
+                                 None if budget.timeout is None else t0 + budget.timeout, len(st.directions))
                 if st.file.runner.mode == "async":
                     loop = AsyncLoop(parts, run_state, population)
                 else:
@@ -192,7 +191,7 @@ class Runner:
         from optileuk.runner._dask import DaskExecutor, ObjectiveSpec, device_slots
 
         st = self.study
-        spec = ObjectiveSpec(st.objective_cls, st.objective_config, st.space, st.objective_seed)
+        spec = ObjectiveSpec(st.objective_cls, st.objective_config, st.space, st.objective_seed, st.file.objectives)
         slots = [] if r.scheduler else device_slots(r.devices, r.trials_per_device, r.workers)
         name = f"optileuk-{st.name}-{fingerprint(st, space)}"
         return DaskExecutor(spec, name, slots=slots, scheduler=r.scheduler, listen=r.listen, source=str(st.path))
@@ -200,14 +199,21 @@ class Runner:
     def _summary(self, storage, ostudy, space, ledger: Ledger, generation: int, stopped_by: str, where: str,
                  seconds: float) -> Summary:
         st = self.study
-        best = best_trials(storage, ostudy._study_id, 1, maximize=st.direction == "maximize")
-        best = best[0] if best else None
+        extra: dict[str, Any] = {}
+        best = None
+        if st.multi:
+            front = pareto_front(storage, ostudy._study_id, st.directions)
+            extra["objectives"] = list(st.file.objectives)
+            extra["front"] = [{"trial": t.number, "values": list(t.values)} for t in front]
+        else:
+            found = best_trials(storage, ostudy._study_id, 1, maximize=st.direction == "maximize")
+            best = found[0] if found else None
         return Summary(
             study_name=st.name, storage=self.storage_url, trials=ledger.done, evaluated=ledger.evaluated,
             reused=ledger.reused, failed=ledger.failed, pruned=ledger.pruned,
             best_value=None if best is None else best.value,
             best_params={} if best is None else config_for_display(space, best),
-            seconds=seconds, generation=generation, stopped_by=stopped_by, executor=where)
+            seconds=seconds, generation=generation, stopped_by=stopped_by, executor=where, extra=extra)
 
     # ------------------------------------------------------------------------------------------
     def _open_study(self, storage: BaseStorage, space) -> optuna.Study:
@@ -231,7 +237,7 @@ class Runner:
             if MASKS_ATTR not in study.user_attrs:
                 self._record_masks(study, space)
             return study
-        study = optuna.create_study(study_name=st.name, storage=storage, direction=st.direction, pruner=self._pruner())
+        study = optuna.create_study(study_name=st.name, storage=storage, directions=st.directions, pruner=self._pruner())
         storage.set_study_system_attr(study._study_id, FINGERPRINT_KEY, fp)
         study.set_user_attr(STUDY_ATTR, st.raw())
         study.set_user_attr("optimizer", st.optimizer_name)

@@ -25,6 +25,8 @@ def fingerprint(study, space) -> str:
         parts["objective_seed"] = study.file.objective_seed
     if study.file.runner.mode != "generational":  # likewise: a study keeps the mode it was made with
         parts["mode"] = study.file.runner.mode
+    if study.file.objectives:
+        parts["objectives"] = study.file.objectives
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:20]
 
 
@@ -55,24 +57,41 @@ def trial_key(t: FrozenTrial) -> tuple | None:
     return None
 
 
-def penalty_before(number: int, sign: float, trials) -> float:
-    """The value a failed candidate gives the optimizer: clearly worse than every complete trial
-    before it (by trial number), so a replay after a crash computes the same penalty."""
-    seen = [sign * t.value for t in trials if t.state == TrialState.COMPLETE and t.number < number and t.value is not None]
-    if not seen:
-        return 1e12
-    worst = max(seen)
+def oriented(trial: FrozenTrial, sign):
+    """A complete trial's value(s) as the optimizer minimises them (``sign``: +-1, or one per objective)."""
+    if np.ndim(sign):
+        return np.asarray(sign) * np.asarray(trial.values, dtype=float)
+    return sign * float(trial.value)
+
+
+def penalty_from(worst, sign):
+    """What a failed candidate tells the optimizer: clearly worse than ``worst`` (per objective)."""
+    if worst is None:
+        return np.full(len(sign), 1e12) if np.ndim(sign) else 1e12
+    if np.ndim(sign):
+        worst = np.asarray(worst, dtype=float)
+        return worst + np.maximum(1.0, np.abs(worst))
     return worst + max(1.0, abs(worst))
 
 
-def told_value(trial: FrozenTrial, sign: float, trials) -> float:
-    """The (minimised) value the optimizer was given for a stored trial."""
+def penalty_before(number: int, sign, trials):
+    """The value a failed candidate gives the optimizer: clearly worse than every complete trial
+    before it (by trial number), so a replay after a crash computes the same penalty."""
+    seen = [oriented(t, sign) for t in trials if t.state == TrialState.COMPLETE and t.number < number and t.values]
+    return penalty_from(np.max(seen, axis=0) if seen else None, sign) if np.ndim(sign) else \
+        penalty_from(max(seen) if seen else None, sign)
+
+
+def told_value(trial: FrozenTrial, sign, trials):
+    """The (minimised) value(s) the optimizer was given for a stored trial."""
+    multi = bool(np.ndim(sign))
     if TOLD_KEY in trial.system_attrs:
-        return float(trial.system_attrs[TOLD_KEY])
+        told = trial.system_attrs[TOLD_KEY]
+        return np.asarray(told, dtype=float) if multi else float(told)
     if trial.state == TrialState.COMPLETE:
-        return sign * float(trial.value)
+        return oriented(trial, sign)
     steps = trial.intermediate_values
-    if trial.state == TrialState.PRUNED and steps:
+    if trial.state == TrialState.PRUNED and steps and not multi:
         return sign * steps[max(steps)]
     return penalty_before(trial.number, sign, trials)
 

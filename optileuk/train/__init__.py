@@ -40,6 +40,9 @@ class TrainFile(BaseModel):
     direction: Optional[str] = None
     trial: Optional[int] = None
     value: Optional[float] = None
+    objectives: Optional[list[str]] = None  # a multi-objective study: the values of the point picked
+    values: Optional[dict[str, float]] = None
+    pick: Optional[str] = None
     optimizer: Optional[dict[str, Any]] = None
     top: Optional[list[dict[str, Any]]] = None
 
