@@ -197,12 +197,14 @@ def test_report_renders_every_plot_in_headless_chromium(compared, tmp_path):
     figures = re.split(r'<div class="figure" data-kind="', dom)[1:]
     kinds = [f.split('"', 1)[0] for f in figures]
     # the comparison and the plain study "solo": curves, finals, time to target, importances each;
-    # the two-objective comparison: a Pareto front
+    # the two-objective comparison: Pareto fronts, and hypervolume curves, finals and time to target
     per_study = ["best-so-far", "final-best", "time-to-target", "importance"]
-    assert sorted(kinds) == sorted(2 * per_study + ["pareto"]), kinds
+    assert sorted(kinds) == sorted(2 * per_study + ["pareto", "best-so-far", "final-best", "time-to-target"]), kinds
+    assert "hypervolume reference point" in dom and "Hypervolume of the front so far" in dom
     assert "Friedman test: one optimizer: nothing to rank" in dom  # solo
     pareto = figures[kinds.index("pareto")]
     assert ">error<" in pareto and ">cost<" in pareto  # the axes carry the study's metric names
+    assert "median attainment" in pareto
     for kind, html in zip(kinds, figures):
         assert 'class="main-svg"' in html, f"{kind}: plotly drew nothing"
         traces = re.findall(r'<g class="trace[ "]', html)

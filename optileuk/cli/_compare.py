@@ -68,7 +68,8 @@ def ranking_table(url: str, base: str) -> Table:
 
     group = next(g for g in collect(open_storage(url), url, base + ".") if g.base == base)
     r = rank(group)
-    table = Table(title=f"{base}: final best over seeds {', '.join(map(str, group.seeds))} "
+    what = "final hypervolume" if group.multi else "final best"
+    table = Table(title=f"{base}: {what} over seeds {', '.join(map(str, group.seeds))} "
                         f"({'lower' if group.minimize else 'higher'} is better)", title_justify="left")
     for col in ("optimizer", "runs", "median", "best", "mean rank", "s/run"):
         table.add_column(col, justify="left" if col == "optimizer" else "right")

@@ -19,7 +19,7 @@ import numpy as np
 from deap import base, tools
 from pydantic import Field, model_validator
 
-from optileuk.optimizers._base import Optimizer, OptimizerConfig, Registered, python_global_rng
+from optileuk.optimizers._base import Optimizer, OptimizerConfig, Registered, numpy_global_rng, python_global_rng
 from optileuk.optimizers._ga import GAOptimizer
 
 
@@ -108,9 +108,44 @@ class NSGAOptimizer(GAOptimizer):
                 self._vary(a, b)
             if len(offspring) % 2:
                 self._vary(offspring[-1], self._individual(list(offspring[-1])))
+            self._spread(offspring)
         self._evaluate([o for o in offspring if not o.fitness.valid], evaluate)
-        with python_global_rng(self._rng):  # NSGA-III's niching draws at random
+        # NSGA-III's niching shuffles with numpy's global RNG: both global RNGs are the adapter's own here
+        with python_global_rng(self._rng), numpy_global_rng(self._rng):
             self._pop = self._survivors(self._pop + offspring, c.population)
+
+    def _key(self, genes) -> tuple:
+        """What a candidate decodes to, roughly: int and choice coordinates floored, bits, reals to 1e-9
+        of their range (two genes with the same key are the same candidate)."""
+        g = np.asarray(genes, dtype=float)
+        span = np.where(self.box.upper > self.box.lower, self.box.upper - self.box.lower, 1.0)
+        k = np.where(np.isin(np.array(self.box.kinds), ("int", "choice")), np.floor(g),
+                     np.round((g - self.box.lower) / span, 9))
+        return tuple(k.tolist())
+
+    def _spread(self, offspring: list) -> None:
+        """Children that repeat a member of the population (or an earlier child) are mutated until
+        they differ: with elitist survival, copies of the best would otherwise spend the budget on
+        candidates already evaluated (seeded objectives give them the same values)."""
+        c = self.config
+        seen = {self._key(p) for p in self._pop}
+        lo, up = list(self.box.lower[self._real]), list(self._up[self._real])
+        for child in offspring:
+            for _ in range(20):
+                if self._key(child) not in seen:
+                    break
+                real, bits = [child[i] for i in self._real], [child[i] for i in self._bits]
+                if real:
+                    tools.mutPolynomialBounded(real, c.eta_mutation, lo, up, max(self._indpb, 0.5))
+                if bits:
+                    tools.mutFlipBit(bits, max(self._indpb, 1.0 / max(len(bits), 1)))
+                for j, i in enumerate(self._real):
+                    child[i] = float(real[j])
+                for j, i in enumerate(self._bits):
+                    child[i] = float(bits[j])
+                if child.fitness.valid:
+                    del child.fitness.values
+            seen.add(self._key(child))
 
     def state_dict(self) -> dict[str, Any]:
         pop = None if self._pop is None else [(list(i), list(i.fitness.values)) for i in self._pop]

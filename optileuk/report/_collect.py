@@ -27,6 +27,7 @@ class RunData:
     user_attrs: dict[str, Any]
     metric_names: list[str] | None = None  # study.set_metric_names(...)
     storage: Any = None
+    ref: np.ndarray | None = None  # multi-objective: the comparison's hypervolume reference point (minimised)
 
     @property
     def multi(self) -> bool:
@@ -34,7 +35,39 @@ class RunData:
 
     @property
     def minimize(self) -> bool:
-        return self.directions[0] == "minimize"
+        """Whether lower is better for what runs are ranked by (a multi-objective run: its hypervolume, no)."""
+        return False if self.multi else self.directions[0] == "minimize"
+
+    @property
+    def signs(self) -> np.ndarray:
+        return np.array([1.0 if d == "minimize" else -1.0 for d in self.directions])
+
+    def points(self) -> np.ndarray:
+        """The complete trials' values, each objective oriented to be minimised (rows in trial order)."""
+        vals = self.complete_values()
+        return np.array(vals, dtype=float).reshape(len(vals), len(self.directions)) * self.signs
+
+    def hypervolume_so_far(self) -> np.ndarray:
+        """Hypervolume (moocore) of the front of the trials up to each finished trial, against :attr:`ref`;
+        NaN before the first complete trial."""
+        import moocore
+
+        from optileuk.runner._read import nondominated
+
+        c, out = self.columns, np.full(self.n, np.nan)
+        front = np.empty((0, len(self.directions)))
+        hv = np.nan
+        for i, (state, v) in enumerate(zip(c.state, c.values)):
+            if state == "COMPLETE" and v and len(v) == len(self.directions):
+                p = np.asarray(v, dtype=float) * self.signs
+                if np.isnan(hv):
+                    hv = 0.0
+                if np.all(p < self.ref) and not np.any(np.all(front <= p, axis=1)):
+                    front = np.vstack([front, p])
+                    front = front[nondominated(front, ["minimize"] * len(p))]
+                    hv = float(moocore.hypervolume(front, ref=self.ref))
+            out[i] = hv
+        return out
 
     @property
     def n(self) -> int:
@@ -63,6 +96,9 @@ class RunData:
         return np.array([(t - t0).total_seconds() if t else np.nan for t in c.complete])
 
     def best_so_far(self) -> np.ndarray:
+        """Best value so far after each finished trial (a multi-objective run: its hypervolume so far)."""
+        if self.multi:
+            return self.hypervolume_so_far()
         v = self.values
         filled = np.where(np.isnan(v), np.inf if self.minimize else -np.inf, v)
         best = np.minimum.accumulate(filled) if self.minimize else np.maximum.accumulate(filled)
@@ -107,6 +143,22 @@ class Group:
     def minimize(self) -> bool:
         return self.runs[0].minimize
 
+    ref: np.ndarray | None = None
+
+    def set_reference(self) -> None:
+        """One hypervolume reference point for every run of the comparison: each objective's worst
+        value over all their complete trials, plus 10% of its range (minimised orientation)."""
+        pts = np.vstack([r.points() for r in self.runs if len(r.points())] or [np.zeros((1, len(self.runs[0].directions)))])
+        lo, hi = pts.min(0), pts.max(0)
+        self.ref = hi + np.where(hi > lo, 0.1 * (hi - lo), 1.0)
+        for r in self.runs:
+            r.ref = self.ref
+
+    @property
+    def reference_point(self) -> list[float]:
+        """:attr:`ref` in the objectives' own orientation (what the report shows)."""
+        return (self.ref * self.runs[0].signs).tolist()
+
     @property
     def config(self) -> dict[str, Any]:
         from optileuk.runner import STUDY_ATTR
@@ -138,6 +190,9 @@ def collect(storage, url: str, prefix: str | None = None) -> list[Group]:
         groups.setdefault(base, Group(base)).runs.append(
             RunData(fs.study_name, label, seed, fs._study_id, dirs, columns, dict(fs.user_attrs),
                     fs.system_attrs.get("study:metric_names"), storage))
+    for g in groups.values():
+        if g.multi:
+            g.set_reference()
     if not groups:
         shown = ", ".join(names[:10]) + (" ..." if len(names) > 10 else "") or "none"
         what = f"starting with '{prefix}' " if prefix else ""

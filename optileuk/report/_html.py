@@ -75,7 +75,8 @@ def best_so_far_figure(group: Group) -> go.Figure:
         fig.add_trace(go.Scatter(x=x, y=med, mode="lines", name=f"{lab} (median of {len(curves)})",
                                  line=dict(color=_colour(i), width=2), legendgroup=lab))
     spread = " and interquartile range over seeds" if len(group.seeds) > 1 else ""
-    fig = _layout(fig, f"Best value so far: median{spread}", "evaluations", _value_name(group))
+    what = "Hypervolume of the front so far" if group.multi else "Best value so far"
+    fig = _layout(fig, f"{what}: median{spread}", "evaluations", _value_name(group))
     finals = [v for r in group.runs for v in r.values if not np.isnan(v)]
     if group.minimize and finals and min(finals) > 0:  # errors shrinking towards 0 read better on a log axis
         fig.update_yaxes(type="log", dtick="D2", tickformat=".2g")
@@ -88,7 +89,8 @@ def finals_figure(group: Group) -> go.Figure:
         runs = group.of(lab)
         fig.add_trace(go.Box(y=[r.final_best for r in runs], name=lab, boxpoints="all", jitter=0.3, pointpos=0,
                              marker_color=_colour(i), text=[f"seed {r.seed}" for r in runs]))
-    return _layout(fig, "Final best value per run (one point per seed)", "optimizer", _value_name(group))
+    what = "Final hypervolume" if group.multi else "Final best value"
+    return _layout(fig, f"{what} per run (one point per seed)", "optimizer", _value_name(group))
 
 
 def target_figure(group: Group, ranking: Ranking) -> go.Figure:
@@ -142,19 +144,35 @@ def importance_figure(storage, run: RunData) -> tuple[go.Figure | None, str]:
 
 
 def pareto_figure(group: Group) -> go.Figure:
+    """Per optimizer: the non-dominated trials of all its seeds, and (two objectives, several seeds)
+    the median attainment surface -- what half of its runs reached (moocore's empirical attainment
+    function at 50%)."""
+    import moocore
+
     fig = go.Figure()
-    names = None
+    dirs = group.runs[0].directions[:2]
+    sign = np.array([1.0 if d == "minimize" else -1.0 for d in dirs])
     for i, lab in enumerate(group.labels):
+        runs = group.of(lab)
         pts = []
-        for r in group.of(lab):
+        for r in runs:
             pts += [tuple(v[:2]) for v in r.complete_values()]
-        front = _pareto(np.array(pts), group.runs[0].directions[:2]) if pts else np.empty((0, 2))
+        front = _pareto(np.array(pts), dirs) if pts else np.empty((0, 2))
         front = front[np.argsort(front[:, 0])] if len(front) else front
         fig.add_trace(go.Scatter(x=front[:, 0], y=front[:, 1], mode="lines+markers", line_shape="hv",
-                                 name=f"{lab} (over {len(group.of(lab))} seed(s))", marker=dict(color=_colour(i))))
-        names = group.runs[0].metric_names
-    x, y = (names or ["objective 0", "objective 1"])[:2]
-    return _layout(fig, "Pareto front (non-dominated trials of every seed)", x, y)
+                                 name=f"{lab}: best of {len(runs)} seed(s)", marker=dict(color=_colour(i))))
+        sets = [(j, r.points()[:, :2]) for j, r in enumerate(runs) if len(r.points())]
+        if len(group.runs[0].directions) == 2 and len(sets) > 1:
+            data = np.vstack([p for _, p in sets])
+            ids = np.concatenate([np.full(len(p), j + 1) for j, p in sets])
+            med = moocore.eaf(data, ids, percentiles=[50])[:, :2] * sign
+            med = med[np.argsort(med[:, 0])]
+            fig.add_trace(go.Scatter(x=med[:, 0], y=med[:, 1], mode="lines", line_shape="hv",
+                                     line=dict(color=_colour(i), dash="dash"),
+                                     name=f"{lab}: median attainment (half of the seeds reach it)"))
+    cfg_names = (group.config.get("objectives") if group.config else None) or group.runs[0].metric_names
+    x, y = (cfg_names or ["objective 0", "objective 1"])[:2]
+    return _layout(fig, "Pareto fronts (two first objectives)", x, y)
 
 
 def _pareto(points: np.ndarray, directions: list[str]) -> np.ndarray:
@@ -165,6 +183,8 @@ def _pareto(points: np.ndarray, directions: list[str]) -> np.ndarray:
 
 
 def _value_name(group: Group) -> str:
+    if group.multi:
+        return "hypervolume (higher is better)"
     return f"objective value ({'lower' if group.minimize else 'higher'} is better)"
 
 
@@ -212,10 +232,12 @@ def group_section(storage, group: Group, gi: int, target: float | None) -> str:
                   ["data seed", _fmt(cfg.get("objective_seed", cfg.get("seed")))]]
     parts.append(_table(None, facts, "facts"))
     if group.multi:
+        names = (cfg.get("objectives") if cfg else None) or group.runs[0].metric_names or \
+            [f"objective {i}" for i in range(len(group.runs[0].directions))]
+        ref = ", ".join(f"{n} {v:.6g}" for n, v in zip(names, group.reference_point))
+        parts.append(_table(None, [["hypervolume reference point", f"{html.escape(ref)} (fixed for this comparison: each "
+                                    "objective's worst value over every run, plus 10% of its range; moocore)"]], "facts"))
         parts.append(_figure(pareto_figure(group), f"fig-{gi}-pareto", "pareto"))
-        parts.append('<p class="note">Multi-objective runs: compared by their Pareto fronts; '
-                     'best-so-far curves and rank tests need one objective.</p>')
-        return "".join(parts) + "</section>"
 
     ranking = rank(group, target)
     parts.append(_figure(best_so_far_figure(group), f"fig-{gi}-curves", "best-so-far"))
@@ -223,6 +245,12 @@ def group_section(storage, group: Group, gi: int, target: float | None) -> str:
     parts.append(_figure(target_figure(group, ranking), f"fig-{gi}-target", "time-to-target"))
     parts.append(ranking_html(group, ranking))
     best_run = min(group.runs, key=lambda r: r.final_best if group.minimize else -r.final_best)
+    if group.multi:
+        parts.append(f'<p class="note">Pick a point of a front for training: <code>optileuk export '
+                     f'{html.escape(best_run.name)} --pick knee -o best.yaml</code> (or conditions such as '
+                     f'<code>--pick "{html.escape(str((cfg.get("objectives") or ["error"])[0]))}&lt;=0.1"</code>), then '
+                     '<code>optileuk train best.yaml</code>.</p>')
+        return "".join(parts) + "</section>"
     fig, note = importance_figure(storage, best_run)
     if fig is not None:
         parts.append(_figure(fig, f"fig-{gi}-importance", "importance"))
