@@ -22,8 +22,7 @@ from optuna.distributions import distribution_to_json
 from optuna.storages import BaseStorage, RDBStorage
 from optuna.trial import FrozenTrial, TrialState
 
-_KNOWN_SCHEMA = {"v3.2.0.a"}  # Optuna 3.2 .. 5.0
-
+from optileuk.runner._read import rdb_of
 
 class TrialWriter:
     """Buffer of finished trials for one study; ``add`` and ``flush``.
@@ -68,13 +67,9 @@ class TrialWriter:
 
 
 def _bulk_capable(storage: BaseStorage) -> bool:
-    base = getattr(storage, "_backend", storage)
-    if not isinstance(base, RDBStorage):
-        return False
-    try:
-        return base.get_current_version() in _KNOWN_SCHEMA
-    except Exception:
-        return False
+    """Optuna's RDB storage with the schema version these writes (and the reads of
+    :mod:`optileuk.runner._read`) were written for."""
+    return rdb_of(storage) is not None
 
 
 def _bulk_insert(storage: BaseStorage, study_id: int, trials: Sequence[FrozenTrial]) -> None:
