@@ -164,21 +164,27 @@ class GAOptimizer(Optimizer):
     def _distinct(self, child: _Individual) -> list[float]:
         """A child that repeats an individual of the population (or one being evaluated) is mutated
         until it differs: a steady-state population of copies would stop searching."""
-        c, seen = self.config, [list(p) for p in self._pop] + list(self._asked.values())
-        lo, up = list(self.box.lower[self._real]), list(self._up[self._real])
+        seen = [list(p) for p in self._pop] + list(self._asked.values())
         for _ in range(20):
             if list(child) not in seen:
                 break
-            real, bits = [child[i] for i in self._real], [child[i] for i in self._bits]
-            if real:
-                tools.mutPolynomialBounded(real, c.eta_mutation, lo, up, max(self._indpb, 0.5))
-            if bits:
-                tools.mutFlipBit(bits, max(self._indpb, 1.0 / max(len(bits), 1)))
-            for j, i in enumerate(self._real):
-                child[i] = float(real[j])
-            for j, i in enumerate(self._bits):
-                child[i] = float(bits[j])
+            self._mutate_hard(child)
         return list(child)
+
+    def _mutate_hard(self, child: list) -> None:
+        """Mutate every coordinate with at least probability 1/2 (bits: at least one flip expected),
+        in place: how a child that repeats another is made to differ."""
+        c = self.config
+        lo, up = list(self.box.lower[self._real]), list(self._up[self._real])
+        real, bits = [child[i] for i in self._real], [child[i] for i in self._bits]
+        if real:
+            tools.mutPolynomialBounded(real, c.eta_mutation, lo, up, max(self._indpb, 0.5))
+        if bits:
+            tools.mutFlipBit(bits, max(self._indpb, 1.0 / max(len(bits), 1)))
+        for j, i in enumerate(self._real):
+            child[i] = float(real[j])
+        for j, i in enumerate(self._bits):
+            child[i] = float(bits[j])
 
     def tell(self, token: int, value: float) -> None:
         self._insert(self._asked.pop(token), value)

@@ -127,22 +127,12 @@ class NSGAOptimizer(GAOptimizer):
         """Children that repeat a member of the population (or an earlier child) are mutated until
         they differ: with elitist survival, copies of the best would otherwise spend the budget on
         candidates already evaluated (seeded objectives give them the same values)."""
-        c = self.config
         seen = {self._key(p) for p in self._pop}
-        lo, up = list(self.box.lower[self._real]), list(self._up[self._real])
         for child in offspring:
             for _ in range(20):
                 if self._key(child) not in seen:
                     break
-                real, bits = [child[i] for i in self._real], [child[i] for i in self._bits]
-                if real:
-                    tools.mutPolynomialBounded(real, c.eta_mutation, lo, up, max(self._indpb, 0.5))
-                if bits:
-                    tools.mutFlipBit(bits, max(self._indpb, 1.0 / max(len(bits), 1)))
-                for j, i in enumerate(self._real):
-                    child[i] = float(real[j])
-                for j, i in enumerate(self._bits):
-                    child[i] = float(bits[j])
+                self._mutate_hard(child)
                 if child.fitness.valid:
                     del child.fitness.values
             seen.add(self._key(child))

@@ -176,10 +176,9 @@ def pareto_figure(group: Group) -> go.Figure:
 
 
 def _pareto(points: np.ndarray, directions: list[str]) -> np.ndarray:
-    sign = np.array([1.0 if d == "minimize" else -1.0 for d in directions])
-    p = points * sign
-    keep = [i for i in range(len(p)) if not np.any(np.all(p <= p[i], axis=1) & np.any(p < p[i], axis=1))]
-    return points[keep]
+    from optileuk.runner._read import nondominated
+
+    return points[nondominated(points, directions)]
 
 
 def _value_name(group: Group) -> str:
