@@ -51,6 +51,16 @@ def test_dknn_head_is_much_smaller_at_low_rank():
     dense = DKNN(4, image_size=32, ranks=(0, 0)).head_parameters()
     kron = DKNN(4, image_size=32, ranks=(2, 1)).head_parameters()
     assert dense / kron > 10
+    # head MACs per image: Kronecker layers in factored form (the cheaper multiplication order), counted by hand
+    layer = KroneckerLinear(1024, 256, 2)  # (16, 16, 32, 32): X B^T then A(.): 32*32*16 + 16*32*16 per rank
+    assert layer.macs() == 2 * (32 * 32 * 16 + 16 * 32 * 16)
+    from torch.utils.flop_counter import FlopCounterMode
+
+    flops = FlopCounterMode(display=False)
+    with flops:
+        layer(torch.zeros(1, 1024))
+    assert flops.get_total_flops() == 2 * layer.macs()  # torch counts 2 flops per multiply-add
+    assert DKNN(4, image_size=32, ranks=(0, 0), hidden=8).head_macs() == 1024 * 8 + 8 * 4
     out = UNetPLR(depth=2, base=4, prelu_mode="shared")(torch.zeros(2, 3, 32, 32))
     assert out.shape == (2, 1, 32, 32)
 
@@ -102,10 +112,12 @@ def test_dknn_in_plain_optuna_reports_every_epoch_for_pruners():
 
 def test_dknn_multi_objective_in_plain_optuna_and_in_the_runner(workdir):
     config, params, _ = CASES["dknn"]
-    space = SearchSpace.from_dict({"parameters": params})
+    space = SearchSpace.from_dict({"parameters": {**params, "hidden": {"type": "int", "low": 2, "high": 64, "log": True}}})
     study = optuna.create_study(directions=["minimize", "minimize"], sampler=optuna.samplers.NSGAIISampler(seed=0))
-    study.optimize(make("dknn", config, space=space, objectives=["error", "head_params"]), n_trials=2)
+    study.optimize(make("dknn", config, space=space, objectives=["error", "head_params"]), n_trials=3)
     assert all(len(t.values) == 2 and t.values[1] == t.user_attrs["head_params"] for t in study.trials)
+    assert len({t.params["hidden"] for t in study.trials}) > 1  # the head's width is searched too
+    assert len({t.user_attrs["head_params"] for t in study.trials}) > 1
     with pytest.raises(ValueError, match="reports no value 'macs'"):
         make("dknn", config, space=space, objectives=["error", "macs"])
     write(workdir / "mo.yaml", """
@@ -118,7 +130,20 @@ def test_dknn_multi_objective_in_plain_optuna_and_in_the_runner(workdir):
         """)
     r = run_cli("run", "mo.yaml", cwd=workdir)
     assert r.returncode == 2 and "optimizer.name optimizes one value; with 2 objectives use a multi-objective " \
-        "optimizer (nsga2, nsga3, random, tpe), got 'pso'" in r.stderr, r.stderr
+        "optimizer (nsga2, nsga3, optuna_nsga2, random, tpe), got 'pso'" in r.stderr, r.stderr
+
+
+def test_segmentation_seconds_per_image_is_the_pipeline_cost_not_the_cache_lookup():
+    config, _, _ = CASES["segmentation"]
+    obj = make("segmentation", config, objectives=["error", "seconds_per_image"])
+    assert obj.directions == ["minimize", "minimize"]
+    obj.prepare()
+    pgs = {"method": "pgs", "k": 3, "closing": 0}
+    first, again = obj.evaluate(pgs), obj.evaluate({**pgs, "closing": 2})  # same clusterings, now cached
+    otsu = obj.evaluate({"method": "otsu"})
+    assert obj.values_of(first)[1] == first.attrs["seconds_per_image"] > 0
+    assert again.attrs["seconds_per_image"] >= 0.8 * first.attrs["seconds_per_image"]  # cached, still charged
+    assert otsu.attrs["seconds_per_image"] < first.attrs["seconds_per_image"]  # a threshold is cheaper than pivots
 
 
 def test_feature_selection_vectorised_equals_one_by_one_and_sklearn():

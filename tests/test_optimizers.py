@@ -16,7 +16,7 @@ from optileuk.registry import OPTIMIZERS
 NAMES = [n for n in OPTIMIZERS.names() if n != "mealpy"] + ["mealpy:GWO.OriginalGWO", "mealpy:DE.OriginalDE"]
 SMALL = {"pso": {"population": 6}, "pso_ring": {"population": 6, "k": 2}, "ga": {"population": 6},
          "ssa": {"population": 6}, "sca": {"population": 6}, "tpe": {"population": 3, "n_startup_trials": 4},
-         "random": {"population": 6}}
+         "random": {"population": 6}, "optuna_nsga2": {"population": 6}}
 
 
 def _box() -> Box:
@@ -160,7 +160,7 @@ def _drive(opt: Optimizer, rec: Recorder, n: int, in_flight: list) -> None:
 
 
 def test_async_capable_optimizers_are_the_expected_ones():
-    assert set(ASYNC) == {"ga", "pso", "pso_ring", "random", "tpe"}
+    assert set(ASYNC) == {"ga", "optuna_nsga2", "pso", "pso_ring", "random", "tpe"}
 
 
 @pytest.mark.parametrize("name", ASYNC)
@@ -190,7 +190,7 @@ def test_async_inject_learns_from_results_it_did_not_ask_for(name):
     best = np.array([1.0, 30.0, 4.0, 0.5, 1, 0, 1, 0, 1, 0])
     opt.inject(best, -1.0, {"particle": 0})
     state = opt.state_dict()
-    if name == "tpe":
+    if name in ("tpe", "optuna_nsga2"):
         assert np.nanmin(state["value"]) == -1.0
     elif name == "ga":
         assert [list(g) for g, fit in state["pop"] if fit == (-1.0,)] == [best.tolist()]

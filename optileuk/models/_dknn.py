@@ -68,3 +68,8 @@ class DKNN(nn.Module):
 
     def head_parameters(self) -> int:
         return sum(p.numel() for m in self.head if not isinstance(m, nn.PReLU) for p in m.parameters())
+
+    def head_macs(self) -> int:
+        """Multiply-adds of the head's two layers for one image (Kronecker layers in factored form)."""
+        return sum(m.macs() if isinstance(m, KroneckerLinear) else m.in_features * m.out_features
+                   for m in self.head if isinstance(m, (nn.Linear, KroneckerLinear)))

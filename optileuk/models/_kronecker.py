@@ -89,6 +89,11 @@ class KroneckerLinear(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         return kronecker_linear(x, self.a, self.b, self.bias)
 
+    def macs(self) -> int:
+        """Multiply-adds per sample of :func:`kronecker_linear` (the cheaper of its two orders)."""
+        m1, m2, n1, n2 = self.shape
+        return self.rank * min(m2 * n1 * (n2 + m1), m1 * n2 * (n1 + m2))
+
     def dense_weight(self) -> Tensor:
         """The full ``out x in`` weight (for tests and inspection only)."""
         return sum(torch.kron(self.a[r], self.b[r]) for r in range(self.rank))

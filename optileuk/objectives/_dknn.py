@@ -1,7 +1,8 @@
 """``dknn``: train a CNN with a Kronecker-factored head (DKNN) and score it on validation data.
 
 Searchable parameters (any subset; defaults come from the config's ``defaults``):
-``rank1``, ``rank2`` (Kronecker ranks of the two head layers, 0 = dense), ``shape1`` (factor
+``rank1``, ``rank2`` (Kronecker ranks of the two head layers, 0 = dense), ``hidden`` (width of the
+head's hidden layer; default ``objective.hidden``), ``shape1`` (factor
 shape of the first head layer as ``"m1xm2xn1xn2"``, or ``auto``), ``kron_conv_rank``,
 ``prelu_mode`` (shared | channel), ``prelu_init``, ``lr``, ``weight_decay``, ``batch_size``,
 ``epochs``, ``dropout``, and the input: ``image_size``, ``resize`` (pad | crop | stretch: images
@@ -9,7 +10,8 @@ of any size and shape) and ``stain`` (none | reinhard | macenko), whose defaults
 objective's keys of the same names. The value (``error``) is ``1 - balanced accuracy`` on the
 validation split (reported after every epoch, so pruners work). Multi-objective studies
 (``objectives: [error, head_params]``) add ``head_params`` (parameters of the Kronecker head),
-``params`` (of the whole network) or ``train_seconds``; Optuna does not prune those.
+``head_macs`` (multiply-adds of the head per image), ``params`` (of the whole network) or
+``train_seconds``; Optuna does not prune those.
 """
 
 from __future__ import annotations
@@ -68,18 +70,18 @@ class DknnObjective(Objective):
     Config = DknnConfig
     config: DknnConfig
     primary = "error"
-    VALUES = {"head_params": "minimize", "params": "minimize", "train_seconds": "minimize"}
+    VALUES = {"head_params": "minimize", "head_macs": "minimize", "params": "minimize", "train_seconds": "minimize"}
 
     def __init__(self, config=None, *, space=None, seed=0, objectives=None):
         super().__init__(config, space=space, seed=seed, objectives=objectives)
-        check_defaults(self.config.defaults, DEFAULTS, "dknn")
+        check_defaults(self.config.defaults, (*DEFAULTS, "hidden"), "dknn")
 
     def params(self, config: Mapping[str, Any]) -> dict[str, Any]:
-        return with_inputs(DEFAULTS, self.config, config)
+        return with_inputs({**DEFAULTS, "hidden": self.config.hidden}, self.config, config)
 
     def check_space(self, space) -> list[str]:
         self.check_device()
-        out = self.unused(space, (*DEFAULTS, *INPUT_KEYS), "dknn")
+        out = self.unused(space, (*DEFAULTS, "hidden", *INPUT_KEYS), "dknn")
         return out + check_sizes(space, self.config.image_size, 2 ** len(self.config.widths), "2**len(objective.widths)")
 
     def prepare(self) -> None:
@@ -109,7 +111,7 @@ class DknnObjective(Objective):
     def build(self, params: Mapping[str, Any], n_classes: int) -> DKNN:
         p = self.params(params)
         return DKNN(n_classes, image_size=int(p["image_size"]), widths=tuple(self.config.widths),
-                    ranks=(int(p["rank1"]), int(p["rank2"])), hidden=self.config.hidden,
+                    ranks=(int(p["rank1"]), int(p["rank2"])), hidden=int(p["hidden"]),
                     shapes=(parse_shape(p["shape1"]), None), prelu_mode=p["prelu_mode"],
                     prelu_init=float(p["prelu_init"]), dropout=float(p["dropout"]),
                     kron_conv_rank=int(p["kron_conv_rank"]))
@@ -139,7 +141,7 @@ class DknnObjective(Objective):
         attrs = {"accuracy": float(accuracy_score(yva, pred)), "balanced_accuracy": float(bal),
                  "macro_f1": float(f1_score(yva, pred, average="macro")),
                  **{f"{k}_ci95": v for k, v in bootstrap_ci(yva, pred, len(classes), n_boot=1000, seed=self.seed).items()},
-                 "head_params": model.head_parameters(),
+                 "head_params": model.head_parameters(), "head_macs": model.head_macs(),
                  "params": n_params(model), "epochs_trained": epochs, "device": str(device),
                  "train_seconds": time.perf_counter() - start, "split": "validation (hold-out of the search part)"}
         return Score(1.0 - bal, attrs)
@@ -172,4 +174,5 @@ class DknnObjective(Objective):
                      state_dict={k: v.detach().cpu() for k, v in model.state_dict().items()},
                      facts={"train_images": len(train), "search_images": len(splits.search), "epochs": epochs,
                             "device": str(device), "train_seconds": time.perf_counter() - start,
-                            "head_params": model.head_parameters(), "params": n_params(model)})
+                            "head_params": model.head_parameters(), "head_macs": model.head_macs(),
+                            "params": n_params(model)})

@@ -126,16 +126,25 @@ class TPEOptimizer(Optimizer):
     def load_state_dict(self, state: dict[str, Any]) -> None:
         sampler = self._sampler()
         self._study = study = self._new_study(sampler)
-        for x, running, value in zip(state["x"], state["running"], state["value"]):
-            params = self._params(x)
+        for i, (x, running, value) in enumerate(zip(state["x"], state["running"], state["value"])):
+            params, attrs = self._params(x), self._system_attrs(state, i)
             if running:  # asked and not told: asked again with the same point, under the same number
                 study.enqueue_trial(params)
-                study.ask(self._dists)
+                trial = study.ask(self._dists)
+                for name, attr in attrs.items():
+                    study._storage.set_trial_system_attr(trial._trial_id, name, attr)
             else:
                 study.add_trial(optuna.trial.create_trial(params=params, distributions=self._dists,
-                                                          values=np.ravel(value).tolist()))
+                                                          values=np.ravel(value).tolist(), system_attrs=attrs))
+        self._restore_study_attrs(state)
         sampler._rng.rng.set_state(state["rng"])  # after the asks above, which draw from it
         sampler._random_sampler._rng.rng.set_state(state["random_rng"])
+
+    def _system_attrs(self, state: dict[str, Any], i: int) -> dict[str, Any]:
+        return {}  # the sampler's own per-trial memory (none for TPE)
+
+    def _restore_study_attrs(self, state: dict[str, Any]) -> None:
+        pass
 
 class _quiet_experimental:
     def __enter__(self):
@@ -150,3 +159,46 @@ class _quiet_experimental:
 
 
 TPE = Registered(TPEOptimizer, summary="Bayesian TPE (Optuna TPESampler; multivariate, constant liar)")
+
+
+class NSGA2SamplerConfig(OptimizerConfig):
+    """Settings passed to :class:`optuna.samplers.NSGAIISampler` (same names)."""
+
+    population: int = Field(20, ge=2, description="NSGA-II population; candidates asked per generation")
+    crossover_prob: float = Field(0.9, ge=0, le=1)
+    swapping_prob: float = Field(0.5, ge=0, le=1)
+    mutation_prob: float | None = Field(None, ge=0, le=1, description="default: 1 / number of parameters")
+
+
+class NSGA2SamplerOptimizer(TPEOptimizer):
+    """Optuna's NSGAIISampler behind the same adapter as TPE (its private study is the sampler's
+    memory). Its generations and cached parent populations live in Optuna's system attributes;
+    the state saves them as data beside the points and values."""
+
+    Config = NSGA2SamplerConfig
+    config: NSGA2SamplerConfig
+
+    def _sampler(self) -> optuna.samplers.NSGAIISampler:
+        c = self.config
+        return optuna.samplers.NSGAIISampler(population_size=c.population, crossover_prob=c.crossover_prob,
+                                             swapping_prob=c.swapping_prob, mutation_prob=c.mutation_prob,
+                                             seed=self.seed)
+
+    def state_dict(self) -> dict[str, Any]:
+        state = super().state_dict()
+        key = self._study.sampler._get_generation_key()
+        state["generation"] = np.array([t.system_attrs.get(key, -1) for t in self._study.get_trials(deepcopy=False)],
+                                       dtype=np.int64)
+        state["study_attrs"] = dict(self._study._storage.get_study_system_attrs(self._study._study_id))
+        return state
+
+    def _system_attrs(self, state: dict[str, Any], i: int) -> dict[str, Any]:
+        generation = int(state["generation"][i])
+        return {self._study.sampler._get_generation_key(): generation} if generation >= 0 else {}
+
+    def _restore_study_attrs(self, state: dict[str, Any]) -> None:
+        for name, value in state["study_attrs"].items():
+            self._study._storage.set_study_system_attr(self._study._study_id, name, value)
+
+
+OPTUNA_NSGA2 = Registered(NSGA2SamplerOptimizer, summary="NSGA-II (Optuna NSGAIISampler; one or several objectives)")
