@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import warnings
 
 import numpy as np
@@ -214,6 +215,46 @@ def test_splits_without_groups_are_stratified():
     assert np.bincount(ds.labels[s.test]).tolist() == [5, 5, 5, 5]
 
 
+@pytest.mark.parametrize("share", [0.3, 0.4, 0.6, 0.15, 0.2])
+def test_the_held_out_share_is_the_one_asked_for(share):
+    from sklearn.model_selection import StratifiedKFold
+
+    ds = load_dataset(SyntheticData(type="synthetic", n_per_class=50, size=32))
+    ds.groups = None
+    s = make_splits(ds, SplitConfig(test_size=share, folds=1, val_size=0.3), seed=1)
+    assert len(s.test) == round(share * 200)
+    assert np.all(np.abs(np.bincount(ds.labels[s.test]) - share * 50) <= 1.5)  # stratified: +-0.5 per part taken
+    assert abs(len(s.folds[0].val) - 0.3 * len(s.search)) <= 2  # the validation share too
+    assert s.sizes() == {"test": len(s.test), "search": 200 - len(s.test), "train": len(s.folds[0].train),
+                         "validation": len(s.folds[0].val), "folds": 1}
+    if share == 0.2:  # a share of 1/k is the same k-fold part as before, so earlier studies keep their test split
+        _, part0 = next(StratifiedKFold(5, shuffle=True, random_state=1).split(np.zeros(200), ds.labels))
+        assert s.test.tolist() == sorted(part0.tolist())
+
+
+def test_a_grouped_held_out_share_is_near_the_one_asked_for():
+    ds = load_dataset(SyntheticData(type="synthetic", n_per_class=60, size=32, smears=24, seed=3))
+    for share in (0.3, 0.4):
+        s = make_splits(ds, SplitConfig(test_size=share, folds=2), seed=0)
+        assert abs(len(s.test) / len(ds) - share) < 0.04  # was 1/3 and 1/2: the share rounded to 1/k
+        assert not set(ds.groups[s.test]) & set(ds.groups[s.search])
+
+
+def test_shares_that_cannot_be_honoured_are_refused_at_load(workdir):
+    for split, key, says in (("{test_size: 0.03}", "objective.split.test_size", "nearest share is 1/20 = 0.05"),
+                             ("{test_size: 0.3, test_fold: 1}", "objective.split.test_fold", "needs a test_size of 1/k")):
+        write(workdir / "s.yaml", f"""
+            name: s
+            objective: {{type: handcrafted, dataset: {{type: synthetic, n_per_class: 20}}, split: {split}}}
+            search_space: {{parameters: {{C: {{type: float, low: 0.1, high: 100, log: true}}}}}}
+            optimizer: {{name: random}}
+            budget: {{trials: 2}}
+            """)
+        r = run_cli("run", "s.yaml", cwd=workdir)
+        assert r.returncode == 2 and key in r.stderr and says in r.stderr and "Traceback" not in r.stderr, r.stderr
+        assert not (workdir / "optileuk.db").exists()
+
+
 def test_too_few_groups_is_a_data_error():
     ds = load_dataset(SyntheticData(type="synthetic", n_per_class=5, size=32, smears=3))
     with pytest.raises(DataError, match="3 groups cannot make 5 splits"):
@@ -259,6 +300,9 @@ def test_a_synthetic_study_runs_and_a_missing_folder_is_a_user_error(workdir):
     r = run_cli("run", "study.yaml", cwd=workdir)
     assert r.returncode == 0, r.stderr
     assert "6 finished" in r.stdout
+    # the split the scores come from, counted (groups make the held-out share approximate)
+    assert re.search(r"images: test (\d+) held out \((\d+\.\d)%\), search (\d+) \(3-fold cross-validation\)",
+                     r.stdout.replace("\n", " ").replace("│", " ")), r.stdout
     write(workdir / "bad.yaml", """
         name: bad
         objective: {type: handcrafted, dataset: {type: folders, path: no/such/folder}}

@@ -35,6 +35,7 @@ def check_classification(run_dir, *, probabilities: bool = True) -> dict:
     else:
         assert m["auc"] == pytest.approx(np.mean([roc_auc_score(y == k, scores[:, k]) for k in labels]), abs=1e-12)
     assert m["split"].startswith("test")
+    assert m["split_sizes"]["test"] == len(y) and m["split_sizes"]["search"] > 0  # the split, counted
     return m
 
 
@@ -52,6 +53,7 @@ def check_segmentation(run_dir) -> dict:
     assert m["task"] == "segmentation" and m["n_test"] == n > 0
     for key, vals in (("dice", dice), ("iou", iou), ("ssim", ssim)):
         assert m[key] == pytest.approx(np.mean(vals), abs=1e-12)
+    assert m["split_sizes"]["test"] == n and m["split_sizes"]["search"] > 0
     return m
 
 

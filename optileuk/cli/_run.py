@@ -35,6 +35,16 @@ def run_study(path: Path, *, storage: str | None, trials: int | None, seed: int 
     return summary
 
 
+def split_text(sizes: dict) -> str:
+    """``test 60 held out (30.0%), search 140: train 98 / validation 42`` (or ``k folds``)."""
+    total = sizes["test"] + sizes["search"]
+    folds = sizes.get("folds", 1)
+    inner = (f"{sizes['scored']} scored, nothing trained" if folds == 0 else f"{folds}-fold cross-validation"
+             if folds > 1 else f"train {sizes['train']} / validation {sizes['validation']}")
+    return (f"images: test {sizes['test']} held out ({100 * sizes['test'] / max(total, 1):.1f}%), "
+            f"search {sizes['search']} ({inner})")
+
+
 def summary_table(s: Summary, direction: str) -> Table:
     table = Table(title=f"study {s.study_name}", show_header=False, title_justify="left")
     table.add_column(style="bold")
@@ -53,6 +63,9 @@ def summary_table(s: Summary, direction: str) -> Table:
         table.add_row("best value", best)
         for k, v in s.best_params.items():
             table.add_row(f"  {k}", f"{v:.6g}" if isinstance(v, float) else str(v))
+    sizes = s.extra.get("split_sizes")
+    if sizes:
+        table.add_row("split", split_text(sizes))
     table.add_row("trials", f"{s.trials} finished (this run: {s.evaluated} evaluated, {s.reused} reused, "
                             f"{s.failed} failed, {s.pruned} pruned)")
     table.add_row("generations", str(s.generation))

@@ -8,6 +8,7 @@ of a validation or test image can reach training.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from fractions import Fraction
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
@@ -23,17 +24,36 @@ class SplitConfig(BaseModel):
     folds: int = Field(5, ge=1, description="k-fold CV on the rest; 1 = one hold-out validation split")
     val_size: float = Field(0.2, gt=0, lt=1, description="validation share when folds is 1")
     grouped: bool = Field(True, description="keep each group in one split when the data has groups")
-    test_fold: int = Field(0, ge=0, description="which of the round(1/test_size) stratified parts is the test split: "
-                           "0, 1, ... in turn hold every image out once (outer cross-validation)")
+    test_fold: int = Field(0, ge=0, description="with test_size 1/k: which of the k stratified parts is the test "
+                           "split; 0, 1, ... in turn hold every image out once (outer cross-validation)")
+
+    @field_validator("test_size", "val_size")
+    @classmethod
+    def _honoured(cls, v: float) -> float:
+        if v > 0:
+            m, k = _fraction(v)
+            if abs(m / k - v) > TOLERANCE:
+                raise ValueError(f"cannot be held out as stratified parts (at most {MAX_PARTS}); the nearest share "
+                                 f"is {m}/{k} = {m / k:.3g}, got {v}")
+        return v
 
     @field_validator("test_fold")
     @classmethod
     def _part_exists(cls, v: int, info: ValidationInfo) -> int:
         share = info.data.get("test_size", 0)
-        parts = _parts(share) if share else 1
-        if v >= parts:
-            raise ValueError(f"must be below {parts} (test_size {share} makes {parts} parts), got {v}")
+        if not v:
+            return v
+        m, k = _fraction(share) if share else (1, 1)
+        if m != 1:
+            raise ValueError(f"needs a test_size of 1/k (0.5, 0.333, 0.25, 0.2, ...) so that the k test splits do "
+                             f"not overlap; test_size {share} is {m} of {k} parts, got {v}")
+        if v >= k:
+            raise ValueError(f"must be below {k} (test_size {share} makes {k} parts), got {v}")
         return v
+
+
+MAX_PARTS = 20  # a share is held out as m of k <= 20 stratified (grouped) parts ...
+TOLERANCE = 0.005  # ... within half a percentage point of what was asked
 
 
 @dataclass(frozen=True)
@@ -53,32 +73,43 @@ class Splits:
         """Everything the search may look at (all but the test split)."""
         return np.sort(np.concatenate([self.folds[0].train, self.folds[0].val]))
 
+    def sizes(self) -> dict[str, int]:
+        """Images per split, as run summaries and metrics.json state them (train/validation: the first fold)."""
+        return {"test": len(self.test), "search": len(self.search), "train": len(self.folds[0].train),
+                "validation": len(self.folds[0].val), "folds": len(self.folds)}
 
-def _parts(share: float) -> int:
-    """How many stratified parts a held-out ``share`` is one of."""
-    return max(2, int(round(1 / share)))
+
+def _fraction(share: float) -> tuple[int, int]:
+    """(m, k): a held-out ``share`` is m of k stratified parts (the nearest fraction with k <= 20)."""
+    f = Fraction(share).limit_denominator(MAX_PARTS)
+    m, k = (f.numerator, f.denominator) if f.numerator else (1, MAX_PARTS)
+    return (m, k) if k >= 2 else (1, 2)
 
 
 def _one_split(labels, groups, share: float, seed: int, where: str, names, part: int = 0,
-               strict: bool = True) -> tuple[np.ndarray, np.ndarray]:
-    """(rest, held) with ``held`` about ``share`` of the items: part ``part`` of round(1/share)."""
-    splits = list(_kfold(labels, groups, _parts(share), seed, where, names, strict))
-    rest, held = splits[part]
+               strict: bool = True, key: str = "split.test_size") -> tuple[np.ndarray, np.ndarray]:
+    """(rest, held) with ``held`` the asked ``share`` of the items: m of k stratified parts (m/k = share),
+    starting at part ``part``; grouped, the share is met as closely as the group sizes allow."""
+    m, k = _fraction(share)
+    splits = list(_kfold(labels, groups, k, seed, where, names, strict, why=f"{key} {share} ({m} of {k} parts)"))
+    held = np.sort(np.concatenate([splits[(part + j) % k][1] for j in range(m)]))
+    rest = np.setdiff1d(np.arange(len(labels)), held)
     return rest, held
 
 
-def _kfold(labels, groups, k: int, seed: int, where: str, names, strict: bool = True):
+def _kfold(labels, groups, k: int, seed: int, where: str, names, strict: bool = True, why: str = ""):
     n_units = len(np.unique(groups)) if groups is not None else len(labels)
     if n_units < k:
         unit = "groups" if groups is not None else "images"
-        raise DataError(f"{where}: {n_units} {unit} cannot make {k} splits (need at least {k})")
+        raise DataError(f"{where}: {n_units} {unit} cannot make {k} splits{' for ' + why if why else ''} "
+                        f"(need at least {k})")
     counts = np.bincount(labels, minlength=len(names))
     small = [i for i, n in enumerate(counts) if 0 < n < k]
     if small and not strict:  # classes only stratify, they are not what is learned: split unstratified
         return _splitter(labels, groups, np.zeros_like(labels), k, seed)
     if small and len(counts[counts > 0]) > 1:  # a class that cannot be spread over the k splits
         raise DataError(f"{where}: class(es) {', '.join(f'{names[i]} ({counts[i]} images)' for i in small)} "
-                        f"cannot be stratified over {k} splits (need at least {k} each); set dataset.min_per_class: "
+                        f"cannot be stratified over {k} splits{' for ' + why if why else ''} (need at least {k} each); set dataset.min_per_class: "
                         f"{k} to drop them, or lower split.folds / raise split.test_size")
     return _splitter(labels, groups, labels, k, seed)
 
@@ -116,7 +147,8 @@ def make_splits(ds: Dataset, cfg: SplitConfig | None = None, *, seed: int = 0, c
     lab_r = ds.labels[rest]
     grp_r = None if groups is None else groups[rest]
     if cfg.folds == 1:
-        tr, va = _one_split(lab_r, grp_r, cfg.val_size, seed + 1, where, ds.classes, strict=classify)
+        tr, va = _one_split(lab_r, grp_r, cfg.val_size, seed + 1, where, ds.classes, strict=classify,
+                            key="split.val_size")
         folds = [Fold(np.sort(rest[tr]), np.sort(rest[va]))]
     else:
         folds = [Fold(np.sort(rest[tr]), np.sort(rest[va])) for tr, va in _kfold(lab_r, grp_r, cfg.folds, seed + 1, where, ds.classes, classify)]

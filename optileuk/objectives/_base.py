@@ -98,6 +98,7 @@ class Objective(ABC):
         self._space = space
         self._bound: SearchSpace | None = None
         self._data: Any = None  # what prepare() loads (dataset, tensors, features), once
+        self.split_sizes: dict[str, int] | None = None  # images per split, once prepare() made them
 
     # ---- the values it optimizes -----------------------------------------------------------------
     @classmethod
@@ -184,6 +185,7 @@ class Objective(ABC):
     def __call__(self, trial: optuna.trial.BaseTrial) -> float | tuple[float, ...]:
         start = time.perf_counter()
         score = self.evaluate(self.space.suggest(trial), trial=trial)
-        for key, value in {**score.attrs, "seconds": time.perf_counter() - start}.items():
+        sizes = {"split_sizes": self.split_sizes} if self.split_sizes else {}
+        for key, value in {**sizes, **score.attrs, "seconds": time.perf_counter() - start}.items():
             trial.set_user_attr(key, value)
         return self.values_of(score)

@@ -89,6 +89,7 @@ class DknnObjective(Objective):
             return
         ds = load_dataset(self.config.dataset)
         splits = make_splits(ds, self.config.split, seed=self.seed)
+        self.split_sizes = splits.sizes()
         self._data = (ds, splits, StainedImages(ds, splits.search, self.config.stain_reference, self.seed))
         self._views: dict[tuple, tuple] = {}
 

@@ -117,6 +117,7 @@ class FeatureSelectionObjective(Objective):
         c = self.config
         ds = load_dataset(c.dataset)
         splits = make_splits(ds, c.split, seed=self.seed)
+        self.split_sizes = splits.sizes()
         key = {"cfg": c.model_dump(mode="json"), "paths": ds.paths, "seed": self.seed, "hand": FEATURE_NAMES,
                "weights_mtime": Path(c.weights).stat().st_mtime_ns if c.weights else None}
         self._folds = cached("selection-features", key, lambda: self._fold_features(ds, splits))

@@ -84,6 +84,7 @@ class HandcraftedObjective(Objective):
             c = self.config
             ds = load_dataset(c.dataset)
             splits = make_splits(ds, c.split, seed=self.seed)
+            self.split_sizes = splits.sizes()
             key = {"dataset": c.dataset.model_dump(mode="json"), "paths": ds.paths, "size": c.image_size,
                    "features": FEATURE_NAMES, "resize": c.resize, "stain": c.stain, "reference": c.stain_reference,
                    "search": splits.search.tolist() if c.stain != "none" else None}

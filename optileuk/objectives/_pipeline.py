@@ -170,6 +170,7 @@ class PipelineObjective(Objective):
             raise DataError(f"{ds.name}: the pipeline classifies cells and needs at least two classes "
                             f"(found {', '.join(ds.classes)})")
         splits = make_splits(ds, c.split, seed=self.seed)
+        self.split_sizes = splits.sizes()
         self._data = (ds, splits, StainedImages(ds, splits.search, c.stain_reference, self.seed))
         self._squares: dict[str, list[np.ndarray]] = {}
 

@@ -196,6 +196,7 @@ class SegmentationObjective(Objective):
         splits = make_splits(ds, self.config.split, seed=self.seed, classify=False)
         self._stained = StainedImages(ds, splits.search, self.config.stain_reference, self.seed)
         idx = splits.search[: self.config.max_images]
+        self.split_sizes = {"test": len(splits.test), "search": len(splits.search), "scored": len(idx), "folds": 0}
         self._set_images(ds, idx)
         self._test = (ds, splits.test)
 

@@ -85,6 +85,7 @@ class UNetObjective(Objective):
         if ds.masks is None:
             raise DataError(f"{ds.name}: the unet_plr objective needs masks (dataset type pairs or synthetic)")
         splits = make_splits(ds, self.config.split, seed=self.seed, classify=False)
+        self.split_sizes = splits.sizes()
         self._data = (ds, splits, splits.folds[0], StainedImages(ds, splits.search, self.config.stain_reference, self.seed))
 
     def params(self, config: Mapping[str, Any]) -> dict[str, Any]:

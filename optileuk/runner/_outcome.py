@@ -129,9 +129,11 @@ def _values(objective, score):
 
 def _complete(objective, score, start: datetime, end: datetime, seconds: float) -> Outcome:
     value, error = _values(objective, score)
+    sizes = getattr(objective, "split_sizes", None)  # what the score's split held (also on Dask workers)
+    attrs = {**({"split_sizes": sizes} if sizes else {}), **score.attrs}
     if error is not None:
-        return Outcome(TrialState.FAIL, None, dict(score.attrs), error[:1000], seconds, start, end)
-    return Outcome(TrialState.COMPLETE, value, dict(score.attrs), None, seconds, start, end)
+        return Outcome(TrialState.FAIL, None, attrs, error[:1000], seconds, start, end)
+    return Outcome(TrialState.COMPLETE, value, attrs, None, seconds, start, end)
 
 
 def _free_gpu_memory() -> None:

@@ -208,6 +208,9 @@ class Runner:
         else:
             found = best_trials(storage, ostudy._study_id, 1, maximize=st.direction == "maximize")
             best = found[0] if found else None
+        shown = best if best is not None else (front[0] if st.multi and front else None)
+        if shown is not None and shown.user_attrs.get("split_sizes"):
+            extra["split_sizes"] = shown.user_attrs["split_sizes"]
         return Summary(
             study_name=st.name, storage=self.storage_url, trials=ledger.done, evaluated=ledger.evaluated,
             reused=ledger.reused, failed=ledger.failed, pruned=ledger.pruned,

@@ -120,7 +120,7 @@ def train(config: str | Path, run_dir: str | Path | None = None, *, rank: int = 
             "search_value": tf.value, "trained": _dt.datetime.now().isoformat(timespec="seconds"),
             "optileuk": __version__, "torch": str(torch.__version__)}
     (out / "config.yaml").write_text(yaml.safe_dump(used, sort_keys=False))
-    metrics = {"task": final.task, **final.metrics, "facts": _plain(final.facts)}
+    metrics = {"task": final.task, **final.metrics, "split_sizes": objective.split_sizes, "facts": _plain(final.facts)}
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     np.savez_compressed(out / "predictions.npz", **final.predictions)
     if final.state_dict is not None:
