@@ -146,6 +146,21 @@ def test_segmentation_seconds_per_image_is_the_pipeline_cost_not_the_cache_looku
     assert otsu.attrs["seconds_per_image"] < first.attrs["seconds_per_image"]  # a threshold is cheaper than pivots
 
 
+def test_preparation_reports_progress_while_cnn_trunks_train():
+    """The first feature_selection run trains one CNN trunk per fold before any candidate: shown as progress."""
+    from optileuk.objectives._base import preparing
+
+    config, _, _ = CASES["feature_selection"]
+    steps = []
+    obj = make("feature_selection", {**config, "trunk_epochs": 2}, seed=11)
+    with preparing(lambda done, total, what: steps.append((done, total, what))):
+        obj.prepare()
+    trunk = [s for s in steps if s[2].startswith("CNN trunk epochs")]
+    assert [d for d, _, _ in trunk] == [1, 2, 3, 4] and {t for _, t, _ in trunk} == {4}  # 2 folds x 2 epochs
+    obj.prepare()  # prepared once; no hook outside the block
+    assert len(steps) == len(trunk) + 1  # + the hand-crafted features step
+
+
 def test_feature_selection_vectorised_equals_one_by_one_and_sklearn():
     from sklearn.neighbors import KNeighborsClassifier
 

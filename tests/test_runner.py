@@ -343,3 +343,38 @@ def test_trials_left_running_by_an_older_run_are_failed_with_a_reason(workdir, b
     stale = [t for t in trials if t.state == TrialState.FAIL]
     assert len(stale) == 2 and all("left unfinished by an interrupted earlier run" in t.user_attrs["error"] for t in stale)
     assert not [t for t in trials if t.state in (TrialState.RUNNING, TrialState.WAITING)]
+
+
+COND_SPACE = ("{parameters: {method: {type: categorical, choices: [a, b]}, x0: {type: float, low: -3, high: 3}, "
+              "x1: {type: float, low: -3, high: 3, when: {method: b}}, k: {type: int, low: 0, high: 4, when: {method: b}}}}")
+
+
+@pytest.mark.parametrize("optimizer", ["pso", "ga", "ssa", "sca", "tpe", "random", "optuna_nsga2",
+                                       "mealpy:GWO.OriginalGWO"])
+def test_a_conditional_space_runs_with_every_optimizer(workdir, optimizer):
+    pop = "n_startup_trials: 5, population: 4" if optimizer == "tpe" else "population: 8"
+    path = study_file(workdir, COND_SPACE, optimizer=f"{{name: '{optimizer}', {pop}}}", budget="{trials: 32}")
+    url = f"sqlite:///{workdir}/o.db"
+    summary = Runner(load_study(path, storage=url)).run()
+    assert summary.trials == 32
+    trials = optuna.load_study(study_name="s", storage=url).get_trials()
+    assert all(t.state == TrialState.COMPLETE for t in trials)
+    for t in trials:  # inactive parameters: not trial params, named in the user attrs
+        on_b = t.params["method"] == "b"
+        assert set(t.params) == ({"method", "x0", "x1", "k"} if on_b else {"method", "x0"})
+        assert t.user_attrs["inactive"] == ([] if on_b else ["x1", "k"])
+    assert set(summary.best_params) == set(min(trials, key=lambda t: t.value).params)  # the summary shows the active ones
+
+
+def test_inactive_parameters_are_not_fanova_input(workdir):
+    from optileuk.report._collect import collect
+    from optileuk.report._html import importance_figure
+
+    path = study_file(workdir, COND_SPACE, optimizer="{name: random, population: 8}", budget="{trials: 40}")
+    url = f"sqlite:///{workdir}/o.db"
+    Runner(load_study(path, storage=url)).run()
+    study = optuna.load_study(study_name="s", storage=url)
+    assert any("x1" in t.params for t in study.trials) and any("x1" not in t.params for t in study.trials)
+    (run,) = [r for g in collect(open_storage(url), url) for r in g.runs]
+    fig, note = importance_figure(open_storage(url), run)  # the report's fANOVA figure
+    assert note == "" and set(fig.data[0].y) == {"method", "x0"}

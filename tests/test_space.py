@@ -178,3 +178,58 @@ def test_all_problems_are_reported_at_once():
         SearchSpace.from_dict({"parameters": {"a": {"type": "float", "low": 2, "high": 1},
                                               "b": {"type": "int", "low": "x", "high": 3}}}, source="s.yaml")
     assert len(exc.value.problems) == 2
+
+
+# ---- conditional parameters ---------------------------------------------------------------------------
+COND = {"parameters": {
+    "method": {"type": "categorical", "choices": ["kmeans", "pgs", "otsu"]},
+    "k": {"type": "int", "low": 2, "high": 6, "when": {"method": ["kmeans", "pgs"]}},
+    "T": {"type": "float", "low": 0.01, "high": 0.1, "log": True, "when": {"method": "pgs"}},
+    "offset": {"type": "float", "low": -0.2, "high": 0.2, "when": {"method": "otsu"}},
+    "refine": {"type": "bool", "when": {"method": "pgs"}},
+    "rounds": {"type": "int", "low": 1, "high": 3, "when": {"refine": True}},  # nested: pgs and refine
+    "blur": {"type": "float", "low": 0.0, "high": 2.0}}}
+
+
+def _active(config):
+    m = config["method"]
+    want = {"method", "blur"} | ({"k"} if m != "otsu" else set()) | ({"T", "refine"} if m == "pgs" else set())
+    want |= {"offset"} if m == "otsu" else set()
+    return want | ({"rounds"} if m == "pgs" and config.get("refine") else set())
+
+
+def test_conditional_parameters_decode_record_and_suggest_only_what_is_active():
+    space = SearchSpace.from_dict(COND)
+    rng = np.random.default_rng(0)
+    box = space.box
+    for _ in range(200):
+        x = rng.uniform(box.lower, box.upper)
+        config = space.decode(x)
+        assert set(config) == _active(config)
+        params, dists, attrs = space.record(config)
+        assert set(params) == set(config) == set(dists)  # inactive: not a trial parameter
+        assert attrs["inactive"] == [n for n in space.params if n not in config]
+        assert space.from_record(params, attrs) == config
+        assert space.decode(space.encode(config)) == config  # inactive coordinates are free
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=1))
+    study.optimize(lambda t: float(len(space.suggest(t))), n_trials=60)
+    assert {t.params["method"] for t in study.trials} == {"kmeans", "pgs", "otsu"}
+    assert all(set(t.params) == _active(t.params) for t in study.trials)  # define-by-run
+    assert any("rounds" in t.params for t in study.trials)
+    plain = SearchSpace.from_dict({"parameters": {"x": {"type": "float", "low": 0, "high": 1}}})
+    assert "when" not in plain.to_dict()["parameters"]["x"]  # unconditional spaces keep their fingerprint
+
+
+@pytest.mark.parametrize("when, rule", [
+    ({"method": "pgs"}, "parameters.a.when.method must name a parameter defined before this one"),
+    ({"nope": 1}, "parameters.a.when.nope is not a parameter of this space"),
+    ({"x": 0.5}, "parameters.a.when.x must name a categorical, bool or int parameter, not a float"),
+    ({"k": 9}, "parameters.a.when.k must list values 'k' can take (2, 3, 4), got 9"),
+])
+def test_conditions_are_checked_with_their_key_path(when, rule):
+    spec = {"parameters": {"x": {"type": "float", "low": 0, "high": 1}, "k": {"type": "int", "low": 2, "high": 4},
+                           "a": {"type": "float", "low": 0, "high": 1, "when": when},
+                           "method": {"type": "categorical", "choices": ["pgs"]}}}
+    with pytest.raises(ConfigError) as exc:
+        SearchSpace.from_dict(spec, source="s.yaml")
+    assert rule in str(exc.value), str(exc.value)

@@ -65,7 +65,17 @@ def test_segmentation_export_train_round_trip(workdir):
         optimizer: {{name: random, population: 4}}
         budget: {{trials: 8}}
         """)
-    assert run_cli("run", "seg.yaml", "-q", cwd=workdir).returncode == 0
+    r = run_cli("run", "seg.yaml", cwd=workdir)
+    assert r.returncode == 0, r.stderr
+    import optuna
+
+    trials = optuna.load_study(study_name="seg", storage=f"sqlite:///{workdir}/optileuk.db").trials
+    use = {"kmeans": {"k", "nucleus_rank"}, "pgs": {"k", "nucleus_rank", "T"}, "otsu": {"threshold_offset"}}
+    for t in trials:  # the shipped space is conditional: only the chosen method's settings are stored
+        assert set(t.params) & {"k", "nucleus_rank", "T", "threshold_offset"} == use[t.params["method"]]
+    best = min(trials, key=lambda t: t.value)
+    shown = {line.split("│")[1].strip() for line in r.stdout.splitlines() if line.count("│") >= 3}
+    assert set(best.params) <= shown and not shown & (set(best.user_attrs["inactive"]))  # the summary: active only
     r = run_cli("export", "seg", "--top", "3", "-o", "best.yaml", cwd=workdir)
     assert r.returncode == 0, r.stderr
     exported = yaml.safe_load((workdir / "best.yaml").read_text())

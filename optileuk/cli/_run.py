@@ -9,13 +9,23 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from optileuk.config import load_study
+from optileuk.objectives._base import preparing
 from optileuk.runner import Runner, Summary
 
 
 def run_study(path: Path, *, storage: str | None, trials: int | None, seed: int | None, quiet: bool,
               out: Console, err: Console, scheduler: str | None = None, rebuild_state: bool = False) -> Summary:
     study = load_study(path, trials=trials, seed=seed, storage=storage, scheduler=scheduler)
-    runner = Runner(study, rebuild_state=rebuild_state).prepare()
+    runner = Runner(study, rebuild_state=rebuild_state)
+    with Progress(TextColumn("[bold]preparing {task.description}"), BarColumn(), MofNCompleteColumn(),
+                  TimeElapsedColumn(), console=err, disable=quiet, transient=True) as bar:
+        task = bar.add_task(f"{study.name}: data", total=None)
+
+        def on_step(done: int, total: int, what: str) -> None:
+            bar.update(task, description=f"{study.name}: {what}", completed=done, total=total)
+
+        with preparing(on_step):
+            runner.prepare()
     if not quiet:
         runner.on_executor = lambda where: err.print(f"evaluating on {where}")
     total = study.file.budget.trials

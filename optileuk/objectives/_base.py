@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import os
 import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Mapping, Sequence
+from typing import Any, Callable, ClassVar, Mapping, Sequence
 
 import optuna
 from pydantic import BaseModel, ConfigDict
@@ -58,6 +60,27 @@ class Score:
 
     value: float | tuple[float, ...]
     attrs: dict[str, Any] = field(default_factory=dict)
+
+
+_PREPARE_STEP: contextvars.ContextVar[Callable[[int, int, str], None] | None] = contextvars.ContextVar(
+    "optileuk_prepare_step", default=None)
+
+
+@contextlib.contextmanager
+def preparing(on_step: Callable[[int, int, str], None] | None):
+    """Within the block, :func:`prepare_step` calls from an objective's ``prepare`` reach ``on_step(done,
+    total, what)`` (the CLI draws a progress bar for the slow parts: CNN trunks, feature extraction)."""
+    token = _PREPARE_STEP.set(on_step)
+    try:
+        yield
+    finally:
+        _PREPARE_STEP.reset(token)
+
+
+def prepare_step(done: int, total: int, what: str) -> None:
+    on_step = _PREPARE_STEP.get()
+    if on_step is not None:
+        on_step(done, total, what)
 
 
 class Objective(ABC):

@@ -27,7 +27,7 @@ from optileuk.errors import ConfigError, Problem
 from optileuk.features import FEATURE_NAMES, handcrafted_features
 from optileuk.models import DKNN
 from optileuk.objectives._augment import TrainAugment
-from optileuk.objectives._base import Objective, ObjectiveConfig, Score
+from optileuk.objectives._base import Objective, ObjectiveConfig, Score, prepare_step
 from optileuk.data._geometry import Resize
 from optileuk.data._stain import Stain
 from optileuk.objectives._inputs import StainedImages, load_trunk, selection_mask
@@ -127,6 +127,8 @@ class FeatureSelectionObjective(Objective):
     def _fold_features(self, ds, splits) -> list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
         c = self.config
         images = StainedImages(ds, splits.search, c.stain_reference, self.seed).images(c.stain)
+        if "handcrafted" in c.features:
+            prepare_step(0, 1, f"hand-crafted features of {len(images)} images")
         hand = handcrafted_features(images) if "handcrafted" in c.features else None
         x_all = image_tensor(images, c.image_size, c.resize) if "deep" in c.features else None
         device = resolve_device(c.device)
@@ -139,9 +141,12 @@ class FeatureSelectionObjective(Objective):
                 if net is None:
                     with seeded(self.seed + f):
                         net = DKNN(len(ds.classes), image_size=c.image_size, widths=tuple(c.widths), ranks=(2, 1))
+                    total = len(splits.folds) * c.trunk_epochs
                     fit(net, x_all[fold.train], torch.from_numpy(ds.labels[fold.train]), loss_fn=F.cross_entropy,
                         epochs=c.trunk_epochs, batch_size=64, lr=3e-3, weight_decay=1e-3, device=device,
-                        seed=self.seed + f, augment=c.augment.batch())
+                        seed=self.seed + f, augment=c.augment.batch(),
+                        on_epoch=lambda e, f=f: prepare_step(f * c.trunk_epochs + e + 1, total,
+                                                             f"CNN trunk epochs ({len(splits.folds)} folds)"))
                 net.eval()
                 with torch.no_grad():
                     parts.append(torch.cat([net.features(x_all[i:i + 256].to(device)).cpu()

@@ -127,8 +127,9 @@ def importance_figure(storage, run: RunData) -> tuple[go.Figure | None, str]:
     study = optuna.create_study(directions=run.directions)
     study.add_trials(read_trials(storage, run.study_id, numbers=picked))
     try:
-        with _quiet():
-            imp = optuna.importance.get_param_importances(study)
+        with _quiet():  # fANOVA as the title says (Optuna 5's default is PED-ANOVA), seeded
+            imp = optuna.importance.get_param_importances(
+                study, evaluator=optuna.importance.FanovaImportanceEvaluator(seed=0))
     except (ValueError, RuntimeError) as exc:  # e.g. fewer than two complete trials, or one parameter
         return None, f"no parameter importances for {run.name}: {exc}"
     if not imp:
@@ -138,6 +139,10 @@ def importance_figure(storage, run: RunData) -> tuple[go.Figure | None, str]:
                            text=[f"{imp[k]:.2f}" for k in names], textposition="outside", cliponaxis=False,
                            hovertemplate="%{y}: %{x:.3f}<extra></extra>"))
     of = f"{len(picked):,} of {len(complete):,} complete trials" if len(picked) < len(complete) else "every complete trial"
+    seen = {n for t in study.trials for n in t.params}
+    left_out = sorted(seen - set(imp))  # conditional: not in every trial, so not fANOVA input
+    if left_out:
+        of += f"; conditional parameters left out: {', '.join(left_out)}"
     fig = _layout(fig, f"Parameter importances (fANOVA, {of}) of the best run, {run.name}", "importance", "")
     fig.update_layout(height=max(320, 40 + 28 * len(names)))
     return fig, ""

@@ -8,7 +8,7 @@ in a plain Optuna trial. Types are registered in :data:`PARAM_TYPES` by their YA
 from __future__ import annotations
 
 import math
-from typing import Any, Literal, Union
+from typing import Any, Literal, Optional, Union
 
 import numpy as np
 import optuna
@@ -28,6 +28,14 @@ class Param(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
     type: str
+    #: active only when every named (earlier) parameter takes one of the listed values, e.g.
+    #: ``when: {method: pgs}`` or ``when: {method: [kmeans, pgs]}``; inactive, it is not suggested,
+    #: not stored, and the objective uses its default
+    when: Optional[dict[str, Union[Scalar, list[Scalar]]]] = None
+
+    def active_under(self, config: dict[str, Any]) -> bool:
+        """Whether the parameter is active given the (active) values decided before it."""
+        return all(name in config and _matches(config[name], allowed) for name, allowed in (self.when or {}).items())
 
     #: number of box coordinates the parameter occupies
     def width(self) -> int:
@@ -54,6 +62,11 @@ class Param(BaseModel):
 
     def from_record(self, name: str, params: dict[str, Any], attrs: dict[str, Any]) -> Any:
         return params[name]
+
+
+def _matches(value: Any, allowed: Any) -> bool:
+    options = allowed if isinstance(allowed, list) else [allowed]
+    return any(value == o and isinstance(value, bool) == isinstance(o, bool) for o in options)
 
 
 class FloatParam(Param):

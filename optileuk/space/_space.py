@@ -71,6 +71,7 @@ class SearchSpace:
                 parsed[name] = TypeAdapter(PARAM_TYPES[kind]).validate_python(spec)
             except ValidationError as exc:
                 problems.extend(_param_problems(exc, source, where, PARAM_TYPES[kind]))
+        problems += _condition_problems(parsed, source, prefix)
         if problems:
             raise ConfigError(problems)
         return cls(parsed, source)
@@ -110,12 +111,27 @@ class SearchSpace:
         return Box(np.array(lo), np.array(hi), tuple(kinds), tuple(choices))
 
     def decode(self, x: np.ndarray) -> dict[str, Any]:
-        """Any point (clipped to the box) -> a valid configuration."""
+        """Any point (clipped to the box) -> a valid configuration of the active parameters (the
+        coordinates of inactive ones are carried by the optimizer and ignored)."""
         x = np.asarray(x, dtype=float)
-        return {name: p.decode(x[self.slices[name]]) for name, p in self.params.items()}
+        out: dict[str, Any] = {}
+        for name, p in self.params.items():
+            if p.active_under(out):
+                out[name] = p.decode(x[self.slices[name]])
+        return out
 
     def encode(self, config: Mapping[str, Any]) -> np.ndarray:
-        return np.concatenate([p.encode(config[name]) for name, p in self.params.items()])
+        """A box point of ``config``; a parameter it lacks (inactive) sits at its lowest value."""
+        return np.concatenate([p.encode(config[name] if name in config else p.decode(np.asarray(p.bounds()[0])))
+                               for name, p in self.params.items()])
+
+    def inactive(self, config: Mapping[str, Any]) -> list[str]:
+        """Parameters of the space that ``config`` leaves inactive (by their ``when``)."""
+        return [name for name in self.params if name not in config]
+
+    @property
+    def conditional(self) -> bool:
+        return any(p.when for p in self.params.values())
 
     # ---- Optuna -------------------------------------------------------------------------------
     def distributions(self) -> dict[str, BaseDistribution]:
@@ -130,15 +146,23 @@ class SearchSpace:
         dists: dict[str, BaseDistribution] = {}
         attrs: dict[str, Any] = {}
         for name, p in self.params.items():
+            if name not in config:  # inactive: not a trial parameter
+                continue
             a, b, c = p.record(name, config[name])
             params.update(a)
             dists.update(b)
             attrs.update(c)
+        if self.conditional:
+            attrs["inactive"] = self.inactive(config)
         return params, dists, attrs
 
     def from_record(self, params: Mapping[str, Any], attrs: Mapping[str, Any]) -> dict[str, Any]:
         """The config of a stored trial (inverse of :meth:`record`)."""
-        return {name: p.from_record(name, dict(params), dict(attrs)) for name, p in self.params.items()}
+        out: dict[str, Any] = {}
+        for name, p in self.params.items():
+            if p.active_under(out):
+                out[name] = p.from_record(name, dict(params), dict(attrs))
+        return out
 
     def suggest(self, trial: optuna.trial.BaseTrial) -> dict[str, Any]:
         """Suggest a full configuration in a plain Optuna trial.
@@ -148,11 +172,17 @@ class SearchSpace:
             >>> space.suggest(optuna.trial.FixedTrial({"x": 0.5}))
             {'x': 0.5}
         """
-        return {name: p.suggest(trial, name) for name, p in self.params.items()}
+        out: dict[str, Any] = {}
+        for name, p in self.params.items():  # define-by-run: an inactive parameter is never suggested
+            if p.active_under(out):
+                out[name] = p.suggest(trial, name)
+        return out
 
     # ---- identity -----------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
-        return {"parameters": {n: p.model_dump(mode="json") for n, p in self.params.items()}}
+        # ``when`` only where set: spaces without conditions keep their fingerprint
+        return {"parameters": {n: p.model_dump(mode="json", exclude={"when"} if p.when is None else None)
+                               for n, p in self.params.items()}}
 
     def fingerprint(self) -> str:
         text = json.dumps(self.to_dict(), sort_keys=True)
@@ -160,6 +190,39 @@ class SearchSpace:
 
     def __repr__(self) -> str:
         return f"SearchSpace({', '.join(f'{n}: {p.type}' for n, p in self.params.items())})"
+
+
+def _condition_problems(params: Mapping[str, Param], source: str, prefix: tuple) -> list[Problem]:
+    """``when`` names an earlier categorical, bool or int parameter and values it can take."""
+    out: list[Problem] = []
+    names = list(params)
+    for i, (name, p) in enumerate(params.items()):
+        for ref, allowed in (p.when or {}).items():
+            where = join(*prefix, "parameters", name, "when", ref)
+            if ref not in params or names.index(ref) >= i:
+                rule = ("must name a parameter defined before this one (conditions are decided in order)"
+                        if ref in params else f"is not a parameter of this space (parameters: {', '.join(names)})")
+                out.append(Problem(source, where, rule, ref))
+                continue
+            q = params[ref]
+            if q.type not in ("categorical", "bool", "int"):
+                out.append(Problem(source, where, f"must name a categorical, bool or int parameter, not a {q.type}", ref))
+                continue
+            values = allowed if isinstance(allowed, list) else [allowed]
+            domain = (q.choices if q.type == "categorical" else [False, True] if q.type == "bool"
+                      else list(range(q.low, q.high + 1, q.step)) if not q.log else list(range(q.low, q.high + 1)))
+            bad = [v for v in values if not any(_same(v, d) for d in domain)]
+            if bad or not values:
+                out.append(Problem(source, where, f"must list values '{ref}' can take ({_short(domain)})", allowed))
+    return out
+
+
+def _same(a: Any, b: Any) -> bool:
+    return a == b and isinstance(a, bool) == isinstance(b, bool)
+
+
+def _short(values: list) -> str:
+    return ", ".join(map(str, values)) if len(values) <= 8 else f"{values[0]} .. {values[-1]}"
 
 
 def _param_problems(exc: ValidationError, source: str, where: tuple, model: type[Param]) -> list[Problem]:
