@@ -40,6 +40,9 @@ def open_storage(url: str) -> BaseStorage:
         return _journal_file(url)
     if url.startswith(("redis://", "rediss://", "unix://")):
         return _journal_redis(url)
+    hint = _url_hint(url)
+    if hint:
+        raise StorageError(f"storage: '{_redact(url)}' {hint}")
     if "://" not in url:
         raise StorageError(f"storage: '{url}' is not a storage URL (e.g. sqlite:///optileuk.db, "
                            "postgresql://user@host/db, journal:///path/file.log, redis://host:6379)")
@@ -59,6 +62,21 @@ def open_storage(url: str) -> BaseStorage:
     if url.startswith("sqlite:"):
         _tune_sqlite(storage)
     return storage
+
+
+def _url_hint(url: str) -> str | None:
+    """The right form for the usual mistakes in a storage URL (None when it looks right)."""
+    scheme, sep, rest = url.partition("://")
+    if sep and scheme.split("+")[0] == "postgres":
+        return f"must start with postgresql:// (SQLAlchemy's name for it): {_redact('postgresql' + url[len('postgres'):])}"
+    if sep and scheme == "sqlite" and not rest.startswith("/"):
+        return (f"needs three slashes: sqlite:///{rest} (relative to the working folder) or "
+                f"sqlite:////absolute/{rest}")
+    if not sep and url.lower().endswith((".db", ".sqlite", ".sqlite3")):
+        return f"is a file name, not a storage URL: use sqlite:///{url}"
+    if not sep and url.lower().endswith((".log", ".jsonl")):
+        return f"is a file name, not a storage URL: use journal:///{url}"
+    return None
 
 
 def _rdb(url: str, kwargs: dict, attempts: int = 6) -> RDBStorage:

@@ -46,7 +46,7 @@ _DROP = object()
 
 # (study file text, search-space text, the key path shown, the rule shown)
 MALFORMED = {
-    "unknown optimizer": (_with(optimizer__name="bees"), GOOD_SPACE, "optimizer.name", "must be one of ga, mealpy:<Module>.<Class>, nsga2, nsga3, pso"),
+    "unknown optimizer": (_with(optimizer__name="bees"), GOOD_SPACE, "optimizer.name", "must be one of ga, mealpy:<Module>.<Class>, nsga2, nsga3, optuna_nsga2, pso"),
     "unknown objective": (_with(objective__type="magic"), GOOD_SPACE, "objective.type", "must be one of analytic"),
     "unknown top-level key": (_with(colour="red"), GOOD_SPACE, "colour", "is not a known key (valid keys: name,"),
     "low > high": (yaml.safe_dump(GOOD), "parameters:\n  x: {type: float, low: 3, high: 1}\n", "parameters.x", "low must be < high, got low=3.0, high=1.0"),
@@ -64,6 +64,8 @@ MALFORMED = {
     "empty choices": (yaml.safe_dump(GOOD), "parameters:\n  x: {type: float, low: 0, high: 1}\n  c: {type: categorical, choices: []}\n", "parameters.c.choices", "must have at least 1 item"),
     "int step does not divide": (yaml.safe_dump(GOOD), "parameters:\n  k: {type: int, low: 0, high: 10, step: 4}\n", "parameters.k", "high - low must be a multiple of step"),
     "log with low 0": (yaml.safe_dump(GOOD), "parameters:\n  lr: {type: float, low: 0, high: 1, log: true}\n", "parameters.lr", "low must be > 0 when log is true"),
+    "unknown budget key": (_with(budget={"trails": 10}), GOOD_SPACE, "budget.trails", "is not a known key (valid keys: trials, generations, timeout)"),
+    "unknown runner key": (_with(runner={"wokers": 2}), GOOD_SPACE, "runner.wokers", "is not a known key (valid keys: mode, workers,"),
     "unknown optimizer key": (_with(optimizer__speed=3), GOOD_SPACE, "optimizer.speed", "is not a known key (valid keys: name, population, w, c1, c2"),
     "unknown objective key": (_with(objective__extra=1), GOOD_SPACE, "objective.extra", "is not a known key (valid keys: type, function, shift, sleep, fail_rate, work, sleep_sigma, sleep_range, steps)"),
     "bad analytic function": (_with(objective__function="cube"), GOOD_SPACE, "objective.function", "must be one of 'sphere', 'rastrigin', 'ackley' or 'rosenbrock', got 'cube'"),
@@ -122,6 +124,56 @@ def test_unreachable_storage_is_a_user_error(workdir):
     r = CliRunner().invoke(app, ["run", "study.yaml", "--storage", "postgresql://nobody@127.0.0.1:9/x"])
     assert r.exit_code == 2 and "Traceback" not in r.output
     assert r.stderr.startswith("error: storage: cannot open 'postgresql://nobody@127.0.0.1:9/x'")
+
+
+@pytest.mark.parametrize("url, says", [
+    ("postgres://u:secret@localhost/test", "'postgres://u:***@localhost/test' must start with postgresql:// "
+                                           "(SQLAlchemy's name for it): postgresql://u:***@localhost/test"),
+    ("sqlite://x.db", "'sqlite://x.db' needs three slashes: sqlite:///x.db (relative to the working folder) or "
+                      "sqlite:////absolute/x.db"),
+    ("runs.db", "'runs.db' is a file name, not a storage URL: use sqlite:///runs.db"),
+])
+def test_common_storage_url_mistakes_get_the_right_form(workdir, url, says):
+    write(workdir / "space.yaml", GOOD_SPACE)
+    (workdir / "study.yaml").write_text(yaml.safe_dump(GOOD))
+    r = CliRunner().invoke(app, ["run", "study.yaml", "--storage", url])
+    assert r.exit_code == 2 and r.stderr.strip() == f"error: storage: {says}", r.stderr
+    assert "secret" not in r.output and not list(workdir.glob("*.db"))
+
+
+def test_a_nested_unknown_key_lists_its_own_section_and_drops_union_tags(workdir):
+    write(workdir / "s.yaml", """
+        name: s
+        objective: {type: dknn, dataset: {type: synthetic, n_per_clas: 3}, split: {test_sise: 0.2}}
+        search_space: {parameters: {rank1: {type: int, low: 1, high: 2}}}
+        optimizer: {name: pso}
+        budget: {trials: 10}
+        """)
+    r = run_cli("run", "s.yaml", cwd=workdir)
+    assert r.returncode == 2
+    assert r.stderr.splitlines() == [
+        "error: s.yaml: objective.dataset.n_per_clas is not a known key (valid keys: type, kind, classes, n_per_class, "
+        "size, difficulty, smears, red_cells_per_field, seed, realism)",
+        "error: s.yaml: objective.split.test_sise is not a known key (valid keys: test_size, folds, val_size, grouped, "
+        "test_fold)"]
+
+
+@pytest.mark.parametrize("args, says", [
+    (["run", "--bogus", "x.yaml"], "error: No such option: --bogus (see 'optileuk run --help')"),
+    (["run"], "error: Missing argument 'study'. (see 'optileuk run --help')"),
+    (["nosuch"], "error: No such command 'nosuch'. (see 'optileuk --help')"),
+    (["run", "x.yaml", "--trials", "abc"], "error: Invalid value for '--trials': "),
+])
+def test_usage_mistakes_are_one_line_and_exit_2(workdir, args, says):
+    r = run_cli(*args, cwd=workdir)
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and r.stderr.startswith(says), r.stderr
+
+
+def test_train_on_a_study_file_says_to_export_first(workdir):
+    r = run_cli("train", str(ROOT / "studies" / "rastrigin_pso.yaml"), cwd=workdir)
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert "is a study file; optileuk train takes the config that optileuk export writes" in r.stderr
+    assert "optileuk export rastrigin-pso -o best.yaml" in r.stderr
 
 
 @pytest.mark.parametrize("optimizer", ["pso", "ga", "ssa", "sca", "tpe", "random"])

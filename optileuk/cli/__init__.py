@@ -224,4 +224,26 @@ def data_preview(
 
 
 def main() -> None:
-    app()
+    """The console script: a usage mistake (unknown option, missing argument, bad value) is one line
+    naming the command's help, exit code 2 -- not click's multi-line box."""
+    try:  # newer typers carry their own copy of click
+        from typer._click import exceptions as cx
+    except ImportError:  # pragma: no cover - older typers use click itself
+        from click import exceptions as cx
+    no_args = getattr(cx, "NoArgsIsHelpError", ())
+    try:
+        code = app(standalone_mode=False)
+    except cx.UsageError as exc:
+        if no_args and isinstance(exc, no_args):  # ``optileuk`` alone: the help, as usual
+            typer.echo(exc.ctx.get_help() if exc.ctx else str(exc), err=True)
+            sys.exit(2)
+        where = exc.ctx.command_path if exc.ctx else "optileuk"
+        typer.echo(f"error: {exc.format_message()} (see '{where} --help')", err=True)
+        sys.exit(2)
+    except cx.ClickException as exc:
+        typer.echo(f"error: {exc.format_message()}", err=True)
+        sys.exit(exc.exit_code)
+    except cx.Abort:
+        typer.echo("interrupted", err=True)
+        sys.exit(130)
+    sys.exit(code if isinstance(code, int) else 0)

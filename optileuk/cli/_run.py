@@ -18,7 +18,7 @@ def run_study(path: Path, *, storage: str | None, trials: int | None, seed: int 
     study = load_study(path, trials=trials, seed=seed, storage=storage, scheduler=scheduler)
     runner = Runner(study, rebuild_state=rebuild_state)
     with Progress(TextColumn("[bold]preparing {task.description}"), BarColumn(), MofNCompleteColumn(),
-                  TimeElapsedColumn(), console=err, disable=quiet, transient=True) as bar:
+                  TimeElapsedColumn(), console=err, disable=quiet or not err.is_terminal, transient=True) as bar:
         task = bar.add_task(f"{study.name}: data", total=None)
 
         def on_step(done: int, total: int, what: str) -> None:

@@ -93,13 +93,17 @@ def _rule(err: dict[str, Any]) -> str:
     return err["msg"][:1].lower() + err["msg"][1:]
 
 
-def problems_from(exc: ValidationError, file: str, prefix: Sequence[Any] = ()) -> list[Problem]:
-    """Turn one pydantic ``ValidationError`` into :class:`Problem` s (one per error)."""
+def problems_from(exc: ValidationError, file: str, prefix: Sequence[Any] = (), data: Any = None) -> list[Problem]:
+    """Turn one pydantic ``ValidationError`` into :class:`Problem` s (one per error). With the
+    validated ``data``, the tags discriminated unions add to a location (``dataset.synthetic.x``)
+    are dropped: the path is the one in the file (``dataset.x``)."""
     problems = []
     for err in exc.errors():
         loc = [p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-"))]
         # discriminated unions add the tag as a path element: drop it
         tag_free = [p for i, p in enumerate(loc) if not (i > 0 and _is_tag(p, err))]
+        if data is not None:
+            tag_free = _file_path(tag_free, data)
         path = join(*prefix, *tag_free)
         value = err.get("input", missing())
         if err["type"] in ("missing", "union_tag_not_found", "value_error"):
@@ -112,6 +116,18 @@ def problems_from(exc: ValidationError, file: str, prefix: Sequence[Any] = ()) -
             value = missing()
         problems.append(Problem(file, path, rule, value))
     return problems
+
+
+def _file_path(loc: list, data: Any) -> list:
+    """``loc`` without the parts that are not keys of ``data`` but its ``type`` (a union's tag)."""
+    out, node = [], data
+    for part in loc:
+        if isinstance(node, dict) and part not in node and node.get("type") == part:
+            continue  # the tag of a discriminated union
+        out.append(part)
+        node = node.get(part) if isinstance(node, dict) else (
+            node[part] if isinstance(node, list) and isinstance(part, int) and part < len(node) else None)
+    return out
 
 
 def _is_tag(part: Any, err: dict[str, Any]) -> bool:
@@ -127,7 +143,7 @@ def validate(model: type[M], data: Any, file: str, prefix: Sequence[Any] = ()) -
     try:
         return model.model_validate(data), []
     except ValidationError as exc:
-        return None, problems_from(exc, file, prefix)
+        return None, problems_from(exc, file, prefix, data)
 
 
 def valid_keys(model: type[BaseModel]) -> list[str]:

@@ -341,14 +341,36 @@ def _plugin(registry, spec: Any, section: str, key: str, src: str, problems: lis
     return name, found
 
 
-def _explain_extra(problems: list[Problem], model: type[BaseModel], selector: str | None = None) -> list[Problem]:
+def _explain_extra(problems: list[Problem], model: type[BaseModel], selector: str | None = None,
+                   prefix_len: int | None = None) -> list[Problem]:
+    """An unknown key names the valid keys of *its own* section (``budget.trails``: the budget's)."""
     out = []
     for p in problems:
         if p.rule == "is not a known key":
-            keys = ([selector] if selector else []) + [k for k in model.model_fields]
+            parts = p.path.split(".")
+            skip = prefix_len if prefix_len is not None else (1 if selector else 0)
+            section, inner = _section(model, parts[skip:-1])
+            keys = ([selector] if selector and not inner else []) + list(section.model_fields)
             p = Problem(p.file, p.path, f"is not a known key (valid keys: {', '.join(keys)})")
         out.append(p)
     return out
+
+
+def _section(model: type[BaseModel], parts: list[str]) -> tuple[type[BaseModel], bool]:
+    """The model of the section at ``parts`` below ``model`` (as far as the path leads through models)."""
+    import typing
+
+    inner = False
+    for part in parts:
+        field = model.model_fields.get(part)
+        if field is None:
+            break
+        candidates = [field.annotation, *typing.get_args(field.annotation)]
+        sub = next((c for c in candidates if isinstance(c, type) and issubclass(c, BaseModel)), None)
+        if sub is None:
+            break
+        model, inner = sub, True
+    return model, inner
 
 
 __all__ = ["Budget", "PrunerConfig", "RunnerConfig", "Study", "StudyFile", "load_study", "study_from_dict", "join"]

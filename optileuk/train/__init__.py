@@ -55,6 +55,11 @@ def load_training_config(path: Path, rank: int = 1):
     data = read_yaml(path, what="training config")
     if not isinstance(data, dict):
         raise ConfigError([Problem(src, "", "must be a YAML mapping (objective, params, seed; as optileuk export writes)", data)])
+    if "params" not in data and {"search_space", "optimizer", "budget"} & set(data):
+        name = data.get("name", "<study name>")
+        raise ConfigError([Problem(src, "", "is a study file; optileuk train takes the config that optileuk export "
+                                   f"writes from a finished study: run the study, then optileuk export {name} -o best.yaml "
+                                   "and optileuk train best.yaml")])
     tf, problems = validate(TrainFile, data, src)
     if tf is None:
         raise ConfigError(problems)
