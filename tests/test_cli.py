@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import sqlite3
 import subprocess
@@ -263,6 +264,87 @@ def test_sigkill_then_rerun_finishes_exactly_the_budget(workdir, optimizer):
     keys = [(t.user_attrs["generation"], t.user_attrs["batch"], t.user_attrs["index"]) for t in trials]
     assert len(set(keys)) == 100  # no candidate recorded twice
     assert f"{100 - before} evaluated" in r.stdout  # no finished trial evaluated again
+    # the bar ends where the table says the run ended: trials, best value and generation agree
+    rows = _rows(r.stdout)
+    bar = [ln for ln in r.stderr.splitlines() if "100/100" in ln][-1]
+    assert f"best {study.best_value:.6g}" in bar and f"gen {rows['generations']}" in bar, (bar, rows)
+    assert rows["best value"].startswith(f"{study.best_value:.6g} (minimize)")
+    again = run_cli("run", "study.yaml", cwd=workdir)  # finished: one line says so, nothing runs
+    assert again.returncode == 0 and again.stderr.strip() == (
+        "study 'killed' is already complete (100 trials finished, budget trials 100): nothing to run; raise the "
+        "budget or pass --trials to go on")
+    assert _rows(again.stdout)["generations"] == rows["generations"]
+
+
+def _rows(stdout: str) -> dict[str, str]:
+    """The summary table as {row name: text} (wrapped cells joined)."""
+    rows: dict[str, str] = {}
+    last = None
+    for line in stdout.splitlines():
+        cells = [c.strip() for c in line.split("│")[1:-1]]
+        if len(cells) != 2:
+            continue
+        if cells[0]:
+            last = cells[0]
+            rows[last] = cells[1]
+        elif last is not None:
+            rows[last] = (rows[last] + " " + cells[1]).strip()
+    return rows
+
+
+def _summary_of(workdir, name: str) -> tuple[optuna.trial.FrozenTrial, dict]:
+    study = optuna.load_study(study_name=name, storage=f"sqlite:///{workdir}/optileuk.db")
+    return study.best_trial, study.best_trial.user_attrs
+
+
+def test_the_dknn_summary_says_what_was_achieved_on_which_split(workdir):
+    write(workdir / "d.yaml", """
+        name: d
+        objective: {type: dknn, dataset: {type: synthetic, n_per_class: 12, size: 32, smears: 8}, image_size: 32,
+                    widths: [8, 16], hidden: 16, split: {test_size: 0.25, folds: 1, val_size: 0.25}}
+        search_space: {parameters: {rank1: {type: int, low: 1, high: 2}, epochs: {type: int, low: 1, high: 2}}}
+        optimizer: {name: random, population: 2}
+        budget: {trials: 2}
+        """)
+    r = run_cli("run", "d.yaml", cwd=workdir)
+    assert r.returncode == 0, r.stderr
+    best, a = _summary_of(workdir, "d")
+    sizes = a["split_sizes"]
+    rows = _rows(r.stdout)
+    assert rows["best value"] == f"{best.value:.6g} (minimize) = 1 - balanced accuracy"
+    assert rows["metrics"] == (f"balanced accuracy {a['balanced_accuracy']:.4g}, accuracy {a['accuracy']:.4g}, "
+                               f"macro-F1 {a['macro_f1']:.4g}")
+    assert rows["scored on"] == "validation (hold-out of the search part)"
+    assert rows["split"] == (f"images: test {sizes['test']} held out ({100 * sizes['test'] / 48:.1f}%), search "
+                             f"{sizes['search']} (train {sizes['train']} / validation {sizes['validation']})")
+    assert sizes["test"] + sizes["search"] == 48 and sizes["train"] + sizes["validation"] == sizes["search"]
+    assert rows["rank1"] == str(best.params["rank1"]) and rows["epochs"] == str(best.params["epochs"])
+    assert rows["trials"] == "2 finished (this run: 2 evaluated, 0 reused, 0 failed, 0 pruned)"
+    assert re.fullmatch(r"\d+\.\d s \(preparing \d+\.\d s, searching \d+\.\d s\)", rows["time"]), rows["time"]
+
+
+def test_the_segmentation_summary_names_its_score_and_shows_active_parameters_only(workdir):
+    write(workdir / "g.yaml", f"""
+        name: g
+        objective: {{type: segmentation, score: mean, max_images: 6}}
+        search_space: {ROOT / "search_spaces" / "segmentation.yaml"}
+        optimizer: {{name: random, population: 3}}
+        budget: {{trials: 3}}
+        """)
+    r = run_cli("run", "g.yaml", cwd=workdir)
+    assert r.returncode == 0, r.stderr
+    best, a = _summary_of(workdir, "g")
+    rows = _rows(r.stdout)
+    assert rows["best value"] == f"{best.value:.6g} (minimize) = 1 - mean of Dice, IoU and SSIM"
+    assert rows["metrics"] == f"dice {a['dice']:.4g}, iou {a['iou']:.4g}, ssim {a['ssim']:.4g}"
+    assert rows["scored on"] == "search part"
+    assert rows["parameters"] == "(the best trial's; inactive ones left out)"
+    sizes = a["split_sizes"]
+    assert rows["split"] == (f"images: test {sizes['test']} held out "
+                             f"({100 * sizes['test'] / (sizes['test'] + sizes['search']):.1f}%), search "
+                             f"{sizes['search']} (6 scored, nothing trained)")
+    shown = {k for k in rows if k in best.params or k in a["inactive"]}
+    assert shown == set(best.params)  # every active parameter, no inactive one
 
 
 @pytest.mark.slow

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 from rich.console import Console
@@ -15,6 +16,7 @@ from optileuk.runner import Runner, Summary
 
 def run_study(path: Path, *, storage: str | None, trials: int | None, seed: int | None, quiet: bool,
               out: Console, err: Console, scheduler: str | None = None, rebuild_state: bool = False) -> Summary:
+    start = time.perf_counter()
     study = load_study(path, trials=trials, seed=seed, storage=storage, scheduler=scheduler)
     runner = Runner(study, rebuild_state=rebuild_state)
     with Progress(TextColumn("[bold]preparing {task.description}"), BarColumn(), MofNCompleteColumn(),
@@ -26,23 +28,47 @@ def run_study(path: Path, *, storage: str | None, trials: int | None, seed: int 
 
         with preparing(on_step):
             runner.prepare()
-    if not quiet:
-        runner.on_executor = lambda where: err.print(f"evaluating on {where}")
+    prepared = time.perf_counter() - start
     total = study.file.budget.trials
     columns = [TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                TextColumn("best {task.fields[best]}"), TextColumn("gen {task.fields[gen]}"),
                TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn()]
-    with Progress(*columns, console=err, disable=quiet, transient=False) as bar:
-        task = bar.add_task(study.name, total=total, best="-", gen=0)
+    bar = Progress(*columns, console=err, disable=quiet, transient=False)
+    tasks: list = []
 
-        def on_progress(p) -> None:
-            bar.update(task, completed=p.done, best="-" if p.best is None else f"{p.best:.6g}", gen=p.generation)
+    def on_executor(where: str) -> None:  # only when there is something to run: then the bar
+        if not quiet:
+            err.print(f"evaluating on {where}")
+        bar.start()
+        tasks.append(bar.add_task(study.name, total=total, best="-", gen=0))
 
-        runner.on_progress = on_progress
+    def on_progress(p) -> None:
+        if tasks:
+            bar.update(tasks[0], completed=p.done, best="-" if p.best is None else f"{p.best:.6g}", gen=p.generation)
+
+    runner.on_executor, runner.on_progress = on_executor, on_progress
+    try:
         summary = runner.run()
-        bar.update(task, completed=summary.trials if total else summary.trials)
+        if tasks:  # the bar ends where the table says the run ended
+            best = "-" if summary.best_value is None else f"{summary.best_value:.6g}"
+            bar.update(tasks[0], completed=summary.trials, best=best if not summary.extra.get("front") else "front",
+                       gen=summary.generation)
+    finally:
+        if tasks:
+            bar.stop()
+    summary.extra["prepare_seconds"] = prepared
+    summary.extra["wall_seconds"] = time.perf_counter() - start
+    if summary.extra.get("already_complete"):
+        err.print(f"study '{study.name}' is already complete ({summary.trials} trials finished, budget "
+                  f"{_budget_text(study.file.budget)}): nothing to run; raise the budget or pass --trials to go on")
     out.print(summary_table(summary, study.direction))
     return summary
+
+
+def _budget_text(budget) -> str:
+    parts = [f"{k} {v}" for k, v in (("trials", budget.trials), ("generations", budget.generations),
+                                     ("timeout", budget.timeout)) if v is not None]
+    return ", ".join(parts)
 
 
 def split_text(sizes: dict) -> str:
@@ -70,7 +96,16 @@ def summary_table(s: Summary, direction: str) -> Table:
         table.add_row("", f"pick one for training: optileuk export {s.study_name} --pick knee")
     else:
         best = "-" if s.best_value is None else f"{s.best_value:.6g} ({direction})"
-        table.add_row("best value", best)
+        meaning = s.extra.get("value_is")
+        table.add_row("best value", best + (f" = {meaning}" if meaning and s.best_value is not None else ""))
+        metrics = s.extra.get("metrics")
+        if metrics:
+            table.add_row("  metrics", ", ".join(f"{k.replace('_', ' ').replace('macro f1', 'macro-F1')} {v:.4g}"
+                                                 for k, v in metrics.items()))
+        if s.extra.get("value_split"):
+            table.add_row("  scored on", str(s.extra["value_split"]))
+        if s.best_params:
+            table.add_row("parameters", "(the best trial's; inactive ones left out)" if s.extra.get("conditional") else "")
         for k, v in s.best_params.items():
             table.add_row(f"  {k}", f"{v:.6g}" if isinstance(v, float) else str(v))
     sizes = s.extra.get("split_sizes")
@@ -80,7 +115,9 @@ def summary_table(s: Summary, direction: str) -> Table:
                             f"{s.failed} failed, {s.pruned} pruned)")
     table.add_row("generations", str(s.generation))
     table.add_row("stopped by", s.stopped_by)
-    table.add_row("time", f"{s.seconds:.1f} s")
+    wall = s.extra.get("wall_seconds")
+    table.add_row("time", f"{s.seconds:.1f} s" if wall is None else
+                  f"{wall:.1f} s (preparing {s.extra['prepare_seconds']:.1f} s, searching {s.seconds:.1f} s)")
     table.add_row("evaluated on", s.executor)
     table.add_row("stored in", f"{s.storage} (study '{s.study_name}')")
     return table

@@ -103,6 +103,12 @@ class Objective(ABC):
     takes_argument: ClassVar[bool] = False
     primary: ClassVar[str] = "value"  # the name of Score.value in an ``objectives`` list
     VALUES: ClassVar[dict[str, str]] = {}  # other values an evaluation reports (a Score.attrs key -> direction)
+    METRICS: ClassVar[tuple[str, ...]] = ()  # recorded metrics (Score.attrs keys) summaries show beside the value
+
+    @classmethod
+    def value_meaning(cls, config: Any = None) -> str:
+        """What the main value is, for summaries (e.g. ``1 - balanced accuracy``); empty if just a value."""
+        return ""
 
     def __init__(self, config: ObjectiveConfig | Mapping[str, Any] | None = None, *,
                  space: SearchSpace | None = None, seed: int = 0, objectives: Sequence[str] | None = None):

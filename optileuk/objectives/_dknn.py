@@ -71,6 +71,11 @@ class DknnObjective(Objective):
     config: DknnConfig
     primary = "error"
     VALUES = {"head_params": "minimize", "head_macs": "minimize", "params": "minimize", "train_seconds": "minimize"}
+    METRICS = ("balanced_accuracy", "accuracy", "macro_f1")
+
+    @classmethod
+    def value_meaning(cls, config=None) -> str:
+        return "1 - balanced accuracy"
 
     def __init__(self, config=None, *, space=None, seed=0, objectives=None):
         super().__init__(config, space=space, seed=seed, objectives=objectives)

@@ -91,6 +91,12 @@ class FeatureSelectionObjective(Objective):
     config: FeatureSelectionConfig
     primary = "fitness"  # alpha * error + (1 - alpha) * share kept
     VALUES = {"error": "minimize", "selected_share": "minimize"}  # 1 - balanced accuracy; features kept / all
+    METRICS = ("balanced_accuracy", "accuracy", "macro_f1", "selected_share")
+
+    @classmethod
+    def value_meaning(cls, config=None) -> str:
+        a = getattr(config, "alpha", 0.99)
+        return f"{a:g} x (1 - balanced accuracy) + {1 - a:g} x share of features kept"
 
     def __init__(self, config=None, *, space=None, seed=0, objectives=None):
         super().__init__(config, space=space, seed=seed, objectives=objectives)

@@ -73,6 +73,11 @@ def build_classifier(config: Mapping[str, Any], default: str, seed: int):
 
 
 class HandcraftedObjective(Objective):
+    METRICS = ("balanced_accuracy", "accuracy", "macro_f1")
+
+    @classmethod
+    def value_meaning(cls, config=None) -> str:
+        return "1 - balanced accuracy"
     Config = HandcraftedConfig
     config: HandcraftedConfig
 

@@ -100,6 +100,11 @@ class PipelineConfig(ObjectiveConfig):
 
 
 class PipelineObjective(Objective):
+    METRICS = ("balanced_accuracy", "accuracy", "macro_f1")
+
+    @classmethod
+    def value_meaning(cls, config=None) -> str:
+        return "1 - balanced accuracy"
     Config = PipelineConfig
     config: PipelineConfig
 

@@ -178,6 +178,12 @@ class SegmentationObjective(Objective):
     config: SegmentationConfig
     primary = "error"  # 1 - score on the search part's images
     VALUES = {"seconds_per_image": "minimize"}
+    METRICS = ("dice", "iou", "ssim")
+
+    @classmethod
+    def value_meaning(cls, config=None) -> str:
+        score = getattr(config, "score", "mean")
+        return "1 - mean of Dice, IoU and SSIM" if score == "mean" else f"1 - {score}"
 
     def __init__(self, config=None, *, space=None, seed=0, objectives=None):
         super().__init__(config, space=space, seed=seed, objectives=objectives)

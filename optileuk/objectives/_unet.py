@@ -63,6 +63,11 @@ class UNetObjective(Objective):
     config: UNetConfig
     primary = "error"  # 1 - Dice on the validation images
     VALUES = {"params": "minimize", "train_seconds": "minimize"}
+    METRICS = ("dice",)
+
+    @classmethod
+    def value_meaning(cls, config=None) -> str:
+        return "1 - Dice"
 
     def __init__(self, config=None, *, space=None, seed=0, objectives=None):
         super().__init__(config, space=space, seed=seed, objectives=objectives)

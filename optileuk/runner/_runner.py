@@ -164,25 +164,36 @@ class Runner:
                             max_consecutive=st.file.runner.max_consecutive_failures, source=str(st.path),
                             prune=(pruner.model_dump(), st.name, st.direction) if pruner else None,
                             on_progress=self.on_progress)
-            executor = self._executor(objective, space)
-            with executor:
-                if self.on_executor:
-                    self.on_executor(executor.describe())
-                saver = StateSaver(storage, ostudy._study_id, writer, self.state_every, ledger, past.stored, lease)
-                parts = RunParts(space, opt, executor, ledger, past, saver, budget,
-                                 None if budget.timeout is None else t0 + budget.timeout, len(st.directions))
+            generation = int(run_state.get("generation", 0)) if run_state else 0
+            complete = ((budget.trials is not None and ledger.done >= budget.trials)
+                        or (budget.generations is not None and run_state is not None and generation >= budget.generations))
+            if complete:  # nothing to run: no workers started, the summary says so
+                stopped_by, where = "budget (already complete)", "nothing (already complete)"
                 if st.file.runner.mode == "async":
-                    loop = AsyncLoop(parts, run_state, population)
-                else:
-                    loop = GenerationalLoop(parts, int(run_state["generation"]) if run_state else 0)
-                stopped_by = loop.run()
-                where = executor.describe()
+                    generation = ledger.done // population
+            else:
+                executor = self._executor(objective, space)
+                with executor:
+                    if self.on_executor:
+                        self.on_executor(executor.describe())
+                    saver = StateSaver(storage, ostudy._study_id, writer, self.state_every, ledger, past.stored, lease)
+                    parts = RunParts(space, opt, executor, ledger, past, saver, budget,
+                                     None if budget.timeout is None else t0 + budget.timeout, len(st.directions))
+                    if st.file.runner.mode == "async":
+                        loop = AsyncLoop(parts, run_state, population)
+                    else:
+                        loop = GenerationalLoop(parts, generation)
+                    stopped_by = loop.run()
+                    where = executor.describe()
+                    generation = loop.generation
         finally:
             try:
                 writer.flush()
             finally:
                 lease.release()
-        return self._summary(storage, ostudy, space, ledger, loop.generation, stopped_by, where, time.perf_counter() - t0)
+        summary = self._summary(storage, ostudy, space, ledger, generation, stopped_by, where, time.perf_counter() - t0)
+        summary.extra["already_complete"] = complete
+        return summary
 
     def _executor(self, objective, space) -> Executor:
         r = self.study.file.runner
@@ -211,6 +222,13 @@ class Runner:
         shown = best if best is not None else (front[0] if st.multi and front else None)
         if shown is not None and shown.user_attrs.get("split_sizes"):
             extra["split_sizes"] = shown.user_attrs["split_sizes"]
+        cls = st.objective_cls
+        extra["conditional"] = bool(getattr(space, "conditional", False))
+        extra["value_is"] = cls.value_meaning(st.objective_config) if hasattr(cls, "value_meaning") else ""
+        if best is not None:  # the best trial's other recorded metrics, and the split they come from
+            attrs = best.user_attrs
+            extra["metrics"] = {m: attrs[m] for m in getattr(cls, "METRICS", ()) if isinstance(attrs.get(m), (int, float))}
+            extra["value_split"] = attrs.get("split")
         return Summary(
             study_name=st.name, storage=self.storage_url, trials=ledger.done, evaluated=ledger.evaluated,
             reused=ledger.reused, failed=ledger.failed, pruned=ledger.pruned,
