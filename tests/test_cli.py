@@ -321,6 +321,12 @@ def test_the_dknn_summary_says_what_was_achieved_on_which_split(workdir):
     assert rows["rank1"] == str(best.params["rank1"]) and rows["epochs"] == str(best.params["epochs"])
     assert rows["trials"] == "2 finished (this run: 2 evaluated, 0 reused, 0 failed, 0 pruned)"
     assert re.fullmatch(r"\d+\.\d s \(preparing \d+\.\d s, searching \d+\.\d s\)", rows["time"]), rows["time"]
+    # list and export say the same
+    r = run_cli("list", cwd=workdir)
+    assert re.search(rf"│ d\s+│ random\s+│ minimize\s+│ 2\s+│ 0\s+│ {best.value:.6g}\s+│ 1 - balanced accuracy", r.stdout), r.stdout
+    exported = yaml.safe_load(run_cli("export", "d", cwd=workdir).stdout)
+    assert exported["value_is"] == "1 - balanced accuracy"
+    assert exported["metrics"] == {k: a[k] for k in ("balanced_accuracy", "accuracy", "macro_f1", "split", "split_sizes")}
 
 
 def test_the_segmentation_summary_names_its_score_and_shows_active_parameters_only(workdir):

@@ -68,7 +68,11 @@ def ranking_table(url: str, base: str) -> Table:
 
     group = next(g for g in collect(open_storage(url), url, base + ".") if g.base == base)
     r = rank(group)
-    what = "final hypervolume" if group.multi else "final best"
+    from optileuk.cli._inspect import value_meaning
+    from optileuk.runner._common import STUDY_ATTR
+
+    meaning = "" if group.multi else value_meaning(group.runs[0].user_attrs.get(STUDY_ATTR))[0]
+    what = "final hypervolume" if group.multi else "final best" + (f" ({meaning})" if meaning else "")
     table = Table(title=f"{base}: {what} over seeds {', '.join(map(str, group.seeds))} "
                         f"({'lower' if group.minimize else 'higher'} is better)", title_justify="left")
     for col in ("optimizer", "runs", "median", "best", "mean rank", "s/run"):

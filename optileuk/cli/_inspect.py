@@ -17,6 +17,22 @@ from optileuk.runner._read import best_trials, pareto_front
 from optileuk.storage import open_existing, study_names
 
 
+def value_meaning(raw: dict | None) -> tuple[str, tuple[str, ...]]:
+    """(what a study's value is, the metrics its objective records) from the study's stored file."""
+    from optileuk.registry import OBJECTIVES
+
+    spec = dict((raw or {}).get("objective") or {})
+    found = OBJECTIVES.resolve(spec.pop("type", None)) if spec.get("type") else None
+    if found is None or not hasattr(found[0], "value_meaning"):
+        return "", ()
+    cls = found[0]
+    try:
+        config = cls.Config.model_validate(spec)
+    except Exception:  # a config an older optileuk stored: the class's default wording
+        config = None
+    return cls.value_meaning(config), tuple(getattr(cls, "METRICS", ()))
+
+
 def list_table(url: str) -> Table:
     """Every study of the storage from per-study counts (no trial is read)."""
     from optileuk.runner._read import study_counts
@@ -24,7 +40,7 @@ def list_table(url: str) -> Table:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     storage = open_existing(url)
     table = Table(title=f"studies in {url}")
-    for col in ("study", "optimizer", "direction", "complete", "failed", "best value"):
+    for col in ("study", "optimizer", "direction", "complete", "failed", "best value", "value is"):
         table.add_column(col)
     counts = study_counts(storage)
     for fs in storage.get_all_studies():
@@ -35,8 +51,10 @@ def list_table(url: str) -> Table:
             best = "-" if v is None else f"{v:.6g}"
         complete = 0 if c is None else c.n(optuna.trial.TrialState.COMPLETE)
         failed = 0 if c is None else c.n(optuna.trial.TrialState.FAIL)
+        meaning = value_meaning(fs.user_attrs.get(STUDY_ATTR))[0] if len(fs.directions) == 1 else \
+            ", ".join((fs.user_attrs.get(STUDY_ATTR) or {}).get("objectives") or [])
         table.add_row(fs.study_name, str(fs.user_attrs.get("optimizer", "-")),
-                      ",".join(d.name.lower() for d in fs.directions), str(complete), str(failed), best)
+                      ",".join(d.name.lower() for d in fs.directions), str(complete), str(failed), best, meaning or "-")
     return table
 
 
@@ -138,10 +156,16 @@ def export_config(name: str, url: str, top: int = 1, pick: str | None = None) ->
         out["optimizer"] = raw["optimizer"]
     best = entry(ranked[0])
     out["trial"] = best["trial"]
+    meaning, metrics = value_meaning(raw)
     if names is None:
         out["value"] = best["value"]
+        if meaning:
+            out["value_is"] = meaning
     else:
         out["values"] = best["values"]
+    shown = {k: best["attrs"][k] for k in (*metrics, "split", "split_sizes") if k in best["attrs"]}
+    if shown:
+        out["metrics"] = shown
     out["params"] = best["params"]
     if top > 1:
         out["top"] = [entry(t) for t in ranked]

@@ -40,6 +40,8 @@ class TrainFile(BaseModel):
     direction: Optional[str] = None
     trial: Optional[int] = None
     value: Optional[float] = None
+    value_is: Optional[str] = None  # what the value is (e.g. "1 - balanced accuracy"), for the reader
+    metrics: Optional[dict[str, Any]] = None  # the trial's other recorded metrics and the split they come from
     objectives: Optional[list[str]] = None  # a multi-objective study: the values of the point picked
     values: Optional[dict[str, float]] = None
     pick: Optional[str] = None
