@@ -25,6 +25,7 @@ import io
 import json
 import math
 import os
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -119,15 +120,20 @@ def decode(data: Any) -> Any:
     """Inverse of :func:`encode`; :class:`NotData` for anything else (e.g. a pickle)."""
     if not isinstance(data, dict) or data.get("format") != FORMAT or "tree" not in data:
         raise NotData("not optileuk's data format (version %s)" % FORMAT)
-    if not data.get("arrays"):
-        return from_tree(data["tree"], {})
+    arrays: dict[str, np.ndarray] = {}
+    if data.get("arrays"):
+        try:
+            raw = base64.b64decode(data["arrays"], validate=True)
+            with np.load(io.BytesIO(raw), allow_pickle=False) as npz:
+                arrays = {k: npz[k] for k in npz.files}
+        except (ValueError, OSError, EOFError, TypeError, zipfile.BadZipFile) as exc:  # pickled members: ValueError
+            raise NotData(f"its arrays do not load without pickle, or are damaged ({type(exc).__name__}: {exc})") from None
     try:
-        raw = base64.b64decode(data["arrays"], validate=True)
-        with np.load(io.BytesIO(raw), allow_pickle=False) as npz:
-            arrays = {k: npz[k] for k in npz.files}
-    except (ValueError, OSError, EOFError) as exc:  # np.load refuses pickled members with ValueError
-        raise NotData(f"its arrays do not load without pickle ({exc})") from None
-    return from_tree(data["tree"], arrays)
+        return from_tree(data["tree"], arrays)
+    except NotData:
+        raise
+    except (KeyError, IndexError, TypeError, ValueError) as exc:  # a truncated or edited tree
+        raise NotData(f"it is damaged ({type(exc).__name__}: {exc})") from None
 
 
 # ---- one file (a cache entry) -------------------------------------------------------------------------

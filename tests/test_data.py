@@ -172,6 +172,27 @@ def test_corrupt_image_raises_or_is_skipped_with_one_warning(tmp_path):
     assert len(msgs) == 1 and "skipped 2 bad file(s)" in msgs[0]
 
 
+def test_a_dataset_with_one_class_is_refused_for_classification(workdir):
+    for i in range(4):
+        _png(workdir / "cells" / "blast" / f"b{i}.png", _rgb(i))
+    (workdir / "cells" / "normal").mkdir()
+    for i in range(3):  # a second class whose every file is unreadable: on_error: skip leaves one class
+        (workdir / "cells" / "normal" / f"n{i}.png").write_bytes(b"not an image")
+    write(workdir / "s.yaml", """
+        name: one
+        objective: {type: handcrafted, dataset: {type: folders, path: cells, on_error: skip}}
+        search_space: {parameters: {C: {type: float, low: 0.1, high: 10, log: true}}}
+        optimizer: {name: random, population: 2}
+        budget: {trials: 2}
+        """)
+    r = run_cli("run", "s.yaml", cwd=workdir)
+    assert r.returncode == 2 and r.stderr.strip().endswith(
+        "cells: a classifier needs at least two classes with images; found 1: blast (4 images)"), r.stderr
+    assert not (workdir / "optileuk.db").exists()
+    ds = load_dataset(FoldersData(type="folders", path=str(workdir / "cells"), on_error="skip"))
+    assert len(make_splits(ds, SplitConfig(test_size=0.25, folds=1, val_size=0.34), classify=False).test)  # segmentation: fine
+
+
 def test_mask_of_the_wrong_size(tmp_path):
     _png(tmp_path / "images" / "a.png", _rgb(0))
     _png(tmp_path / "masks" / "a.png", np.zeros((10, 10), np.uint8))

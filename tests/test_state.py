@@ -179,6 +179,32 @@ def test_a_state_holding_a_pickle_is_refused_and_never_loaded(workdir, box_space
     assert storage.get_study_system_attrs(sid)[STATE_KEY]["format"] == 2
 
 
+@pytest.mark.parametrize("damage", ["truncated arrays", "edited tree", "arrays not base64", "missing array"])
+def test_a_damaged_state_is_one_clear_message_then_rebuilt(workdir, box_space, damage):
+    path = _study(workdir, box_space)
+    assert run_cli("run", str(path), "-q", "--trials", "12", cwd=workdir).returncode == 0
+    storage = open_storage(f"sqlite:///{workdir}/st.db")
+    sid = storage.get_study_id_from_name("st")
+    state = storage.get_study_system_attrs(sid)[STATE_KEY]
+    opt = dict(state["optimizer"])
+    if damage == "truncated arrays":
+        raw = base64.b64decode(opt["arrays"])
+        opt["arrays"] = base64.b64encode(raw[: len(raw) // 2]).decode()
+    elif damage == "edited tree":
+        opt["tree"] = {"__tuple__": [1, 2]}  # data, but not this optimizer's state
+    elif damage == "missing array":
+        opt["tree"] = {"__array__": "no-such-member"}
+    else:
+        opt["arrays"] = "%%% not base64 %%%"
+    storage.set_study_system_attr(sid, STATE_KEY, {**state, "optimizer": opt})
+    r = run_cli("run", str(path), "-q", "--trials", "24", cwd=workdir)
+    assert r.returncode == 2 and "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    says = "that does not fit ga" if damage == "edited tree" else "this optileuk does not read"
+    assert f"holds an optimizer state {says}" in r.stderr and "--rebuild-state" in r.stderr, r.stderr
+    r = run_cli("run", str(path), "-q", "--trials", "24", "--rebuild-state", cwd=workdir)
+    assert r.returncode == 0 and "24 finished" in r.stdout, r.stderr
+
+
 @pytest.mark.parametrize("name", ["ga", "pso"])
 def test_a_storage_made_by_the_previous_version_is_refused_then_rebuilt(workdir, name):
     """tests/data/legacy_v1: written by optileuk before this change (pickled states)."""

@@ -151,7 +151,14 @@ class Runner:
                                  objectives=len(st.directions))
         run_state, opt_state = self._read_state(storage, ostudy) or (None, None)  # as it is now
         if opt_state is not None:
-            opt.load_state_dict(opt_state)
+            try:
+                opt.load_state_dict(opt_state)
+            except Exception as exc:  # data, but not this optimizer's state (edited, or damaged)
+                raise StorageError(
+                    f"{st.path}: study '{st.name}' in {self.storage_url} holds an optimizer state that does not fit "
+                    f"{st.optimizer_name} ({type(exc).__name__}: {exc}). To go on, run the same command with "
+                    "--rebuild-state: the optimizer is rebuilt by replaying the study's stored trials (none is "
+                    "evaluated again)") from None
         signs = [1.0 if d == "minimize" else -1.0 for d in st.directions]
         sign = np.array(signs) if st.multi else signs[0]
         lease = self._lease(storage, ostudy).acquire()
