@@ -42,7 +42,7 @@ def open_storage(url: str) -> BaseStorage:
         return _journal_redis(url)
     hint = _url_hint(url)
     if hint:
-        raise StorageError(f"storage: '{_redact(url)}' {hint}")
+        raise StorageError(f"storage: '{redact(url)}' {hint}")
     if "://" not in url:
         raise StorageError(f"storage: '{url}' is not a storage URL (e.g. sqlite:///optileuk.db, "
                            "postgresql://user@host/db, journal:///path/file.log, redis://host:6379)")
@@ -54,11 +54,11 @@ def open_storage(url: str) -> BaseStorage:
     try:
         storage = _rdb(url, kwargs)
     except ImportError as exc:
-        raise StorageError(f"storage: the database driver for '{_redact(url)}' is not installed ({exc}); "
+        raise StorageError(f"storage: the database driver for '{redact(url)}' is not installed ({exc}); "
                            "for PostgreSQL: pip install 'optileuk[postgres]'") from None
     except (sqlalchemy.exc.SQLAlchemyError, optuna.exceptions.StorageInternalError, ValueError) as exc:
         reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
-        raise StorageError(f"storage: cannot open '{_redact(url)}': {reason}") from None
+        raise StorageError(f"storage: cannot open '{redact(url)}': {reason}") from None
     if url.startswith("sqlite:"):
         _tune_sqlite(storage)
     return storage
@@ -68,7 +68,7 @@ def _url_hint(url: str) -> str | None:
     """The right form for the usual mistakes in a storage URL (None when it looks right)."""
     scheme, sep, rest = url.partition("://")
     if sep and scheme.split("+")[0] == "postgres":
-        return f"must start with postgresql:// (SQLAlchemy's name for it): {_redact('postgresql' + url[len('postgres'):])}"
+        return f"must start with postgresql:// (SQLAlchemy's name for it): {redact('postgresql' + url[len('postgres'):])}"
     if sep and scheme == "sqlite" and not rest.startswith("/"):
         return (f"needs three slashes: sqlite:///{rest} (relative to the working folder) or "
                 f"sqlite:////absolute/{rest}")
@@ -140,12 +140,13 @@ def _journal_redis(url: str) -> BaseStorage:
             backend = JournalRedisBackend(url)
         backend._redis.ping()
     except Exception as exc:  # redis raises many connection error types
-        raise StorageError(f"storage: cannot reach '{_redact(url)}': {exc}") from None
+        raise StorageError(f"storage: cannot reach '{redact(url)}': {exc}") from None
     return JournalStorage(backend)
 
 
-def _redact(url: str) -> str:
-    """Hide a password in a URL before printing it."""
+def redact(url: str) -> str:
+    """The URL with its password hidden (``postgresql://u:***@host/db``): what optileuk prints,
+    exports, stores in a study's attrs or writes into a report -- never the password."""
     if "@" in url and "://" in url:
         scheme, rest = url.split("://", 1)
         cred, host = rest.rsplit("@", 1)
@@ -153,6 +154,9 @@ def _redact(url: str) -> str:
             cred = cred.split(":", 1)[0] + ":***"
         return f"{scheme}://{cred}@{host}"
     return url
+
+
+_redact = redact
 
 
 def study_names(storage: BaseStorage) -> list[str]:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import dataclasses
 import os
 import time
+
+from optileuk.storage import redact
 from pathlib import Path
 
 from rich.console import Console
@@ -35,7 +37,7 @@ def compare_studies(paths: list[Path], *, seeds: int | None, storage: str | None
     budget = plan.first().file.budget.trials
     total = budget * len(plan.runs) if budget else None
     err.print(f"comparing {', '.join(plan.labels)} over seeds {', '.join(map(str, plan.seeds))}: "
-              f"{len(plan.runs)} runs, {jobs} at a time, in {plan.storage}")
+              f"{len(plan.runs)} runs, {jobs} at a time, in {redact(plan.storage)}")
     t0 = time.perf_counter()
     columns = [TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("trials"),
                TextColumn("runs {task.fields[runs]}"), TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn()]
@@ -55,7 +57,7 @@ def compare_studies(paths: list[Path], *, seeds: int | None, storage: str | None
         execute(plan, jobs=jobs, on_poll=lambda n: bar.update(task, completed=n), on_done=on_done)
     if len(failed) < len(plan.runs):
         out.print(ranking_table(plan.storage, plan.base))
-    err.print(f"done in {time.perf_counter() - t0:.0f} s. Report: optileuk report --storage {plan.storage} "
+    err.print(f"done in {time.perf_counter() - t0:.0f} s. Report: optileuk report --storage {redact(plan.storage)} "
               f"--prefix {plan.base} -o report.html")
     if failed:
         raise RunFailed(f"{len(failed)} of {len(plan.runs)} runs stopped early: {', '.join(r.name for r in failed)} "

@@ -14,7 +14,7 @@ from optileuk.errors import StorageError
 from optileuk.runner._common import MASKS_ATTR, STUDY_ATTR
 from optileuk.space import SearchSpace
 from optileuk.runner._read import best_trials, pareto_front
-from optileuk.storage import open_existing, study_names
+from optileuk.storage import open_existing, redact, study_names
 
 
 def value_meaning(raw: dict | None) -> tuple[str, tuple[str, ...]]:
@@ -39,7 +39,7 @@ def list_table(url: str) -> Table:
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     storage = open_existing(url)
-    table = Table(title=f"studies in {url}")
+    table = Table(title=f"studies in {redact(url)}")
     for col in ("study", "optimizer", "direction", "complete", "failed", "best value", "value is"):
         table.add_column(col)
     counts = study_counts(storage)
@@ -109,7 +109,7 @@ def export_config(name: str, url: str, top: int = 1, pick: str | None = None) ->
         study = optuna.load_study(study_name=name, storage=storage)
     except KeyError:
         names = study_names(storage)
-        raise StorageError(f"storage: no study named '{name}' in {url} (studies: {', '.join(names) or 'none'})") from None
+        raise StorageError(f"storage: no study named '{name}' in {redact(url)} (studies: {', '.join(names) or 'none'})") from None
     raw = study.user_attrs.get(STUDY_ATTR)
     names = None
     if len(study.directions) > 1:
@@ -144,7 +144,7 @@ def export_config(name: str, url: str, top: int = 1, pick: str | None = None) ->
                 "attrs": {k: v for k, v in t.user_attrs.items() if k not in (space.params if space else {})
                           and k != "traceback"}}
 
-    out: dict[str, Any] = {"study": name, "storage": url}
+    out: dict[str, Any] = {"study": name, "storage": redact(url)}
     if names is None:
         out["direction"] = study.direction.name.lower()
     else:

@@ -188,7 +188,10 @@ class Study:
 
     def raw(self) -> dict[str, Any]:
         """The study as plain data (stored with the study, used by ``export``)."""
+        from optileuk.storage import redact
+
         data = self.file.model_dump(mode="json")
+        data["storage"] = redact(data["storage"])  # study attrs are served by dashboards: no password
         data["search_space"] = self.space.to_dict()
         data["objective"] = {"type": self.objective_type, **self.objective_config.model_dump(mode="json")}
         data["optimizer"] = {"name": self.optimizer_name, **self.optimizer_config.model_dump(mode="json")}

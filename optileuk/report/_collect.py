@@ -12,6 +12,7 @@ from optuna.trial import FrozenTrial
 from optileuk.compare._plan import NAME
 from optileuk.errors import StorageError
 from optileuk.runner._read import Columns, best_trials, finished_columns
+from optileuk.storage import redact
 
 
 @dataclass
@@ -196,5 +197,5 @@ def collect(storage, url: str, prefix: str | None = None) -> list[Group]:
     if not groups:
         shown = ", ".join(names[:10]) + (" ..." if len(names) > 10 else "") or "none"
         what = f"starting with '{prefix}' " if prefix else ""
-        raise StorageError(f"storage: no study {what}with finished trials in {url} (studies: {shown})")
+        raise StorageError(f"storage: no study {what}with finished trials in {redact(url)} (studies: {shown})")
     return sorted(groups.values(), key=lambda g: g.base)

@@ -18,6 +18,7 @@ from plotly.subplots import make_subplots
 
 from optileuk.report._collect import Group, RunData
 from optileuk.report._stats import Ranking, hit, rank
+from optileuk.storage import redact
 
 COLOURS = qualitative.Plotly + qualitative.D3
 
@@ -316,7 +317,7 @@ def render(storage, url: str, groups: list[Group], target: float | None = None) 
 <meta name="viewport" content="width=device-width, initial-scale=1"><style>{CSS}</style>
 <script type="text/javascript">{plotly.offline.get_plotlyjs()}</script></head>
 <body><h1>optileuk report</h1>
-<p class="note">Storage <code>{html.escape(url)}</code> · made {stamp} by optileuk {__version__} ·
+<p class="note">Storage <code>{html.escape(redact(url))}</code> · made {stamp} by optileuk {__version__} ·
 values are the objective's, on the split its runs were scored on (the search part; never the test split).</p>
 <ul>{toc}</ul>{sections}</body></html>
 """

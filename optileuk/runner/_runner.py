@@ -21,6 +21,7 @@ from optuna.storages import BaseStorage
 from optileuk.config import Study
 from optileuk import plain
 from optileuk.errors import ConfigError, Problem, StorageError
+from optileuk.storage import redact
 from optileuk.runner._common import FINGERPRINT_KEY, MASKS_ATTR, STATE_KEY, STUDY_ATTR
 from optileuk.runner._executors import Executor, InlineExecutor
 from optileuk.runner._ledger import Ledger, Progress
@@ -115,7 +116,7 @@ class Runner:
         return self
 
     def _lease(self, storage, ostudy) -> Lease:
-        return Lease(storage, ostudy._study_id, self.study.name, self.storage_url, str(self.study.path))
+        return Lease(storage, ostudy._study_id, self.study.name, redact(self.storage_url), str(self.study.path))
 
     def _read_state(self, storage, ostudy) -> tuple[dict, dict] | None:
         """The run state saved in the study; an older optileuk's pickle (or anything that is not
@@ -127,7 +128,7 @@ class Runner:
             return unpack_state(saved)
         except plain.NotData as exc:
             raise StorageError(
-                f"{self.study.path}: study '{self.study.name}' in {self.storage_url} holds an optimizer state this "
+                f"{self.study.path}: study '{self.study.name}' in {redact(self.storage_url)} holds an optimizer state this "
                 f"optileuk does not read ({exc}: saved as a pickle by an older optileuk, or not written by "
                 "optileuk). Pickles are never loaded: they can run code. To go on, run the same command with "
                 "--rebuild-state: the optimizer is rebuilt by replaying the study's stored trials (none is "
@@ -155,7 +156,7 @@ class Runner:
                 opt.load_state_dict(opt_state)
             except Exception as exc:  # data, but not this optimizer's state (edited, or damaged)
                 raise StorageError(
-                    f"{st.path}: study '{st.name}' in {self.storage_url} holds an optimizer state that does not fit "
+                    f"{st.path}: study '{st.name}' in {redact(self.storage_url)} holds an optimizer state that does not fit "
                     f"{st.optimizer_name} ({type(exc).__name__}: {exc}). To go on, run the same command with "
                     "--rebuild-state: the optimizer is rebuilt by replaying the study's stored trials (none is "
                     "evaluated again)") from None
@@ -237,7 +238,7 @@ class Runner:
             extra["metrics"] = {m: attrs[m] for m in getattr(cls, "METRICS", ()) if isinstance(attrs.get(m), (int, float))}
             extra["value_split"] = attrs.get("split")
         return Summary(
-            study_name=st.name, storage=self.storage_url, trials=ledger.done, evaluated=ledger.evaluated,
+            study_name=st.name, storage=redact(self.storage_url), trials=ledger.done, evaluated=ledger.evaluated,
             reused=ledger.reused, failed=ledger.failed, pruned=ledger.pruned,
             best_value=None if best is None else best.value,
             best_params={} if best is None else config_for_display(space, best),
@@ -257,7 +258,7 @@ class Runner:
             old = storage.get_study_system_attrs(study._study_id).get(FINGERPRINT_KEY)
             if old is not None and old != fp:
                 raise ConfigError([Problem(str(st.path), "name",
-                    f"study '{st.name}' in {self.storage_url} was made from a different study "
+                    f"study '{st.name}' in {redact(self.storage_url)} was made from a different study "
                     "(search space, objective, optimizer, seed, direction or runner.mode changed); give it a "
                     "new name or delete the old study", st.name)])
             if old is None:
