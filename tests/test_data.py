@@ -259,6 +259,11 @@ def test_a_grouped_held_out_share_is_near_the_one_asked_for():
         s = make_splits(ds, SplitConfig(test_size=share, folds=2), seed=0)
         assert abs(len(s.test) / len(ds) - share) < 0.04  # was 1/3 and 1/2: the share rounded to 1/k
         assert not set(ds.groups[s.test]) & set(ds.groups[s.search])
+    few = load_dataset(SyntheticData(type="synthetic", n_per_class=12, size=32, smears=8, seed=3))
+    with pytest.warns(DataWarning, match=r"split.test_size 0.3 needs more parts than 8 groups can fill; held out 2 "
+                                         r"of 7 parts \(0.286\) instead"):
+        s = make_splits(few, SplitConfig(test_size=0.3, folds=2), seed=0)
+    assert s.sizes()["test"] > 0  # the nearest share the groups allow, counted in the summary
 
 
 def test_shares_that_cannot_be_honoured_are_refused_at_load(workdir):

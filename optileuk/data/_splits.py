@@ -7,6 +7,7 @@ of a validation or test image can reach training.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from fractions import Fraction
 
@@ -15,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validat
 from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
 
 from optileuk.data._dataset import Dataset
+from optileuk.data._loaders import DataWarning
 from optileuk.errors import DataError
 
 
@@ -79,10 +81,12 @@ class Splits:
                 "validation": len(self.folds[0].val), "folds": len(self.folds)}
 
 
-def _fraction(share: float) -> tuple[int, int]:
-    """(m, k): a held-out ``share`` is m of k stratified parts (the nearest fraction with k <= 20)."""
-    f = Fraction(share).limit_denominator(MAX_PARTS)
-    m, k = (f.numerator, f.denominator) if f.numerator else (1, MAX_PARTS)
+def _fraction(share: float, max_parts: int = MAX_PARTS) -> tuple[int, int]:
+    """(m, k): a held-out ``share`` is m of k stratified parts (the nearest fraction with k <= max_parts)."""
+    f = Fraction(share).limit_denominator(max_parts)
+    m, k = (f.numerator, f.denominator) if f.numerator else (1, max_parts)
+    if m == k:  # a share near 1 with few parts: all but one
+        m = k - 1
     return (m, k) if k >= 2 else (1, 2)
 
 
@@ -91,6 +95,18 @@ def _one_split(labels, groups, share: float, seed: int, where: str, names, part:
     """(rest, held) with ``held`` the asked ``share`` of the items: m of k stratified parts (m/k = share),
     starting at part ``part``; grouped, the share is met as closely as the group sizes allow."""
     m, k = _fraction(share)
+    n_units = len(np.unique(groups)) if groups is not None else len(labels)
+    counts = np.bincount(labels)
+    counts = counts[counts > 0]
+    smallest = int(counts.min()) if strict and len(counts) > 1 else k  # every class in every part
+    limit = min(n_units, smallest)
+    if 2 <= limit < k:  # fewer groups, images or class members than parts: the nearest share they give, said aloud
+        m, k = _fraction(share, max_parts=limit)
+        if abs(m / k - share) > TOLERANCE:
+            what = (f"{n_units} {'groups' if groups is not None else 'images'}" if n_units == limit
+                    else f"a class of {smallest} images")
+            warnings.warn(DataWarning(f"{where}: {key} {share} needs more parts than {what} can fill; held out "
+                                      f"{m} of {k} parts ({m / k:.3g}) instead (the run summary counts them)"))
     splits = list(_kfold(labels, groups, k, seed, where, names, strict, why=f"{key} {share} ({m} of {k} parts)"))
     held = np.sort(np.concatenate([splits[(part + j) % k][1] for j in range(m)]))
     rest = np.setdiff1d(np.arange(len(labels)), held)
