@@ -329,16 +329,22 @@ def test_async_is_refused_for_optimizers_that_evaluate_whole_generations(workdir
         load_study(path)
 
 
-def test_trials_left_running_by_an_older_run_are_failed_with_a_reason(workdir, box_space):
-    """Older versions queued candidates in the storage; a killed run could leave them RUNNING or WAITING."""
-    path = study_file(workdir, box_space, optimizer="{name: random, population: 5}", budget="{trials: 10}")
-    url = f"sqlite:///{workdir}/stale.db"
+@pytest.mark.parametrize("kind", ["sqlite", "journal", "postgres", "redis"])
+@pytest.mark.parametrize("pruner", ["", "pruner: {name: median}"])
+def test_trials_left_running_by_an_older_run_are_failed_with_a_reason(workdir, box_space, request, kind, pruner):
+    """Older versions queued candidates in the storage (and other tools may leave trials unfinished): a
+    re-run fails every trial left RUNNING or WAITING, with its reason, on every storage."""
+    name = f"stale-{kind}-{'pruned' if pruner else 'plain'}"
+    path = study_file(workdir, box_space, name=name, optimizer="{name: random, population: 5}", budget="{trials: 10}",
+                      objective="{type: analytic, function: sphere, steps: 2}", extra=pruner)
+    url = {"sqlite": f"sqlite:///{workdir}/stale.db", "journal": f"journal:///{workdir}/stale.log"}.get(kind) or \
+        request.getfixturevalue(f"{kind}_url")
     Runner(load_study(path, storage=url)).run()
-    study = optuna.load_study(study_name="s", storage=url)
+    study = optuna.load_study(study_name=name, storage=open_storage(url))
     study.ask()  # RUNNING
     study.enqueue_trial({"x0": 0.5, "x1": 0.5, "x2": 0.5, "x3": 0.5})  # WAITING
     s = Runner(load_study(path, storage=url, trials=15)).run()
-    trials = optuna.load_study(study_name="s", storage=url).trials
+    trials = optuna.load_study(study_name=name, storage=open_storage(url)).trials
     assert s.trials == 15 and s.evaluated == 5
     stale = [t for t in trials if t.state == TrialState.FAIL]
     assert len(stale) == 2 and all("left unfinished by an interrupted earlier run" in t.user_attrs["error"] for t in stale)
