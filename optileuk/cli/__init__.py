@@ -243,7 +243,7 @@ def main() -> None:
     except cx.ClickException as exc:
         typer.echo(f"error: {exc.format_message()}", err=True)
         sys.exit(exc.exit_code)
-    except cx.Abort:
+    except typer.Abort:
         typer.echo("interrupted", err=True)
         sys.exit(130)
     sys.exit(code if isinstance(code, int) else 0)

@@ -96,37 +96,43 @@ def _one_split(labels, groups, share: float, seed: int, where: str, names, part:
     starting at part ``part``; grouped, the share is met as closely as the group sizes allow."""
     m, k = _fraction(share)
     n_units = len(np.unique(groups)) if groups is not None else len(labels)
-    counts = np.bincount(labels)
-    counts = counts[counts > 0]
-    smallest = int(counts.min()) if strict and len(counts) > 1 else k  # every class in every part
-    limit = min(n_units, smallest)
-    if 2 <= limit < k:  # fewer groups, images or class members than parts: the nearest share they give, said aloud
-        m, k = _fraction(share, max_parts=limit)
+    unit = "groups" if groups is not None else "images"
+    if strict and len(labels):  # stratified k-fold (grouped too) needs a class with k members at least
+        largest = int(np.bincount(labels).max())
+        if largest < n_units:
+            n_units, unit = largest, "images in the largest class"
+    if 2 <= n_units < k:  # fewer groups (or images) than parts: the nearest share they give, said aloud
+        m, k = _fraction(share, max_parts=n_units)
         if abs(m / k - share) > TOLERANCE:
-            what = (f"{n_units} {'groups' if groups is not None else 'images'}" if n_units == limit
-                    else f"a class of {smallest} images")
-            warnings.warn(DataWarning(f"{where}: {key} {share} needs more parts than {what} can fill; held out "
-                                      f"{m} of {k} parts ({m / k:.3g}) instead (the run summary counts them)"))
-    splits = list(_kfold(labels, groups, k, seed, where, names, strict, why=f"{key} {share} ({m} of {k} parts)"))
+            warnings.warn(f"{where}: {key} {share} needs more parts than {n_units} {unit} can fill; held out "
+                          f"{m} of {k} parts ({m / k:.3g}) instead (the run summary counts them)", DataWarning,
+                          stacklevel=3)
+    # m of k parts: a class needs ceil(k/m) members to be held out and kept (k when m is 1, as for folds)
+    with warnings.catch_warnings():  # classes smaller than k, allowed above: sklearn's note about them is expected
+        warnings.filterwarnings("ignore", message="The least populated class", category=UserWarning)
+        splits = list(_kfold(labels, groups, k, seed, where, names, strict, why=f"{key} {share} ({m} of {k} parts)",
+                             need=-(-k // m)))
     held = np.sort(np.concatenate([splits[(part + j) % k][1] for j in range(m)]))
     rest = np.setdiff1d(np.arange(len(labels)), held)
     return rest, held
 
 
-def _kfold(labels, groups, k: int, seed: int, where: str, names, strict: bool = True, why: str = ""):
+def _kfold(labels, groups, k: int, seed: int, where: str, names, strict: bool = True, why: str = "",
+           need: int | None = None):
+    need = k if need is None else need
     n_units = len(np.unique(groups)) if groups is not None else len(labels)
     if n_units < k:
         unit = "groups" if groups is not None else "images"
         raise DataError(f"{where}: {n_units} {unit} cannot make {k} splits{' for ' + why if why else ''} "
                         f"(need at least {k})")
     counts = np.bincount(labels, minlength=len(names))
-    small = [i for i, n in enumerate(counts) if 0 < n < k]
+    small = [i for i, n in enumerate(counts) if 0 < n < need]
     if small and not strict:  # classes only stratify, they are not what is learned: split unstratified
         return _splitter(labels, groups, np.zeros_like(labels), k, seed)
     if small and len(counts[counts > 0]) > 1:  # a class that cannot be spread over the k splits
         raise DataError(f"{where}: class(es) {', '.join(f'{names[i]} ({counts[i]} images)' for i in small)} "
-                        f"cannot be stratified over {k} splits{' for ' + why if why else ''} (need at least {k} each); set dataset.min_per_class: "
-                        f"{k} to drop them, or lower split.folds / raise split.test_size")
+                        f"cannot be stratified over {k} splits{' for ' + why if why else ''} (need at least {need} each); set "
+                        f"dataset.min_per_class: {need} to drop them, or lower split.folds / raise split.test_size")
     return _splitter(labels, groups, labels, k, seed)
 
 
