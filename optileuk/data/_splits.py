@@ -126,9 +126,9 @@ def _kfold(labels, groups, k: int, seed: int, where: str, names, strict: bool = 
         raise DataError(f"{where}: {n_units} {unit} cannot make {k} splits{' for ' + why if why else ''} "
                         f"(need at least {k})")
     counts = np.bincount(labels, minlength=len(names))
-    small = [i for i, n in enumerate(counts) if 0 < n < need]
-    if small and not strict:  # classes only stratify, they are not what is learned: split unstratified
+    if not strict and any(0 < n < k for n in counts):  # classes only stratify, not learned: split unstratified
         return _splitter(labels, groups, np.zeros_like(labels), k, seed)
+    small = [i for i, n in enumerate(counts) if 0 < n < need]
     if small and len(counts[counts > 0]) > 1:  # a class that cannot be spread over the k splits
         raise DataError(f"{where}: class(es) {', '.join(f'{names[i]} ({counts[i]} images)' for i in small)} "
                         f"cannot be stratified over {k} splits{' for ' + why if why else ''} (need at least {need} each); set "
