@@ -156,9 +156,6 @@ def redact(url: str) -> str:
     return url
 
 
-_redact = redact
-
-
 def study_names(storage: BaseStorage) -> list[str]:
     return [s.study_name for s in storage.get_all_studies()]
 

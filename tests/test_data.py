@@ -264,6 +264,9 @@ def test_a_grouped_held_out_share_is_near_the_one_asked_for():
                                          r"of 7 parts \(0.286\) instead"):
         s = make_splits(few, SplitConfig(test_size=0.3, folds=2), seed=0)
     assert s.sizes()["test"] > 0  # the nearest share the groups allow, counted in the summary
+    with pytest.raises(DataError, match=r"split.test_fold 9 needs split.test_size 0.1 as 1 of 10 or more parts; "
+                                        r"the 8 groups make 8"):
+        make_splits(few, SplitConfig(test_size=0.1, test_fold=9, folds=2), seed=0)
 
 
 def test_shares_that_cannot_be_honoured_are_refused_at_load(workdir):

@@ -5,8 +5,6 @@ from __future__ import annotations
 import dataclasses
 import os
 import time
-
-from optileuk.storage import redact
 from pathlib import Path
 
 from rich.console import Console
@@ -16,6 +14,7 @@ from rich.table import Table
 from optileuk.compare import RunResult, execute, plan_comparison, prepare
 from optileuk.errors import ConfigError, Problem
 from optileuk.runner import RunFailed
+from optileuk.storage import redact
 
 
 def compare_studies(paths: list[Path], *, seeds: int | None, storage: str | None, name: str | None,

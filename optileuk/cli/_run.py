@@ -72,7 +72,8 @@ def _budget_text(budget) -> str:
 
 
 def split_text(sizes: dict) -> str:
-    """``test 60 held out (30.0%), search 140: train 98 / validation 42`` (or ``k folds``)."""
+    """``images: test 60 held out (30.0%), search 140 (train 98 / validation 42)`` (or k-fold CV, or
+    segmentation's ``N scored, nothing trained``)."""
     total = sizes["test"] + sizes["search"]
     folds = sizes.get("folds", 1)
     inner = (f"{sizes['scored']} scored, nothing trained" if folds == 0 else f"{folds}-fold cross-validation"

@@ -103,6 +103,9 @@ def _one_split(labels, groups, share: float, seed: int, where: str, names, part:
             n_units, unit = largest, "images in the largest class"
     if 2 <= n_units < k:  # fewer groups (or images) than parts: the nearest share they give, said aloud
         m, k = _fraction(share, max_parts=n_units)
+        if part >= k:  # split.test_fold names a part these data cannot make
+            raise DataError(f"{where}: split.test_fold {part} needs {key} {share} as 1 of {part + 1} or more parts; "
+                            f"the {n_units} {unit} make {k}")
         if abs(m / k - share) > TOLERANCE:
             warnings.warn(f"{where}: {key} {share} needs more parts than {n_units} {unit} can fill; held out "
                           f"{m} of {k} parts ({m / k:.3g}) instead (the run summary counts them)", DataWarning,

@@ -68,8 +68,9 @@ class PruneContext:
 def history_entry(trial: FrozenTrial) -> FrozenTrial:
     """The part of a finished trial a pruner reads (no params, no user attrs)."""
     start = trial.datetime_start or trial.datetime_complete or datetime.now()  # a WAITING trial failed stale has none
+    end = trial.datetime_complete or (start if trial.state.is_finished() else None)
     return FrozenTrial(number=trial.number, state=trial.state, value=trial.value, datetime_start=start,
-                       datetime_complete=trial.datetime_complete or (start if trial.state.is_finished() else None), params={}, distributions={}, user_attrs={},
+                       datetime_complete=end, params={}, distributions={}, user_attrs={},
                        system_attrs=dict(trial.system_attrs), intermediate_values=dict(trial.intermediate_values),
                        trial_id=-1)
 

@@ -219,7 +219,7 @@ class Runner:
                  seconds: float) -> Summary:
         st = self.study
         extra: dict[str, Any] = {}
-        best = None
+        best, front = None, []
         if st.multi:
             front = pareto_front(storage, ostudy._study_id, st.directions)
             extra["objectives"] = list(st.file.objectives)
@@ -227,7 +227,7 @@ class Runner:
         else:
             found = best_trials(storage, ostudy._study_id, 1, maximize=st.direction == "maximize")
             best = found[0] if found else None
-        shown = best if best is not None else (front[0] if st.multi and front else None)
+        shown = best if best is not None else (front[0] if front else None)
         if shown is not None and shown.user_attrs.get("split_sizes"):
             extra["split_sizes"] = shown.user_attrs["split_sizes"]
         cls = st.objective_cls
