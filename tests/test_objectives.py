@@ -65,6 +65,27 @@ def test_dknn_head_is_much_smaller_at_low_rank():
     assert out.shape == (2, 1, 32, 32)
 
 
+def test_dknn_relu_ablation_and_the_shipped_space_suggests_prelu_settings_only_with_prelu():
+    net = DKNN(4, image_size=32, widths=(8, 16), ranks=(1, 1), hidden=16, activation="relu")
+    assert not any(isinstance(m, torch.nn.PReLU) for m in net.modules())
+    assert net(torch.zeros(2, 3, 32, 32)).shape == (2, 4)
+    assert net.head_parameters() == DKNN(4, image_size=32, widths=(8, 16), ranks=(1, 1), hidden=16).head_parameters()
+    with pytest.raises(ValueError, match="prelu or relu"):
+        DKNN(4, image_size=32, activation="tanh")
+    with pytest.raises(ConfigError, match="objective.defaults.activation"):
+        make("dknn", {"dataset": TINY, "defaults": {"activation": "tanh"}})
+    space = SearchSpace.from_file(ROOT / "search_spaces" / "dknn.yaml")
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=1))
+    seen = set()
+    for _ in range(30):
+        trial = study.ask()
+        config = space.suggest(trial)
+        seen.add(config["activation"])
+        assert ("prelu_init" in trial.params) == ("prelu_mode" in config) == (config["activation"] == "prelu")
+        study.tell(trial, 0.0)
+    assert seen == {"prelu", "relu"}
+
+
 # ---- every objective through FixedTrial -------------------------------------------------------
 CASES = {
     "analytic": ({"function": "rastrigin"}, {"x": {"type": "float", "low": -2, "high": 2}}, {"x": 0.0}),

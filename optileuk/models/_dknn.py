@@ -1,4 +1,4 @@
-"""DKNN: a small CNN trunk with a Kronecker-factored head and PReLU activations."""
+"""DKNN: a small CNN trunk with a Kronecker-factored head and PReLU (or ReLU) activations."""
 
 from __future__ import annotations
 
@@ -13,6 +13,15 @@ from optileuk.models._kronecker import KroneckerConv1x1, KroneckerLinear
 def prelu(channels: int, mode: str, init: float) -> nn.PReLU:
     """``mode`` shared: one slope; channel: one slope per channel (torch.nn.PReLU)."""
     return nn.PReLU(num_parameters=1 if mode == "shared" else channels, init=init)
+
+
+def make_activation(channels: int, kind: str, mode: str, init: float) -> nn.Module:
+    """``kind`` prelu: :func:`prelu`; relu: a plain ``nn.ReLU`` (the ablation of the learnt slopes)."""
+    if kind == "relu":
+        return nn.ReLU()
+    if kind != "prelu":
+        raise ValueError(f"activation must be prelu or relu, not {kind!r}")
+    return prelu(channels, mode, init)
 
 
 def linear(in_f: int, out_f: int, rank: int, shape=None) -> nn.Module:
@@ -30,7 +39,8 @@ class DKNN(nn.Module):
         ranks: Kronecker rank of the two head layers (0 = dense ``nn.Linear``).
         hidden: width of the hidden head layer.
         shapes: factor shapes ``(m1, m2, n1, n2)`` per head layer (``None`` = near-square).
-        prelu_mode / prelu_init: PReLU slopes shared or per channel, initial slope.
+        activation: ``prelu`` (learnt slopes) or ``relu`` (the plain ablation).
+        prelu_mode / prelu_init: PReLU slopes shared or per channel, initial slope (prelu only).
         dropout: before the last layer.
         kron_conv_rank: > 0 adds a Kronecker-factored 1x1 convolution after each block.
 
@@ -42,13 +52,18 @@ class DKNN(nn.Module):
 
     def __init__(self, n_classes: int, *, image_size: int = 64, widths: Sequence[int] = (16, 32, 64),
                  ranks: tuple[int, int] = (2, 2), hidden: int = 256, shapes: tuple | None = None,
-                 prelu_mode: str = "channel", prelu_init: float = 0.25, dropout: float = 0.2, kron_conv_rank: int = 0):
+                 prelu_mode: str = "channel", prelu_init: float = 0.25, dropout: float = 0.2, kron_conv_rank: int = 0,
+                 activation: str = "prelu"):
         super().__init__()
         blocks, c = [], 3
+
+        def act(channels: int) -> nn.Module:
+            return make_activation(channels, activation, prelu_mode, prelu_init)
+
         for w in widths:
-            blocks += [nn.Conv2d(c, w, 3, padding=1, bias=False), nn.BatchNorm2d(w), prelu(w, prelu_mode, prelu_init)]
+            blocks += [nn.Conv2d(c, w, 3, padding=1, bias=False), nn.BatchNorm2d(w), act(w)]
             if kron_conv_rank:
-                blocks += [KroneckerConv1x1(w, w, kron_conv_rank), prelu(w, prelu_mode, prelu_init)]
+                blocks += [KroneckerConv1x1(w, w, kron_conv_rank), act(w)]
             blocks.append(nn.MaxPool2d(2))
             c = w
         self.trunk = nn.Sequential(*blocks)
@@ -56,7 +71,7 @@ class DKNN(nn.Module):
         flat = c * side * side
         shapes = shapes or (None, None)
         self.head = nn.Sequential(
-            nn.Flatten(), linear(flat, hidden, ranks[0], shapes[0]), prelu(hidden, prelu_mode, prelu_init),
+            nn.Flatten(), linear(flat, hidden, ranks[0], shapes[0]), act(hidden),
             nn.Dropout(dropout), linear(hidden, n_classes, ranks[1], shapes[1]))
 
     def forward(self, x: Tensor) -> Tensor:
@@ -67,7 +82,7 @@ class DKNN(nn.Module):
         return self.trunk(x).mean(dim=(2, 3))
 
     def head_parameters(self) -> int:
-        return sum(p.numel() for m in self.head if not isinstance(m, nn.PReLU) for p in m.parameters())
+        return sum(p.numel() for m in self.head if not isinstance(m, (nn.PReLU, nn.ReLU)) for p in m.parameters())
 
     def head_macs(self) -> int:
         """Multiply-adds of the head's two layers for one image (Kronecker layers in factored form)."""

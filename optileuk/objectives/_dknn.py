@@ -4,7 +4,8 @@ Searchable parameters (any subset; defaults come from the config's ``defaults``)
 ``rank1``, ``rank2`` (Kronecker ranks of the two head layers, 0 = dense), ``hidden`` (width of the
 head's hidden layer; default ``objective.hidden``), ``shape1`` (factor
 shape of the first head layer as ``"m1xm2xn1xn2"``, or ``auto``), ``kron_conv_rank``,
-``prelu_mode`` (shared | channel), ``prelu_init``, ``lr``, ``weight_decay``, ``batch_size``,
+``activation`` (prelu | relu: the ablation of PReLU), ``prelu_mode`` (shared | channel) and
+``prelu_init`` (used with prelu only), ``lr``, ``weight_decay``, ``batch_size``,
 ``epochs``, ``dropout``, and the input: ``image_size``, ``resize`` (pad | crop | stretch: images
 of any size and shape) and ``stain`` (none | reinhard | macenko), whose defaults are the
 objective's keys of the same names. The value (``error``) is ``1 - balanced accuracy`` on the
@@ -36,7 +37,7 @@ from optileuk.objectives._inputs import INPUT_KEYS, StainedImages, check_default
 from optileuk.objectives._final import TEST_SPLIT, Final, bootstrap_ci, classification_metrics, require_test
 from optileuk.objectives._torch import fit, image_tensor, n_params, predict, resolve_device, seeded
 
-DEFAULTS = {"rank1": 2, "rank2": 1, "shape1": "auto", "kron_conv_rank": 0, "prelu_mode": "channel",
+DEFAULTS = {"rank1": 2, "rank2": 1, "shape1": "auto", "kron_conv_rank": 0, "activation": "prelu", "prelu_mode": "channel",
             "prelu_init": 0.25, "lr": 3e-3, "weight_decay": 1e-3, "batch_size": 64, "epochs": 20, "dropout": 0.2}
 
 
@@ -67,6 +68,7 @@ def parse_shape(text: Any, where: str = "shape1") -> tuple[int, int, int, int] |
 
 
 class DknnObjective(Objective):
+    deterministic = True  # seeded: the same config scores the same
     Config = DknnConfig
     config: DknnConfig
     primary = "error"
@@ -80,6 +82,9 @@ class DknnObjective(Objective):
     def __init__(self, config=None, *, space=None, seed=0, objectives=None):
         super().__init__(config, space=space, seed=seed, objectives=objectives)
         check_defaults(self.config.defaults, (*DEFAULTS, "hidden"), "dknn")
+        act = self.config.defaults.get("activation", "prelu")
+        if act not in ("prelu", "relu"):
+            raise ConfigError([Problem("", "objective.defaults.activation", "must be prelu or relu", act)])
 
     def params(self, config: Mapping[str, Any]) -> dict[str, Any]:
         return with_inputs({**DEFAULTS, "hidden": self.config.hidden}, self.config, config)
@@ -120,7 +125,7 @@ class DknnObjective(Objective):
                     ranks=(int(p["rank1"]), int(p["rank2"])), hidden=int(p["hidden"]),
                     shapes=(parse_shape(p["shape1"]), None), prelu_mode=p["prelu_mode"],
                     prelu_init=float(p["prelu_init"]), dropout=float(p["dropout"]),
-                    kron_conv_rank=int(p["kron_conv_rank"]))
+                    kron_conv_rank=int(p["kron_conv_rank"]), activation=p["activation"])
 
     def evaluate(self, config: Mapping[str, Any], *, trial=None) -> Score:
         self.prepare()
