@@ -384,3 +384,81 @@ def test_inactive_parameters_are_not_fanova_input(workdir):
     (run,) = [r for g in collect(open_storage(url), url) for r in g.runs]
     fig, note = importance_figure(open_storage(url), run)  # the report's fANOVA figure
     assert note == "" and set(fig.data[0].y) == {"method", "x0"}
+
+
+# ---- duplicate candidates (runner.reuse_duplicates) --------------------------------------------------
+def _mixed(tmp, name: str, reuse: str, trials: int) -> Any:
+    from conftest import ROOT
+
+    return write(tmp / f"{name}.yaml", f"""
+        name: {name}
+        seed: 3
+        objective: {{type: analytic, function: sphere}}
+        search_space: {ROOT / "search_spaces" / "mixed.yaml"}
+        optimizer: {{name: ga, population: 24, elite: 2}}
+        budget: {{trials: {trials}}}
+        runner: {{reuse_duplicates: {reuse}}}
+        """)
+
+
+def _candidates(url: str, name: str) -> list[str]:
+    from optileuk.runner._past import Duplicates
+
+    study = load_study(_mixed_path[name])
+    return [Duplicates.key(study.space.record(study.space.from_record(t.params, t.user_attrs)))
+            for t in optuna.load_study(study_name=name, storage=url).get_trials()]
+
+
+_mixed_path: dict[str, Any] = {}
+
+
+def test_a_candidate_equal_to_a_complete_trial_takes_its_value_and_spends_no_budget(workdir):
+    """The GA proposes equal candidates again (mixed space): each is told the stored value, not evaluated,
+    not stored, and the budget still buys 120 distinct evaluations."""
+    url = f"sqlite:///{workdir}/d.db"
+    for name, reuse in (("dup-on", "auto"), ("dup-off", "false")):
+        _mixed_path[name] = _mixed(workdir, name, reuse, 120)
+    on = Runner(load_study(_mixed_path["dup-on"], storage=url)).run()
+    off = Runner(load_study(_mixed_path["dup-off"], storage=url)).run()
+    keys_on, keys_off = _candidates(url, "dup-on"), _candidates(url, "dup-off")
+    assert on.trials == on.evaluated == len(keys_on) == 120 and on.duplicates > 0
+    assert len(set(keys_on)) == 120  # every stored trial a different candidate
+    assert off.duplicates == 0 and len(keys_off) == 120 and len(set(keys_off)) < 120  # evaluated again without reuse
+    # the first generations are the same search: a duplicate told its stored value is what evaluating it gave
+    assert keys_on[:24] == keys_off[:24]
+
+
+def test_reuse_keeps_a_cut_and_resumed_run_identical_to_a_straight_one(workdir):
+    straight_url, cut_url = f"sqlite:///{workdir}/straight.db", f"sqlite:///{workdir}/cut.db"
+    _mixed_path["dup-on"] = _mixed(workdir, "dup-on", "true", 150)
+    straight = Runner(load_study(_mixed_path["dup-on"], storage=straight_url)).run()
+    first = Runner(load_study(_mixed_path["dup-on"], storage=cut_url, trials=61)).run()  # cuts a generation
+    resumed = Runner(load_study(_mixed_path["dup-on"], storage=cut_url)).run()
+    assert straight.duplicates > 0 and first.duplicates + resumed.duplicates >= straight.duplicates
+    a = optuna.load_study(study_name="dup-on", storage=straight_url).get_trials()
+    b = optuna.load_study(study_name="dup-on", storage=cut_url).get_trials()
+    assert [t.params for t in a] == [t.params for t in b] and [t.value for t in a] == [t.value for t in b]
+    assert resumed.best_value == straight.best_value and resumed.trials == 150
+
+
+@pytest.mark.parametrize("mode", ["generational", "async"])
+def test_a_search_that_only_proposes_evaluated_candidates_stops_as_converged(workdir, mode):
+    """8 distinct candidates and a budget of 12: the run ends when nothing new comes, with a reason."""
+    space = write(workdir / "tiny.yaml", """
+        parameters:
+          k: {type: int, low: 0, high: 3}
+          c: {type: categorical, choices: [a, b]}
+        """)
+    path = write(workdir / "tiny_study.yaml", f"""
+        name: tiny
+        objective: {{type: analytic, function: sphere}}
+        search_space: {space}
+        optimizer: {{name: random, population: 4}}
+        budget: {{trials: 12}}
+        runner: {{mode: {mode}}}
+        """)
+    url = f"sqlite:///{workdir}/t.db"
+    s = Runner(load_study(path, storage=url)).run()
+    assert s.trials == s.evaluated == 8 and s.stopped_by.startswith("converged")
+    assert s.duplicates >= 1000
+    assert len({(t.params["k"], t.params["c"]) for t in optuna.load_study(study_name="tiny", storage=url).trials}) == 8

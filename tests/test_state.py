@@ -210,6 +210,10 @@ def test_a_storage_made_by_the_previous_version_is_refused_then_rebuilt(workdir,
     """tests/data/legacy_v1: written by optileuk before this change (pickled states)."""
     for f in LEGACY.iterdir():
         shutil.copy(f, workdir / f.name)
+    # that version evaluated duplicate candidates again: so do the rebuilt and the straight run here
+    ga = workdir / "ga.yaml"
+    ga.write_text(ga.read_text().replace("runner: {mode: generational}",
+                                         "runner: {mode: generational, reuse_duplicates: false}"))
     r = run_cli("run", f"{name}.yaml", "-q", "--trials", "80", cwd=workdir)
     assert r.returncode == 2 and "--rebuild-state" in r.stderr
     r = run_cli("run", f"{name}.yaml", "-q", "--trials", "80", "--rebuild-state", cwd=workdir)

@@ -112,8 +112,9 @@ def summary_table(s: Summary, direction: str) -> Table:
     sizes = s.extra.get("split_sizes")
     if sizes:
         table.add_row("split", split_text(sizes))
+    dup = f"{s.duplicates} duplicates (took an equal trial's value), " if s.duplicates else ""
     table.add_row("trials", f"{s.trials} finished (this run: {s.evaluated} evaluated, {s.reused} reused, "
-                            f"{s.failed} failed, {s.pruned} pruned)")
+                            f"{dup}{s.failed} failed, {s.pruned} pruned)")
     table.add_row("generations", str(s.generation))
     table.add_row("stopped by", s.stopped_by)
     wall = s.extra.get("wall_seconds")

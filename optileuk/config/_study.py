@@ -66,6 +66,11 @@ class RunnerConfig(_Strict):
                                                     "so workers on other machines can join")
     max_consecutive_failures: int = Field(10, ge=1)
     flush_seconds: float = Field(0.5, ge=0, description="how long finished trials may wait to be written")
+    reuse_duplicates: Union[bool, Literal["auto"]] = Field(
+        "auto", description="a candidate equal to a complete trial takes its stored value instead of being evaluated "
+                            "again (not stored, not counted in budget.trials); auto: on where equal candidates can "
+                            "occur (a space with an int, categorical, bool or mask parameter) and the objective is "
+                            "deterministic (every built-in one). On, a resumed run reads every stored trial")
 
     @field_validator("devices")
     @classmethod

@@ -82,6 +82,7 @@ class AnalyticObjective(Objective):
         >>> AnalyticObjective({"function": "sphere"}).evaluate({"x": 2.0}).value
         4.0
     """
+    deterministic = True  # seeded: the same config scores the same
 
     Config = AnalyticConfig
     config: AnalyticConfig

@@ -104,6 +104,9 @@ class Objective(ABC):
     primary: ClassVar[str] = "value"  # the name of Score.value in an ``objectives`` list
     VALUES: ClassVar[dict[str, str]] = {}  # other values an evaluation reports (a Score.attrs key -> direction)
     METRICS: ClassVar[tuple[str, ...]] = ()  # recorded metrics (Score.attrs keys) summaries show beside the value
+    # the same config always scores the same (seeded): ``runner.reuse_duplicates: auto`` then reuses a
+    # complete trial's value for a candidate equal to it; plug-ins are assumed not to be unless they say so
+    deterministic: ClassVar[bool] = False
 
     @classmethod
     def value_meaning(cls, config: Any = None) -> str:

@@ -87,6 +87,7 @@ def _metrics(y: np.ndarray, pred: np.ndarray, n_classes: int) -> tuple[float, fl
 
 
 class FeatureSelectionObjective(Objective):
+    deterministic = True  # seeded: the same config scores the same
     Config = FeatureSelectionConfig
     config: FeatureSelectionConfig
     primary = "fitness"  # alpha * error + (1 - alpha) * share kept

@@ -100,6 +100,7 @@ class PipelineConfig(ObjectiveConfig):
 
 
 class PipelineObjective(Objective):
+    deterministic = True  # seeded: the same config scores the same
     METRICS = ("balanced_accuracy", "accuracy", "macro_f1")
 
     @classmethod

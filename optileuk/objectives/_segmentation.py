@@ -174,6 +174,7 @@ def nucleus_mask(clustered: tuple[np.ndarray, np.ndarray], p: Mapping[str, Any])
 
 # ---- the objective -------------------------------------------------------------------------------
 class SegmentationObjective(Objective):
+    deterministic = True  # seeded: the same config scores the same
     Config = SegmentationConfig
     config: SegmentationConfig
     primary = "error"  # 1 - score on the search part's images

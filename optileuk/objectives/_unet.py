@@ -59,6 +59,7 @@ class UNetConfig(ObjectiveConfig):
 
 
 class UNetObjective(Objective):
+    deterministic = True  # seeded: the same config scores the same
     Config = UNetConfig
     config: UNetConfig
     primary = "error"  # 1 - Dice on the validation images

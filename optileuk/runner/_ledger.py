@@ -18,7 +18,7 @@ from optuna.trial import FrozenTrial, TrialState
 from optileuk.runner._common import TOLD_KEY, RunFailed
 from optileuk.runner._executors import Job
 from optileuk.runner._outcome import Outcome, PruneContext, history_entry
-from optileuk.runner._past import Past
+from optileuk.runner._past import Duplicates, Past
 from optileuk.runner._records import TrialWriter
 from optileuk.runner._trials import penalty_from
 
@@ -46,15 +46,19 @@ class Ledger:
         source: the study file, for messages.
         prune: ``(pruner section, study name, direction)`` when the study has a pruner.
         on_progress: called after every finished candidate.
+        duplicates: complete trials by candidate when ``runner.reuse_duplicates`` is on.
     """
+
+    CONVERGED_AFTER = 1000  # candidates in a row that all equal complete trials: the search has converged
 
     def __init__(self, past: Past, writer: TrialWriter, *, optimizer: str, sign: float, budget: int | None,
                  max_consecutive: int, source: str, prune: tuple[dict, str, str] | None = None,
-                 on_progress: Callable[[Progress], None] | None = None):
+                 on_progress: Callable[[Progress], None] | None = None, duplicates: Duplicates | None = None):
         self.writer, self.optimizer, self.sign, self.budget = writer, optimizer, sign, budget
         self.max_consecutive, self.source, self.on_progress = max_consecutive, source, on_progress
         self.done, self.best, self.worst = past.done, past.best, past.worst
         self.evaluated = self.reused = self.failed = self.pruned = self.consecutive = 0
+        self.duplicates, self.duplicated, self._in_a_row = duplicates, 0, 0
         self.t0 = time.perf_counter()
         self._prune = prune
         self._history = [history_entry(t) for t in past.trials] if prune else None
@@ -82,13 +86,33 @@ class Ledger:
     def reused_one(self) -> None:
         self.reused += 1
 
+    def duplicate(self, record: tuple):
+        """The told value of a complete trial equal to this candidate (``None``: evaluate it); counted."""
+        if self.duplicates is None:
+            return None
+        told = self.duplicates.get(record)
+        if told is not None:
+            self.duplicated += 1
+            self._in_a_row += 1
+        return told
+
+    def converged(self) -> bool:
+        """Whether the last :attr:`CONVERGED_AFTER` candidates all equalled complete trials."""
+        return self._in_a_row >= self.CONVERGED_AFTER
+
+    def dedup_key(self, record: tuple) -> str | None:
+        return None if self.duplicates is None else self.duplicates.key(record)
+
     def record(self, job: Job, outcome: Outcome, generation: int) -> float:
         """Store one finished candidate; return the value the optimizer is told."""
         trial, told = self._frozen(job, outcome)
         self.writer.add(trial)
         self.done += 1
         self.evaluated += 1
+        self._in_a_row = 0
         if outcome.state == TrialState.COMPLETE:
+            if self.duplicates is not None:
+                self.duplicates.add(job.record, told)
             self.consecutive = 0
             self.worst = told if self.worst is None else np.maximum(self.worst, told)
             self.best = told if self.best is None else np.minimum(self.best, told)

@@ -138,7 +138,7 @@ class GenerationalLoop:
         self._batch += 1
         x = np.atleast_2d(np.asarray(x, dtype=float))
         values = np.empty((len(x), p.objectives) if p.objectives > 1 else len(x))
-        jobs = []
+        todo: list[tuple[int, Job]] = []
         for i, row in enumerate(x):
             job = p.job((gen, self._batch, i), row)
             old = p.past.match(job.key, job.record)
@@ -146,20 +146,40 @@ class GenerationalLoop:
                 values[i] = p.past.told(old)
                 p.ledger.reused_one()
             else:
+                todo.append((i, job))
+        # Rounds: a candidate equal to a complete trial takes its value (runner.reuse_duplicates); of
+        # equal candidates in this generation the first is evaluated, the others wait for its value
+        # (and are evaluated in the next round only if it did not complete).
+        while todo:
+            jobs, waiting, keys = [], [], set()
+            for i, job in todo:
+                told = p.ledger.duplicate(job.record)
+                if told is not None:
+                    values[i] = told
+                    continue
+                key = p.ledger.dedup_key(job.record)
+                if key is not None and key in keys:
+                    waiting.append((i, job))
+                    continue
+                keys.add(key)
                 jobs.append(job)
-        room = p.ledger.room()
-        cut = room is not None and len(jobs) > room
-        if cut:
-            jobs = jobs[:room]
-        p.executor.submit(jobs, p.ledger.prune_context())
-        while p.executor.in_flight:
-            if p.out_of_time() and not p.executor.ready:
-                p.executor.cancel()
-                raise _Stop("timeout")
-            job, outcome = p.executor.next_done()
-            values[job.key[2]] = p.ledger.record(job, outcome, gen)
-        if cut:  # the budget ends inside this generation: it is not told, and replayed on resume
-            raise _Stop("budget")
+            if not jobs and p.ledger.converged():
+                raise _Stop("converged (every candidate of the last "
+                            f"{p.ledger.CONVERGED_AFTER} equalled a complete trial)")
+            room = p.ledger.room()
+            cut = room is not None and len(jobs) > room
+            if cut:
+                jobs = jobs[:room]
+            p.executor.submit(jobs, p.ledger.prune_context())
+            while p.executor.in_flight:
+                if p.out_of_time() and not p.executor.ready:
+                    p.executor.cancel()
+                    raise _Stop("timeout")
+                job, outcome = p.executor.next_done()
+                values[job.key[2]] = p.ledger.record(job, outcome, gen)
+            if cut:  # the budget ends inside this generation: it is not told, and replayed on resume
+                raise _Stop("budget")
+            todo = waiting
         return values
 
 
@@ -244,8 +264,15 @@ class AsyncLoop:
                 return None
             token, x, info = asked
             ticket, self.asked = self.asked, self.asked + 1
+            job = p.job(("ask", ticket), x, token, info)
+            told = p.ledger.duplicate(job.record)
+            if told is not None:  # equal to a complete trial: told its value at once (runner.reuse_duplicates)
+                p.optimizer.tell(token, told)
+                if p.ledger.converged():
+                    return f"converged (every candidate of the last {p.ledger.CONVERGED_AFTER} equalled a complete trial)"
+                continue
             self.flight[ticket] = (token, info)
-            p.executor.submit([p.job(("ask", ticket), x, token, info)], p.ledger.prune_context())
+            p.executor.submit([job], p.ledger.prune_context())
         return None
 
     def _save(self) -> None:

@@ -15,6 +15,7 @@ and do not count as evaluated candidates.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import numpy as np
@@ -89,6 +90,37 @@ class Past:
     def tickets(self) -> dict[int, FrozenTrial]:
         """Asynchronous mode: stored trials by ticket."""
         return {key[1]: t for key, t in self.known.items() if key[0] == "ask"}
+
+
+class Duplicates:
+    """Complete trials by candidate (``runner.reuse_duplicates``): a candidate equal to one of them
+    takes its stored value instead of being evaluated again; it is not stored and does not count
+    in ``budget.trials``.
+
+    Built from every stored trial (``Past`` reads them all when reuse is on), so that a resumed run
+    knows exactly the candidates a run that was never interrupted would know.
+    """
+
+    def __init__(self, space, past: Past):
+        self.values: dict[str, Any] = {}
+        for t in past.trials:
+            if t.state != TrialState.COMPLETE or t.system_attrs.get(STALE_KEY) or not t.values:
+                continue
+            if "optimizer" not in t.user_attrs:
+                continue  # added by hand (plain Optuna), not recorded by a run from this space
+            self.values[self.key(space.record(space.from_record(t.params, t.user_attrs)))] = past.told(t)
+
+    @staticmethod
+    def key(record: tuple) -> str:
+        params, _, attrs = record
+        return json.dumps([params, attrs], sort_keys=True, default=repr)
+
+    def get(self, record: tuple):
+        """The told value of the complete trial equal to ``record``, or ``None``."""
+        return self.values.get(self.key(record))
+
+    def add(self, record: tuple, told) -> None:
+        self.values[self.key(record)] = told
 
 
 def _pick(fn, *values):

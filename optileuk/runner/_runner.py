@@ -27,7 +27,7 @@ from optileuk.runner._executors import Executor, InlineExecutor
 from optileuk.runner._ledger import Ledger, Progress
 from optileuk.runner._loops import AsyncLoop, GenerationalLoop, RunParts, StateSaver
 from optileuk.runner._lease import Lease
-from optileuk.runner._past import Past
+from optileuk.runner._past import Duplicates, Past
 from optileuk.runner._read import best_trials, pareto_front
 from optileuk.runner._records import TrialWriter
 from optileuk.runner._trials import config_for_display, fingerprint, unpack_state
@@ -43,6 +43,7 @@ class Summary:
     trials: int
     evaluated: int
     reused: int
+    duplicates: int
     failed: int
     pruned: int
     best_value: float | None
@@ -167,11 +168,16 @@ class Runner:
         t0 = time.perf_counter()
         try:
             pruner = st.file.pruner
-            past = Past(storage, ostudy._study_id, sign, run_state, full=pruner is not None)
+            reuse = st.file.runner.reuse_duplicates
+            if reuse == "auto":  # equal candidates need a deterministic objective and a space not all floats
+                reuse = bool(getattr(objective, "deterministic", False)) and any(
+                    p.type != "float" for p in space.params.values())
+            # a pruner compares with every earlier trial, reuse looks for equal ones: both read them all
+            past = Past(storage, ostudy._study_id, sign, run_state, full=pruner is not None or reuse)
             ledger = Ledger(past, writer, optimizer=st.optimizer_name, sign=sign, budget=budget.trials,
                             max_consecutive=st.file.runner.max_consecutive_failures, source=str(st.path),
                             prune=(pruner.model_dump(), st.name, st.direction) if pruner else None,
-                            on_progress=self.on_progress)
+                            on_progress=self.on_progress, duplicates=Duplicates(space, past) if reuse else None)
             generation = int(run_state.get("generation", 0)) if run_state else 0
             complete = ((budget.trials is not None and ledger.done >= budget.trials)
                         or (budget.generations is not None and run_state is not None and generation >= budget.generations))
@@ -239,7 +245,7 @@ class Runner:
             extra["value_split"] = attrs.get("split")
         return Summary(
             study_name=st.name, storage=redact(self.storage_url), trials=ledger.done, evaluated=ledger.evaluated,
-            reused=ledger.reused, failed=ledger.failed, pruned=ledger.pruned,
+            reused=ledger.reused, duplicates=ledger.duplicated, failed=ledger.failed, pruned=ledger.pruned,
             best_value=None if best is None else best.value,
             best_params={} if best is None else config_for_display(space, best),
             seconds=seconds, generation=generation, stopped_by=stopped_by, executor=where, extra=extra)
