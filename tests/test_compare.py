@@ -38,6 +38,8 @@ COMPARISON = f"""
       - {{name: tpe, population: 4, n_startup_trials: 8}}
       - {{name: random, population: 5}}
     budget: {{trials: {TRIALS}}}
+    references:
+      - {{label: corner, params: {{x0: 2.0, x1: 2.0, x2: 2.0, x3: 2.0}}, note: a fixed guess}}
     """
 
 
@@ -82,6 +84,15 @@ def test_compare_runs_every_optimizer_on_every_seed_as_its_own_study(compared):
     for lab in LABELS:
         assert re.search(rf"^\W*{lab}\b", r.stdout, re.M), r.stdout  # the ranking table
     assert "Friedman test: p =" in r.stdout and "optileuk report" in r.stderr
+    # the reference: scored once (sphere at (2, 2, 2, 2) = 16), stored apart, a line under the ranking
+    ref = optuna.load_study(study_name="sphere.corner.ref", storage=url)
+    assert [t.value for t in ref.trials] == [16.0] and ref.trials[0].user_attrs["params"]["x0"] == 2.0
+    assert "reference corner: value 16 (" in r.stderr
+    beats = {lab: sum(optuna.load_study(study_name=f"sphere.{lab}.s{s}", storage=url).best_value < 16 for s in SEEDS)
+             for lab in LABELS}
+    line = " ".join(r.stdout.split())
+    assert ("reference corner (x0 2.0, x1 2.0, x2 2.0, x3 2.0; a fixed guess): 16; runs better than it: "
+            + ", ".join(f"{lab} {beats[lab]}/3" for lab in LABELS)) in line, r.stdout
 
 
 def test_compare_again_resumes_without_new_trials(compared):
@@ -89,6 +100,8 @@ def test_compare_again_resumes_without_new_trials(compared):
     before = sum(len(optuna.load_study(study_name=f"sphere.{lab}.s{s}", storage=url).trials) for lab in LABELS for s in SEEDS)
     r = run_cli("compare", "cmp.yaml", "--jobs", "1", "-q", cwd=root)
     assert r.returncode == 0, r.stderr
+    assert "reference corner: value 16 (stored before)" in r.stderr
+    assert len(optuna.load_study(study_name="sphere.corner.ref", storage=url).trials) == 1
     after = sum(len(optuna.load_study(study_name=f"sphere.{lab}.s{s}", storage=url).trials) for lab in LABELS for s in SEEDS)
     assert before == after == len(LABELS) * len(SEEDS) * TRIALS
 
@@ -141,6 +154,27 @@ def test_bad_comparison_file_lists_every_problem_and_writes_nothing(workdir, box
     assert r.returncode == 2
     assert "error: bad2.yaml: optimizers[1].population must be >= 2, got 1" in r.stderr.splitlines()
     write(workdir / "good.yaml", COMPARISON)
+    write(workdir / "badref.yaml", COMPARISON.replace("x1: 2.0,", "y: 2.0,").replace("label: corner", "label: pso"))
+    r = run_cli("compare", "badref.yaml", cwd=workdir)
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert ("error: badref.yaml: references[0].label must differ from every other reference's and optimizer's label, "
+            "got 'pso'") in r.stderr.splitlines()
+    write(workdir / "badref.yaml", COMPARISON.replace("function: sphere}", "function: sphere, shift: 0.5}")
+          .replace("{x0: 2.0", "{x0: 2.0, x9: {a: 1}"))
+    r = run_cli("compare", "badref.yaml", cwd=workdir)
+    assert r.returncode == 2 and "references[0].params values must be numbers, strings or booleans" in r.stderr
+    write(workdir / "segref.yaml", """
+        name: seg
+        objective: {type: segmentation}
+        search_space: {parameters: {k: {type: int, low: 2, high: 4}}}
+        optimizers: [{name: random, population: 4}, {name: pso, population: 4}]
+        budget: {trials: 8}
+        references: [{label: two, params: {k: 2, bogus: 1}}]
+        """)
+    r = run_cli("compare", "segref.yaml", cwd=workdir)
+    assert r.returncode == 2 and "error: segref.yaml: references[0].params parameter 'bogus' is not used by the " \
+        "segmentation objective" in r.stderr, r.stderr
+    assert not (workdir / "optileuk.db").exists()
     r = run_cli("compare", "good.yaml", "--storage", "memory", cwd=workdir)
     assert r.returncode == 2 and r.stderr.strip() == (
         "error: --storage must outlive the command (sqlite, postgresql, journal, redis): the runs are read back "
@@ -202,6 +236,8 @@ def test_report_renders_every_plot_in_headless_chromium(compared, tmp_path):
     assert sorted(kinds) == sorted(2 * per_study + ["pareto", "best-so-far", "final-best", "time-to-target"]), kinds
     assert "hypervolume reference point" in dom and "Hypervolume of the front so far" in dom
     assert "Friedman test: one optimizer: nothing to rank" in dom  # solo
+    assert "Reference corner (x0 2.0, x1 2.0, x2 2.0, x3 2.0; a fixed guess): value <b>16</b>" in dom
+    assert sum(f.split('"', 1)[0] in ("best-so-far", "final-best") and "corner 16" in f for f in figures) == 2
     pareto = figures[kinds.index("pareto")]
     assert ">error<" in pareto and ">cost<" in pareto  # the axes carry the study's metric names
     assert "median attainment" in pareto
@@ -301,8 +337,9 @@ def test_ctrl_c_stops_compare_with_a_resume_hint_and_the_rerun_finishes(workdir,
 
 
 def _summaries(url: str):
+    """The comparison's runs (not its references' studies, ``<base>.<label>.ref``)."""
     try:
-        return optuna.get_all_study_summaries(url)
+        return [s for s in optuna.get_all_study_summaries(url) if not s.study_name.endswith(".ref")]
     except Exception:  # not created yet
         return []
 

@@ -11,7 +11,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
-from optileuk.compare import RunResult, execute, plan_comparison, prepare
+from optileuk.compare import RunResult, execute, plan_comparison, prepare, score_references
 from optileuk.errors import ConfigError, Problem
 from optileuk.runner import RunFailed
 from optileuk.storage import redact
@@ -35,9 +35,17 @@ def compare_studies(paths: list[Path], *, seeds: int | None, storage: str | None
     prepare(plan)  # data, devices, storage and run names are checked before any trial
     budget = plan.first().file.budget.trials
     total = budget * len(plan.runs) if budget else None
+    t0 = time.perf_counter()
+    for ref in plan.references:  # scored once before the runs: a baseline to beat
+        err.print(f"scoring reference {ref.label} ({', '.join(f'{k} {v}' for k, v in ref.params.items()) or 'defaults'})...")
+        res = score_references(dataclasses.replace(plan, references=[ref]))[0]
+        if res.error:
+            err.print(f"[red]reference {ref.label} failed:[/red] {res.error} (it is scored again on the next run)")
+        else:
+            err.print(f"reference {ref.label}: value {res.value:.6g}" + (" (stored before)" if res.stored_before
+                                                                          else f" ({res.seconds:.1f} s)"))
     err.print(f"comparing {', '.join(plan.labels)} over seeds {', '.join(map(str, plan.seeds))}: "
               f"{len(plan.runs)} runs, {jobs} at a time, in {redact(plan.storage)}")
-    t0 = time.perf_counter()
     columns = [TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("trials"),
                TextColumn("runs {task.fields[runs]}"), TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn()]
     failed: list[RunResult] = []
@@ -85,4 +93,6 @@ def ranking_table(url: str, base: str) -> Table:
         table.caption = f"Friedman test: p = {r.friedman[1]:.3g} (details and pairwise tests in the report)"
     elif r.friedman_note:
         table.caption = f"Friedman test: {r.friedman_note}"
+    for ref in group.references:
+        table.caption = (table.caption + "\n" if table.caption else "") + ref.line(group)
     return table

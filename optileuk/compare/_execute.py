@@ -19,7 +19,7 @@ from optuna.trial import TrialState
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
 
-from optileuk.compare._plan import Plan, Run
+from optileuk.compare._plan import Plan, Reference, Run, reference_name
 from optileuk.errors import OptileukError
 
 _OBJECTIVES: dict[str, Any] = {}  # per process: prepared objectives shared by its runs
@@ -85,6 +85,78 @@ def prepare(plan: Plan) -> None:
     for run in plan.runs:
         study = run.study()
         Runner(study, storage=storage, objective=_shared_objective(study), rebuild_state=run.rebuild_state).prepare()
+
+
+@dataclass
+class ReferenceResult:
+    label: str
+    name: str
+    value: float | None
+    seconds: float
+    error: str | None = None
+    stored_before: bool = False
+
+
+REFERENCE_ATTR = "optileuk.reference"  # study user attr of a reference: label, params, note
+
+
+def _reference_fingerprint(study, ref: Reference) -> str:
+    import hashlib
+
+    parts = [study.objective_type, study.objective_config.model_dump(mode="json"), study.objective_seed,
+             study.direction, ref.params]
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:20]
+
+
+def score_references(plan: Plan) -> list[ReferenceResult]:
+    """Score each of the plan's references once with the comparison's objective (in this process) and
+    store it as one trial of the study ``<base>.<label>.ref``. A reference already scored with the same
+    objective, data seed and parameters is read back; one scored with others is refused, like a run."""
+    import optuna
+
+    from optileuk.errors import ConfigError, Problem
+    from optileuk.runner._common import FINGERPRINT_KEY, STUDY_ATTR
+    from optileuk.runner._outcome import run_objective
+    from optileuk.storage import open_storage, redact
+
+    if not plan.references:
+        return []
+    first = plan.first()
+    storage = open_storage(plan.storage)
+    objective = _objective_for(first)
+    out = []
+    for ref in plan.references:
+        name, fp = reference_name(plan.base, ref.label), _reference_fingerprint(first, ref)
+        try:
+            study_id = storage.get_study_id_from_name(name)
+        except KeyError:
+            study_id = None
+        if study_id is not None:
+            if storage.get_study_system_attrs(study_id).get(FINGERPRINT_KEY) != fp:
+                raise ConfigError([Problem(str(first.path), "references", f"study '{name}' in {redact(plan.storage)} "
+                                   "was scored with other parameters, objective or data seed; give the reference "
+                                   "another label or delete the old study", ref.label)])
+            done = [t for t in storage.get_all_trials(study_id, deepcopy=False) if t.state == TrialState.COMPLETE]
+            if done:
+                out.append(ReferenceResult(ref.label, name, done[-1].value, float(done[-1].user_attrs.get("seconds", 0)),
+                                           stored_before=True))
+                continue
+            study = optuna.load_study(study_name=name, storage=storage)
+        else:
+            study = optuna.create_study(study_name=name, storage=storage, direction=first.direction)
+            storage.set_study_system_attr(study._study_id, FINGERPRINT_KEY, fp)
+            study.set_user_attr(STUDY_ATTR, first.raw())
+            study.set_user_attr(REFERENCE_ATTR, {"label": ref.label, "params": ref.params, "note": ref.note})
+        outcome = run_objective(objective, ref.params)
+        attrs = {"reference": ref.label, "params": ref.params, "seconds": round(outcome.seconds, 6), **outcome.attrs}
+        if outcome.error:
+            attrs["error"] = outcome.error
+        done = outcome.state == TrialState.COMPLETE
+        study.add_trial(optuna.trial.create_trial(state=outcome.state if outcome.state != TrialState.PRUNED else TrialState.FAIL,
+                                                  value=outcome.value if done else None, user_attrs=attrs))
+        out.append(ReferenceResult(ref.label, name, outcome.value if done else None, outcome.seconds,
+                                   None if done else outcome.error))
+    return out
 
 
 class _Counter:

@@ -19,6 +19,13 @@ optional ``seeds:``; each entry may carry a ``label`` (default: its name)::
       - {name: tpe, population: 4, n_startup_trials: 12}
     budget: {trials: 72}
     seeds: 5
+
+``references:`` (comparison files, single-objective) lists fixed candidates scored once with the
+same objective and split, e.g. an untuned baseline; each is the study ``<name>.<label>.ref`` and a
+reference line in the ranking and the report::
+
+    references:
+      - {label: dense-head, params: {rank1: 0, rank2: 0}, note: dense head, default training}
 """
 
 from __future__ import annotations
@@ -35,12 +42,17 @@ from optileuk.config._load import read_yaml
 from optileuk.errors import ConfigError, Problem
 
 NAME = re.compile(r"^(?P<base>.+)\.(?P<label>[A-Za-z0-9_\-]+)\.s(?P<seed>\d+)$")
+REF_NAME = re.compile(r"^(?P<base>.+)\.(?P<label>[A-Za-z0-9_\-]+)\.ref$")
 _LABEL = re.compile(r"^[A-Za-z0-9_\-]+$")
 DEFAULT_SEEDS = 5
 
 
 def run_name(base: str, label: str, seed: int) -> str:
     return f"{base}.{label}.s{seed}"
+
+
+def reference_name(base: str, label: str) -> str:
+    return f"{base}.{label}.ref"
 
 
 def default_label(optimizer: str) -> str:
@@ -67,6 +79,15 @@ class Run:
         return study_from_dict(self.data, self.path)
 
 
+@dataclass(frozen=True)
+class Reference:
+    """A fixed candidate scored once with the comparison's objective (a baseline to beat)."""
+
+    label: str
+    params: dict[str, Any]
+    note: str = ""
+
+
 @dataclass
 class Plan:
     base: str
@@ -74,6 +95,7 @@ class Plan:
     labels: list[str]
     seeds: list[int]
     runs: list[Run] = field(default_factory=list)
+    references: list[Reference] = field(default_factory=list)
 
     def first(self) -> Study:
         return self.runs[0].study()
@@ -92,8 +114,10 @@ def plan_comparison(paths: list[Path], *, seeds: int | None = None, name: str | 
             raise ConfigError([Problem(str(paths[0]), "optimizers", "is required in a comparison file (a list of "
                                        "optimizers); or give two or more study files", )])
         entries, n_seeds, base = _from_comparison_file(paths[0], data, seeds, name)
+        references = _references(paths[0], data.get("references"), {e[0] for e in entries})
     else:
         entries, n_seeds, base = _from_study_files(paths, seeds, name)
+        references = []
 
     problems: list[Problem] = []
     studies: list[tuple[str, Study, dict, Path]] = []
@@ -110,13 +134,15 @@ def plan_comparison(paths: list[Path], *, seeds: int | None = None, name: str | 
     if problems:
         raise ConfigError(problems)
     problems += _fairness(studies)
+    if references:
+        problems += _reference_problems(paths[0], references, studies[0][1])
     if problems:
         raise ConfigError(problems)
 
     first = studies[0][1]
     objective_seed = first.objective_seed
     seed_list = [first.file.seed + i for i in range(n_seeds)]
-    plan = Plan(base, first.file.storage, [s[0] for s in studies], seed_list)
+    plan = Plan(base, first.file.storage, [s[0] for s in studies], seed_list, references=references)
     for seed in seed_list:
         for label, _study, data, path in studies:
             run = {**data, "name": run_name(base, label, seed), "seed": seed, "objective_seed": objective_seed}
@@ -139,7 +165,7 @@ def _from_comparison_file(path: Path, data: dict, seeds: int | None, name: str |
     base = name or data.get("name")
     if not isinstance(base, str) or not base:
         problems.append(Problem(src, "name", "is required (the base of the run names <name>.<optimizer>.s<seed>)", base))
-    common = {k: v for k, v in data.items() if k not in ("optimizers", "seeds", "optimizer")}
+    common = {k: v for k, v in data.items() if k not in ("optimizers", "seeds", "optimizer", "references")}
     entries, labels = [], set()
     for i, spec in enumerate(specs):
         if not isinstance(spec, dict):
@@ -161,6 +187,75 @@ def _from_comparison_file(path: Path, data: dict, seeds: int | None, name: str |
     if problems:
         raise ConfigError(problems)
     return entries, seeds or n_seeds, base
+
+
+def _references(path: Path, specs: Any, labels: set[str]) -> list[Reference]:
+    """The ``references:`` list of a comparison file (shape only; the parameters are checked against
+    the objective by :func:`_reference_problems`)."""
+    if specs is None:
+        return []
+    src = str(path)
+    if not isinstance(specs, list):
+        raise ConfigError([Problem(src, "references", "must be a list of {label, params, note}", specs)])
+    problems, out, seen = [], [], set()
+    for i, spec in enumerate(specs):
+        where = f"references[{i}]"
+        if not isinstance(spec, dict):
+            problems.append(Problem(src, where, "must be a mapping with label and params", spec))
+            continue
+        extra = sorted(set(spec) - {"label", "params", "note"})
+        if extra:
+            problems.append(Problem(src, f"{where}.{extra[0]}", "is not a key of a reference (valid keys: label, "
+                                    "params, note)"))
+        label, params, note = spec.get("label"), spec.get("params"), spec.get("note", "")
+        if not isinstance(label, str) or not _LABEL.match(label):
+            problems.append(Problem(src, f"{where}.label", "is required and must contain only letters, digits, "
+                                    "'-' and '_'", label))
+        elif label in seen or label in labels:
+            problems.append(Problem(src, f"{where}.label", "must differ from every other reference's and "
+                                    "optimizer's label", label))
+        seen.add(label)
+        if not isinstance(params, dict) or not all(isinstance(k, str) for k in params):
+            problems.append(Problem(src, f"{where}.params", "must be a mapping of parameter names to values "
+                                    "(the rest take the objective's defaults)", params))
+        elif not all(v is None or isinstance(v, (str, int, float, bool)) for v in params.values()):
+            problems.append(Problem(src, f"{where}.params", "values must be numbers, strings or booleans", params))
+        if not isinstance(note, str):
+            problems.append(Problem(src, f"{where}.note", "must be a string", note))
+        if not problems:
+            out.append(Reference(label, dict(params), note))
+    if problems:
+        raise ConfigError(problems)
+    return out
+
+
+def _reference_problems(path: Path, references: list[Reference], study: Study) -> list[Problem]:
+    """Each reference's parameters must be parameters of the objective; one value each."""
+    from optileuk.space import SearchSpace
+
+    out = []
+    if len(study.directions) > 1:
+        return [Problem(str(path), "references", "are for single-objective comparisons (a multi-objective "
+                        "comparison is ranked by hypervolume)")]
+    for i, ref in enumerate(references):
+        if not ref.params:  # the objective's defaults
+            continue
+        space = SearchSpace.from_dict({"parameters": {k: _point(v) for k, v in ref.params.items()}})
+        try:
+            messages = study.objective().check_space(space)
+        except ConfigError as exc:
+            messages = [p.rule for p in exc.problems]
+        out += [Problem(str(path), f"references[{i}].params", m, ref.params) for m in messages]
+    return out
+
+
+def _point(value: Any) -> dict[str, Any]:
+    """A one-point parameter of the value's type (what the objective's own space check reads)."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return {"type": "int", "low": value, "high": value}
+    if isinstance(value, float):
+        return {"type": "float", "low": value, "high": value + max(abs(value), 1.0) * 1e-9}
+    return {"type": "categorical", "choices": [value]}
 
 
 def _from_study_files(paths: list[Path], seeds: int | None, name: str | None):

@@ -9,7 +9,7 @@ import numpy as np
 from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial
 
-from optileuk.compare._plan import NAME
+from optileuk.compare._plan import NAME, REF_NAME
 from optileuk.errors import StorageError
 from optileuk.runner._read import Columns, best_trials, finished_columns
 from optileuk.storage import redact
@@ -119,11 +119,39 @@ class RunData:
 
 
 @dataclass
+class ReferenceData:
+    """A fixed candidate scored once with a comparison's objective (``references:``): a line to beat."""
+
+    label: str
+    name: str
+    value: float
+    params: dict[str, Any]
+    note: str
+    attrs: dict[str, Any]
+
+    def beaten(self, group: "Group", label: str) -> tuple[int, int]:
+        """(runs of ``label`` whose final best is strictly better than this reference, runs)."""
+        runs = group.of(label)
+        better = [r.final_best < self.value if group.minimize else r.final_best > self.value
+                  for r in runs if not np.isnan(r.final_best)]
+        return sum(better), len(runs)
+
+    def describe(self) -> str:
+        params = ", ".join(f"{k} {v}" for k, v in self.params.items()) or "the objective's defaults"
+        return f"{self.label} ({params}{'; ' + self.note if self.note else ''})"
+
+    def line(self, group: "Group") -> str:
+        beats = ", ".join(f"{lab} {'%d/%d' % self.beaten(group, lab)}" for lab in group.labels)
+        return f"reference {self.describe()}: {self.value:.4g}; runs better than it: {beats}"
+
+
+@dataclass
 class Group:
     """The runs of one comparison (``<base>.<label>.s<seed>``), or one plain study on its own."""
 
     base: str
     runs: list[RunData] = field(default_factory=list)
+    references: list[ReferenceData] = field(default_factory=list)
 
     @property
     def labels(self) -> list[str]:
@@ -173,11 +201,17 @@ def collect(storage, url: str, prefix: str | None = None) -> list[Group]:
     Studies named ``<base>.<optimizer>.s<seed>`` (as ``optileuk compare`` names them) form one
     group per base; any other study is a group of one run.
     """
+    from optileuk.compare import REFERENCE_ATTR
+
     groups: dict[str, Group] = {}
-    names = []
+    names, refs = [], []
     for fs in storage.get_all_studies():
         names.append(fs.study_name)
         if prefix and not fs.study_name.startswith(prefix):
+            continue
+        r = REF_NAME.match(fs.study_name)
+        if r and REFERENCE_ATTR in fs.user_attrs:  # a comparison's reference: a line, not a run
+            refs.append((r["base"], fs))
             continue
         m = NAME.match(fs.study_name)
         if m:
@@ -191,6 +225,13 @@ def collect(storage, url: str, prefix: str | None = None) -> list[Group]:
         groups.setdefault(base, Group(base)).runs.append(
             RunData(fs.study_name, label, seed, fs._study_id, dirs, columns, dict(fs.user_attrs),
                     fs.system_attrs.get("study:metric_names"), storage))
+    for base, fs in refs:
+        done = [t for t in storage.get_all_trials(fs._study_id, deepcopy=False) if t.state.name == "COMPLETE"]
+        if base in groups and done and not groups[base].multi:
+            spec = fs.user_attrs[REFERENCE_ATTR]
+            groups[base].references.append(ReferenceData(spec["label"], fs.study_name, float(done[-1].value),
+                                                         dict(spec.get("params") or {}), str(spec.get("note") or ""),
+                                                         dict(done[-1].user_attrs)))
     for g in groups.values():
         if g.multi:
             g.set_reference()

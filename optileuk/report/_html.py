@@ -75,6 +75,7 @@ def best_so_far_figure(group: Group) -> go.Figure:
                                      fillcolor=_colour(i, 0.18), showlegend=False, hoverinfo="skip", legendgroup=lab))
         fig.add_trace(go.Scatter(x=x, y=med, mode="lines", name=f"{lab} (median of {len(curves)})",
                                  line=dict(color=_colour(i), width=2), legendgroup=lab))
+    _reference_lines(fig, group)
     spread = " and interquartile range over seeds" if len(group.seeds) > 1 else ""
     what = "Hypervolume of the front so far" if group.multi else "Best value so far"
     fig = _layout(fig, f"{what}: median{spread}", "evaluations", _value_name(group))
@@ -90,8 +91,16 @@ def finals_figure(group: Group) -> go.Figure:
         runs = group.of(lab)
         fig.add_trace(go.Box(y=[r.final_best for r in runs], name=lab, boxpoints="all", jitter=0.3, pointpos=0,
                              marker_color=_colour(i), text=[f"seed {r.seed}" for r in runs]))
+    _reference_lines(fig, group)
     what = "Final hypervolume" if group.multi else "Final best value"
     return _layout(fig, f"{what} per run (one point per seed)", "optimizer", _value_name(group))
+
+
+def _reference_lines(fig: go.Figure, group: Group) -> None:
+    """The comparison's references (fixed candidates scored once) as dashed horizontal lines."""
+    for ref in group.references:
+        fig.add_hline(y=ref.value, line_dash="dash", line_color="#444", line_width=1.5,
+                      annotation_text=f"{ref.label} {ref.value:.4g}", annotation_position="top right")
 
 
 def target_figure(group: Group, ranking: Ranking) -> go.Figure:
@@ -287,6 +296,13 @@ def ranking_html(group: Group, r: Ranking) -> str:
            _table(["optimizer", "runs", "median final best", "IQR", "best", "mean rank",
                    f"reached target ({word} {r.target:.6g})", "median evaluations to target",
                    "median seconds to target", "median seconds per run"], body)]
+    for ref in group.references:
+        scored = ", ".join(f"{k.replace('_', ' ')} {_fmt(ref.attrs[k])}" for k in SCORES
+                           if isinstance(ref.attrs.get(k), (int, float)))
+        out.append(f'<p class="reference">Reference {html.escape(ref.describe())}: value <b>{ref.value:.6g}</b>'
+                   f'{" (" + html.escape(scored) + ")" if scored else ""}, scored once with the same objective and '
+                   f'split; runs whose final best beats it: '
+                   + ", ".join(f"{html.escape(lab)} {'%d/%d' % ref.beaten(group, lab)}" for lab in group.labels) + ".</p>")
     if r.friedman:
         out.append(f"<p>Friedman test over {len(r.blocks)} seeds × {len(r.rows)} optimizers: "
                    f"χ² = {r.friedman[0]:.4g}, <b>p = {r.friedman[1]:.4g}</b>.</p>")
