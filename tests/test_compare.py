@@ -87,6 +87,10 @@ def test_compare_runs_every_optimizer_on_every_seed_as_its_own_study(compared):
     # the reference: scored once (sphere at (2, 2, 2, 2) = 16), stored apart, a line under the ranking
     ref = optuna.load_study(study_name="sphere.corner.ref", storage=url)
     assert [t.value for t in ref.trials] == [16.0] and ref.trials[0].user_attrs["params"]["x0"] == 2.0
+    # scored with the runs' threads (2 jobs share the cores): training on a CPU depends on the count
+    from optileuk.compare import run_threads
+
+    assert ref.trials[0].user_attrs["torch_threads"] == run_threads(2) == max(1, (os.cpu_count() or 1) // 2)
     assert "reference corner: value 16 (" in r.stderr
     beats = {lab: sum(optuna.load_study(study_name=f"sphere.{lab}.s{s}", storage=url).best_value < 16 for s in SEEDS)
              for lab in LABELS}

@@ -86,6 +86,26 @@ def test_dknn_relu_ablation_and_the_shipped_space_suggests_prelu_settings_only_w
     assert seen == {"prelu", "relu"}
 
 
+def test_dknn_trains_with_the_one_cycle_schedule_unless_told_constant(monkeypatch):
+    """The scored model is the last epoch's: with a constant rate it swings (synthetic smears, dense
+    head, default training: validation error 0.51 with 1 torch thread, 0.08 with 2); one-cycle ends
+    at a low rate."""
+    import optileuk.objectives._dknn as mod
+
+    seen = []
+    real = mod.fit
+    monkeypatch.setattr(mod, "fit", lambda *a, **k: seen.append(k["one_cycle"]) or real(*a, **k))
+    cfg = {"dataset": TINY, "image_size": 32, "widths": [8, 16], "hidden": 16, "split": {"test_size": 0.2, "folds": 1}}
+    make("dknn", cfg).evaluate({"epochs": 1})
+    make("dknn", {**cfg, "defaults": {"schedule": "constant"}}).evaluate({"epochs": 1})
+    make("dknn", cfg).evaluate({"epochs": 1, "schedule": "constant"})
+    assert seen == [True, False, False]
+    with pytest.raises(ConfigError, match="objective.defaults.schedule.*must be onecycle or constant"):
+        make("dknn", {**cfg, "defaults": {"schedule": "cosine"}})
+    space = SearchSpace.from_dict({"parameters": {"schedule": {"type": "categorical", "choices": ["onecycle", "cosine"]}}})
+    assert make("dknn", cfg).check_space(space) == ["schedule can be onecycle or constant only (got 'cosine')"]
+
+
 # ---- every objective through FixedTrial -------------------------------------------------------
 CASES = {
     "analytic": ({"function": "rastrigin"}, {"x": {"type": "float", "low": -2, "high": 2}}, {"x": 0.0}),

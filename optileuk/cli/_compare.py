@@ -11,7 +11,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
-from optileuk.compare import RunResult, execute, plan_comparison, prepare, score_references
+from optileuk.compare import RunResult, execute, plan_comparison, prepare, run_threads, score_references
 from optileuk.errors import ConfigError, Problem
 from optileuk.runner import RunFailed
 from optileuk.storage import redact
@@ -38,7 +38,7 @@ def compare_studies(paths: list[Path], *, seeds: int | None, storage: str | None
     t0 = time.perf_counter()
     for ref in plan.references:  # scored once before the runs: a baseline to beat
         err.print(f"scoring reference {ref.label} ({', '.join(f'{k} {v}' for k, v in ref.params.items()) or 'defaults'})...")
-        res = score_references(dataclasses.replace(plan, references=[ref]))[0]
+        res = score_references(dataclasses.replace(plan, references=[ref]), threads=run_threads(jobs))[0]
         if res.error:
             err.print(f"[red]reference {ref.label} failed:[/red] {res.error} (it is scored again on the next run)")
         else:

@@ -12,6 +12,7 @@ import json
 import multiprocessing
 import os
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -58,6 +59,32 @@ def _limit_threads(threads: int) -> None:
 
     threadpool_limits(threads)  # OpenMP/BLAS (scikit-learn's k-means, numpy)
     torch.set_num_threads(threads)
+
+
+def run_threads(jobs: int, threads: int | None = None) -> int:
+    """Threads (BLAS/OpenMP/torch) of each run's process when ``jobs`` run side by side: the CPU
+    cores shared out; 0 = no limit. One process alone (``jobs`` 1) is not limited."""
+    if jobs <= 1:
+        return 0
+    return max(1, (os.cpu_count() or 1) // jobs) if threads is None else threads
+
+
+@contextmanager
+def _threads(threads: int):
+    """Within the block, at most ``threads`` BLAS/OpenMP/torch threads (0: unchanged)."""
+    if not threads:
+        yield
+        return
+    import torch
+    from threadpoolctl import threadpool_limits
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        with threadpool_limits(threads):
+            yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def run_one(run: Run) -> RunResult:
@@ -108,10 +135,14 @@ def _reference_fingerprint(study, ref: Reference) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:20]
 
 
-def score_references(plan: Plan) -> list[ReferenceResult]:
+def score_references(plan: Plan, threads: int = 0) -> list[ReferenceResult]:
     """Score each of the plan's references once with the comparison's objective (in this process) and
     store it as one trial of the study ``<base>.<label>.ref``. A reference already scored with the same
-    objective, data seed and parameters is read back; one scored with others is refused, like a run."""
+    objective, data seed and parameters is read back; one scored with others is refused, like a run.
+
+    ``threads``: score with the runs' thread count (:func:`run_threads`). Training on a CPU sums in
+    an order that depends on the number of threads, so a network trained with 1 thread and one
+    trained with 2 differ; a reference must be trained like the runs' candidates to compare with them."""
     import optuna
 
     from optileuk.errors import ConfigError, Problem
@@ -147,8 +178,12 @@ def score_references(plan: Plan) -> list[ReferenceResult]:
             storage.set_study_system_attr(study._study_id, FINGERPRINT_KEY, fp)
             study.set_user_attr(STUDY_ATTR, first.raw())
             study.set_user_attr(REFERENCE_ATTR, {"label": ref.label, "params": ref.params, "note": ref.note})
-        outcome = run_objective(objective, ref.params)
-        attrs = {"reference": ref.label, "params": ref.params, "seconds": round(outcome.seconds, 6), **outcome.attrs}
+        with _threads(threads):
+            import torch
+
+            used = torch.get_num_threads()
+            outcome = run_objective(objective, ref.params)
+        attrs = {"reference": ref.label, "params": ref.params, "torch_threads": used, "seconds": round(outcome.seconds, 6), **outcome.attrs}
         if outcome.error:
             attrs["error"] = outcome.error
         done = outcome.state == TrialState.COMPLETE
@@ -198,8 +233,7 @@ def execute(plan: Plan, *, jobs: int, on_poll: Callable[[int], None] | None = No
                 on_done(results[-1])
         return results
     ctx = multiprocessing.get_context("spawn")  # no forked torch/OpenMP state, same on every OS
-    if threads is None:
-        threads = max(1, (os.cpu_count() or 1) // jobs)
+    threads = run_threads(jobs, threads)
     init = dict(initializer=_limit_threads, initargs=(threads,)) if threads else {}
     with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx, **init) as pool:
         pending: dict[Future, Run] = {pool.submit(run_one, run): run for run in plan.runs}

@@ -6,7 +6,8 @@ head's hidden layer; default ``objective.hidden``), ``shape1`` (factor
 shape of the first head layer as ``"m1xm2xn1xn2"``, or ``auto``), ``kron_conv_rank``,
 ``activation`` (prelu | relu: the ablation of PReLU), ``prelu_mode`` (shared | channel) and
 ``prelu_init`` (used with prelu only), ``lr``, ``weight_decay``, ``batch_size``,
-``epochs``, ``dropout``, and the input: ``image_size``, ``resize`` (pad | crop | stretch: images
+``epochs``, ``dropout``, ``schedule`` (``onecycle``: the one-cycle learning-rate schedule, so the
+last epoch, the one scored, is trained at a low rate; ``constant``), and the input: ``image_size``, ``resize`` (pad | crop | stretch: images
 of any size and shape) and ``stain`` (none | reinhard | macenko), whose defaults are the
 objective's keys of the same names. The value (``error``) is ``1 - balanced accuracy`` on the
 validation split (reported after every epoch, so pruners work). Multi-objective studies
@@ -37,8 +38,10 @@ from optileuk.objectives._inputs import INPUT_KEYS, StainedImages, check_default
 from optileuk.objectives._final import TEST_SPLIT, Final, bootstrap_ci, classification_metrics, require_test
 from optileuk.objectives._torch import fit, image_tensor, n_params, predict, resolve_device, seeded
 
+SCHEDULES = ("onecycle", "constant")
 DEFAULTS = {"rank1": 2, "rank2": 1, "shape1": "auto", "kron_conv_rank": 0, "activation": "prelu", "prelu_mode": "channel",
-            "prelu_init": 0.25, "lr": 3e-3, "weight_decay": 1e-3, "batch_size": 64, "epochs": 20, "dropout": 0.2}
+            "prelu_init": 0.25, "lr": 3e-3, "weight_decay": 1e-3, "batch_size": 64, "epochs": 20, "dropout": 0.2,
+            "schedule": "onecycle"}
 
 
 class DknnConfig(ObjectiveConfig):
@@ -85,6 +88,9 @@ class DknnObjective(Objective):
         act = self.config.defaults.get("activation", "prelu")
         if act not in ("prelu", "relu"):
             raise ConfigError([Problem("", "objective.defaults.activation", "must be prelu or relu", act)])
+        schedule = self.config.defaults.get("schedule", "onecycle")
+        if schedule not in SCHEDULES:
+            raise ConfigError([Problem("", "objective.defaults.schedule", "must be onecycle or constant", schedule)])
 
     def params(self, config: Mapping[str, Any]) -> dict[str, Any]:
         return with_inputs({**DEFAULTS, "hidden": self.config.hidden}, self.config, config)
@@ -92,6 +98,10 @@ class DknnObjective(Objective):
     def check_space(self, space) -> list[str]:
         self.check_device()
         out = self.unused(space, (*DEFAULTS, "hidden", *INPUT_KEYS), "dknn")
+        for name, allowed in (("schedule", SCHEDULES), ("activation", ("prelu", "relu"))):
+            bad = [c for c in (getattr(space.params.get(name), "choices", None) or []) if c not in allowed]
+            if bad:
+                out.append(f"{name} can be {' or '.join(allowed)} only (got {bad[0]!r})")
         return out + check_sizes(space, self.config.image_size, 2 ** len(self.config.widths), "2**len(objective.widths)")
 
     def prepare(self) -> None:
@@ -146,7 +156,7 @@ class DknnObjective(Objective):
         epochs = fit(model, xtr, ytr, loss_fn=F.cross_entropy, epochs=int(p["epochs"]), batch_size=int(p["batch_size"]),
                      lr=float(p["lr"]), weight_decay=float(p["weight_decay"]), device=device, seed=self.seed,
                      on_epoch=val_error, trial=trial if len(self.directions) == 1 else None,
-                     augment=self.config.augment.batch())
+                     augment=self.config.augment.batch(), one_cycle=p["schedule"] == "onecycle")
         pred = predict(model, xva, device).argmax(1).numpy()
         bal = balanced_accuracy_score(yva, pred)
         attrs = {"accuracy": float(accuracy_score(yva, pred)), "balanced_accuracy": float(bal),
@@ -175,7 +185,7 @@ class DknnObjective(Objective):
         fit(model, image_tensor(train.images, size, resize), torch.from_numpy(train.labels), loss_fn=F.cross_entropy,
             epochs=epochs, batch_size=int(p["batch_size"]), lr=float(p["lr"]), weight_decay=float(p["weight_decay"]),
             device=device, seed=self.seed, on_epoch=(lambda e: on_step(e + 1, epochs, "epochs")) if on_step else None,
-            augment=c.augment.batch())
+            augment=c.augment.batch(), one_cycle=p["schedule"] == "onecycle")
         proba = torch.softmax(predict(model, image_tensor(test.images, size, resize), device), 1).numpy()
         pred = proba.argmax(1)
         metrics = {**classification_metrics(test.labels, pred, proba, ds.classes), "split": TEST_SPLIT}
