@@ -105,6 +105,8 @@ def main() -> None:
     ap.add_argument("--sets", nargs="+", default=["wbc", "bccd"], choices=list(SETS))
     ap.add_argument("--outer", type=int, default=5, help="held-out parts scored on wbc (1..5)")
     ap.add_argument("--trials-scale", type=float, default=1.0, help="scale every search budget")
+    ap.add_argument("--methods", nargs="+", default=None,
+                    help="only these methods (hand+svm, the baseline of the paired column, is always run)")
     args = ap.parse_args()
     warnings.simplefilter("ignore")
     tmp = Path(tempfile.mkdtemp(prefix="optileuk-bench-"))
@@ -119,6 +121,8 @@ def main() -> None:
         classes = None
         for fold in folds:
             for label, (kind, cfg, params, study) in methods(set_name, ds, fold, storage, args.trials_scale).items():
+                if args.methods and label != "hand+svm" and label not in args.methods:
+                    continue
                 start = time.perf_counter()
                 if params is None:
                     params = tune(study, storage, f"{set_name}-{label.replace(' ', '-').replace('+', '-')}-{fold}")
