@@ -110,6 +110,31 @@ def test_compare_again_resumes_without_new_trials(compared):
     assert before == after == len(LABELS) * len(SEEDS) * TRIALS
 
 
+def test_a_reference_stored_with_other_params_is_refused_before_anything_is_written(workdir, box_space):
+    cmp = """
+        name: box
+        seeds: {seeds}
+        objective: {{type: analytic, function: sphere}}
+        search_space: spaces/box4.yaml
+        optimizers: [{{name: random, population: 4}}]
+        budget: {{trials: 4}}
+        references: [{{label: guess, params: {{x0: {x0}}}}}]
+        """
+    write(workdir / "cmp.yaml", cmp.format(seeds=1, x0=1.0))
+    r = run_cli("compare", "cmp.yaml", "--jobs", "1", "-q", cwd=workdir)
+    assert r.returncode == 0, r.stderr
+    url = f"sqlite:///{workdir}/optileuk.db"
+    before = {s.study_name: s.n_trials for s in optuna.get_all_study_summaries(url)}
+    assert before == {"box.random.s0": 4, "box.guess.ref": 1}
+    write(workdir / "cmp.yaml", cmp.format(seeds=2, x0=2.0))  # another guess under the same label, one more seed
+    r = run_cli("compare", "cmp.yaml", "--jobs", "1", "-q", cwd=workdir)
+    assert r.returncode == 2
+    assert r.stderr.strip() == ("error: cmp.yaml: references study 'box.guess.ref' in sqlite:///optileuk.db was scored with other "
+                                "parameters, objective or data seed; give the reference another label or delete the "
+                                "old study, got 'guess'")
+    assert {s.study_name: s.n_trials for s in optuna.get_all_study_summaries(url)} == before  # no box.random.s1
+
+
 def test_unfair_study_files_are_refused_before_anything_is_written(workdir, box_space):
     for opt, trials in (("pso", 30), ("ga", 40)):
         write(workdir / f"s_{opt}.yaml", f"""

@@ -11,7 +11,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
-from optileuk.compare import RunResult, execute, plan_comparison, prepare, run_threads, score_references
+from optileuk.compare import RunResult, check_references, execute, plan_comparison, prepare, run_threads, score_references
 from optileuk.errors import ConfigError, Problem
 from optileuk.runner import RunFailed
 from optileuk.storage import redact
@@ -32,6 +32,7 @@ def compare_studies(paths: list[Path], *, seeds: int | None, storage: str | None
     if plan.storage == "memory":
         raise ConfigError([Problem("", "--storage", "must outlive the command (sqlite, postgresql, journal, redis): "
                                    "the runs are read back for the ranking and the report", plan.storage)])
+    check_references(plan)  # a reference stored with other settings: refused before anything is written
     prepare(plan)  # data, devices, storage and run names are checked before any trial
     budget = plan.first().file.budget.trials
     total = budget * len(plan.runs) if budget else None

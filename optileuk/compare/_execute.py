@@ -135,6 +135,35 @@ def _reference_fingerprint(study, ref: Reference) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:20]
 
 
+def _stored_reference(storage, plan: Plan, ref: Reference) -> int | None:
+    """The id of the reference's study when it is stored (``None``: not yet); a study of that name
+    scored with other parameters, objective or data seed is refused, like a run's."""
+    from optileuk.errors import ConfigError, Problem
+    from optileuk.runner._common import FINGERPRINT_KEY
+    from optileuk.storage import redact
+
+    first, name = plan.first(), reference_name(plan.base, ref.label)
+    try:
+        study_id = storage.get_study_id_from_name(name)
+    except KeyError:
+        return None
+    if storage.get_study_system_attrs(study_id).get(FINGERPRINT_KEY) != _reference_fingerprint(first, ref):
+        raise ConfigError([Problem(str(first.path), "references", f"study '{name}' in {redact(plan.storage)} "
+                           "was scored with other parameters, objective or data seed; give the reference "
+                           "another label or delete the old study", ref.label)])
+    return study_id
+
+
+def check_references(plan: Plan) -> None:
+    """Refuse, before anything is written, references whose stored studies do not match the plan."""
+    if plan.references:
+        from optileuk.storage import open_storage
+
+        storage = open_storage(plan.storage)
+        for ref in plan.references:
+            _stored_reference(storage, plan, ref)
+
+
 def score_references(plan: Plan, threads: int = 0) -> list[ReferenceResult]:
     """Score each of the plan's references once with the comparison's objective (in this process) and
     store it as one trial of the study ``<base>.<label>.ref``. A reference already scored with the same
@@ -145,10 +174,9 @@ def score_references(plan: Plan, threads: int = 0) -> list[ReferenceResult]:
     trained with 2 differ; a reference must be trained like the runs' candidates to compare with them."""
     import optuna
 
-    from optileuk.errors import ConfigError, Problem
     from optileuk.runner._common import FINGERPRINT_KEY, STUDY_ATTR
     from optileuk.runner._outcome import run_objective
-    from optileuk.storage import open_storage, redact
+    from optileuk.storage import open_storage
 
     if not plan.references:
         return []
@@ -157,16 +185,9 @@ def score_references(plan: Plan, threads: int = 0) -> list[ReferenceResult]:
     objective = _objective_for(first)
     out = []
     for ref in plan.references:
-        name, fp = reference_name(plan.base, ref.label), _reference_fingerprint(first, ref)
-        try:
-            study_id = storage.get_study_id_from_name(name)
-        except KeyError:
-            study_id = None
+        name = reference_name(plan.base, ref.label)
+        study_id = _stored_reference(storage, plan, ref)
         if study_id is not None:
-            if storage.get_study_system_attrs(study_id).get(FINGERPRINT_KEY) != fp:
-                raise ConfigError([Problem(str(first.path), "references", f"study '{name}' in {redact(plan.storage)} "
-                                   "was scored with other parameters, objective or data seed; give the reference "
-                                   "another label or delete the old study", ref.label)])
             done = [t for t in storage.get_all_trials(study_id, deepcopy=False) if t.state == TrialState.COMPLETE]
             if done:
                 out.append(ReferenceResult(ref.label, name, done[-1].value, float(done[-1].user_attrs.get("seconds", 0)),
@@ -175,7 +196,7 @@ def score_references(plan: Plan, threads: int = 0) -> list[ReferenceResult]:
             study = optuna.load_study(study_name=name, storage=storage)
         else:
             study = optuna.create_study(study_name=name, storage=storage, direction=first.direction)
-            storage.set_study_system_attr(study._study_id, FINGERPRINT_KEY, fp)
+            storage.set_study_system_attr(study._study_id, FINGERPRINT_KEY, _reference_fingerprint(first, ref))
             study.set_user_attr(STUDY_ATTR, first.raw())
             study.set_user_attr(REFERENCE_ATTR, {"label": ref.label, "params": ref.params, "note": ref.note})
         with _threads(threads):

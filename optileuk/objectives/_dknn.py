@@ -39,6 +39,8 @@ from optileuk.objectives._final import TEST_SPLIT, Final, bootstrap_ci, classifi
 from optileuk.objectives._torch import fit, image_tensor, n_params, predict, resolve_device, seeded
 
 SCHEDULES = ("onecycle", "constant")
+ACTIVATIONS = ("prelu", "relu")
+CHOICES = {"activation": ACTIVATIONS, "schedule": SCHEDULES}  # categorical parameters and what they can be
 DEFAULTS = {"rank1": 2, "rank2": 1, "shape1": "auto", "kron_conv_rank": 0, "activation": "prelu", "prelu_mode": "channel",
             "prelu_init": 0.25, "lr": 3e-3, "weight_decay": 1e-3, "batch_size": 64, "epochs": 20, "dropout": 0.2,
             "schedule": "onecycle"}
@@ -85,12 +87,11 @@ class DknnObjective(Objective):
     def __init__(self, config=None, *, space=None, seed=0, objectives=None):
         super().__init__(config, space=space, seed=seed, objectives=objectives)
         check_defaults(self.config.defaults, (*DEFAULTS, "hidden"), "dknn")
-        act = self.config.defaults.get("activation", "prelu")
-        if act not in ("prelu", "relu"):
-            raise ConfigError([Problem("", "objective.defaults.activation", "must be prelu or relu", act)])
-        schedule = self.config.defaults.get("schedule", "onecycle")
-        if schedule not in SCHEDULES:
-            raise ConfigError([Problem("", "objective.defaults.schedule", "must be onecycle or constant", schedule)])
+        bad = [Problem("", f"objective.defaults.{name}", f"must be {' or '.join(allowed)}", self.config.defaults[name])
+               for name, allowed in CHOICES.items()
+               if name in self.config.defaults and self.config.defaults[name] not in allowed]
+        if bad:
+            raise ConfigError(bad)
 
     def params(self, config: Mapping[str, Any]) -> dict[str, Any]:
         return with_inputs({**DEFAULTS, "hidden": self.config.hidden}, self.config, config)
@@ -98,7 +99,7 @@ class DknnObjective(Objective):
     def check_space(self, space) -> list[str]:
         self.check_device()
         out = self.unused(space, (*DEFAULTS, "hidden", *INPUT_KEYS), "dknn")
-        for name, allowed in (("schedule", SCHEDULES), ("activation", ("prelu", "relu"))):
+        for name, allowed in CHOICES.items():
             bad = [c for c in (getattr(space.params.get(name), "choices", None) or []) if c not in allowed]
             if bad:
                 out.append(f"{name} can be {' or '.join(allowed)} only (got {bad[0]!r})")
