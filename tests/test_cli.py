@@ -390,7 +390,9 @@ def test_the_main_job_runs_as_the_readme_says(workdir):
 
     m = check_classification(workdir / "final")
     assert m["classes"] == ["normal", "L1", "L2", "L3"] and m["facts"]["epochs"] == best.params.get("epochs", 20)
-    state = torch.load(workdir / "final" / "model.pt", weights_only=True)
+    from safetensors.torch import load_file
+
+    state = {k[4:]: v for k, v in load_file(workdir / "final" / "weights.safetensors").items()}
     from optileuk.objectives import make
 
     params = yaml.safe_load((workdir / "final" / "config.yaml").read_text())["params"]

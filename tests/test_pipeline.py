@@ -126,20 +126,20 @@ def test_unet_segmenter_trains_once_per_fold_and_is_cached(monkeypatch, tmp_path
     cfg = {**SMALL, "segmenter": "unet", "device": "cpu",
            "unet": {"image_size": 32, "depth": 2, "base": 4, "epochs": 1, "batch_size": 4}}
     trained = []
-    real = _pipeline.PipelineObjective._unet_masks
-    monkeypatch.setattr(_pipeline.PipelineObjective, "_unet_masks",
+    real = _pipeline.PipelineObjective._train_segmenter
+    monkeypatch.setattr(_pipeline.PipelineObjective, "_train_segmenter",
                         lambda self, stain, train: trained.append(len(train)) or real(self, stain, train))
     obj = make("pipeline", cfg, seed=0)
     obj.evaluate({})
     obj.evaluate({"C": 5.0})
     assert len(trained) == 2  # one U-Net per fold, none for a classifier change
-    folds = obj._data[1].folds
+    folds = obj._data.splits.folds
     assert trained == [len(f.train) for f in folds]  # each on its own fold's training part only
     make("pipeline", cfg, seed=0).evaluate({})  # a new process: read from the disk cache
     assert len(trained) == 2
     final = obj.train_final({})
-    assert len(trained) == 3 and trained[-1] == len(obj._data[1].search)
-    assert final.metrics["n_test"] == len(obj._data[1].test)
+    assert len(trained) == 3 and trained[-1] == len(obj._data.splits.search)
+    assert final.metrics["n_test"] == len(obj._data.splits.test)
 
 
 def test_unet_segmenter_needs_masks(tmp_path):
@@ -267,7 +267,7 @@ def test_shipped_pipeline_study_loads_real_cell_types(tmp_path, monkeypatch):
     obj = study.objective()
     with pytest.warns(DataWarning, match="basophil"):
         obj.prepare()
-    ds, splits, _ = obj._data
+    ds, splits = obj._data.ds, obj._data.splits
     assert ds.classes == ["eosinophil", "lymphocyte", "monocyte", "neutrophil"] and len(ds) == 97
     assert len(splits.folds) == 3 and len(splits.test) == 20
 

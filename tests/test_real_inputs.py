@@ -232,7 +232,7 @@ def test_shipped_real_study_reads_its_data_relative_to_itself(tmp_path, monkeypa
     assert Path(study.objective_config.dataset.path).resolve() == WBC.resolve()
     obj = study.objective()
     obj.prepare()  # the 100 real images and their masks load
-    assert len(obj._data[0]) == 100 and len(obj._data[1].test) == 20
+    assert len(obj._data.ds) == 100 and len(obj._data.splits.test) == 20
 
 
 def test_a_missing_stain_reference_is_refused_before_anything_is_stored(tmp_path):

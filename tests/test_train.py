@@ -4,8 +4,6 @@ metric in metrics.json is recomputed here from the saved predictions."""
 from __future__ import annotations
 
 import json
-import pickle
-
 import numpy as np
 import pytest
 import torch
@@ -107,9 +105,12 @@ def test_handcrafted_svm_and_feature_selection_round_trips(workdir):
     run_dir, _ = train(workdir / "hand.yaml", workdir / "hand")
     m = check_classification(run_dir, probabilities=False)  # an SVM: AUC from its decision function
     assert "decision" in m["scores"]
-    model = pickle.loads((run_dir / "model.pkl").read_bytes())
+    assert not list(run_dir.glob("*.pkl")) and not list(run_dir.glob("*.pt"))  # a bundle: data, no pickle
+    import optileuk
+
+    model = optileuk.load_model(run_dir)
     p = np.load(run_dir / "predictions.npz")
-    assert (model.predict(np.zeros((1, model[0].n_features_in_))).shape == (1,)) and len(p["index"]) == m["n_test"]
+    assert model.classifier[-1].__class__.__name__ == "SVC" and len(p["index"]) == m["n_test"]
 
     write(workdir / "fs.yaml", """
         objective: {type: feature_selection, dataset: {type: synthetic, n_per_class: 20}, trunk_epochs: 2}
@@ -117,7 +118,7 @@ def test_handcrafted_svm_and_feature_selection_round_trips(workdir):
         """)
     run_dir, metrics = train(workdir / "fs.yaml", workdir / "fs")
     check_classification(run_dir)
-    assert metrics["selected"] == 5 and (run_dir / "model.pt").exists()
+    assert metrics["selected"] == 5 and (run_dir / "weights.safetensors").exists()
     assert np.flatnonzero(np.load(run_dir / "predictions.npz")["mask"]).tolist() == [0, 3, 5, 70, 80]
 
 
@@ -128,9 +129,11 @@ def test_unet_weights_load_back_and_reproduce_the_saved_masks(workdir):
         """)
     run_dir, _ = train(workdir / "unet.yaml", workdir / "unet")
     check_segmentation(run_dir)
+    from safetensors.torch import load_file
+
     obj = make("unet_plr", {"dataset": {"type": "synthetic", "n_per_class": 8}}, seed=0)
     model = obj.build(yaml.safe_load((run_dir / "config.yaml").read_text())["params"])
-    model.load_state_dict(torch.load(run_dir / "model.pt", weights_only=True))
+    model.load_state_dict({k[4:]: v for k, v in load_file(run_dir / "weights.safetensors").items()})
     ds = load_dataset(obj.config.dataset)
     p = np.load(run_dir / "predictions.npz")
     from optileuk.objectives._torch import image_tensor

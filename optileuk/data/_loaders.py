@@ -27,15 +27,62 @@ class DataWarning(UserWarning):
     """Bad files were skipped (``on_error: skip``)."""
 
 
+class ChannelsError(DataError):
+    """An image that reads but whose channels cannot be made RGB."""
+
+
+def as_rgb(image, where: str = "image") -> np.ndarray:
+    """An RGB uint8 (H, W, 3) array from an array of any usual layout: grey (H, W) or (H, W, 1), RGBA
+    (alpha dropped), 16-bit (divided by 257) or float in [0, 1] (times 255); else :class:`ChannelsError`.
+
+    Example:
+        >>> as_rgb(np.full((2, 3), 65535, np.uint16)).shape, int(as_rgb(np.full((2, 3), 65535, np.uint16)).max())
+        ((2, 3, 3), 255)
+    """
+    arr = np.asarray(image)
+    if arr.ndim == 3 and arr.shape[2] == 1:
+        arr = arr[..., 0]
+    if arr.ndim == 2:
+        arr = np.stack([arr] * 3, -1)
+    if arr.ndim != 3 or arr.shape[2] not in (3, 4) or min(arr.shape[:2]) < 1:
+        raise ChannelsError(f"{where}: channels cannot be made RGB (an image must be (H, W), (H, W, 1), (H, W, 3) "
+                            f"or (H, W, 4); got shape {tuple(arr.shape)})")
+    arr = arr[..., :3]
+    if arr.dtype == np.uint8:
+        return np.ascontiguousarray(arr)
+    if arr.dtype == np.uint16:
+        return (arr.astype(np.float64) / 257 + 0.5).astype(np.uint8)
+    if np.issubdtype(arr.dtype, np.floating):
+        scale = 255.0 if np.nanmax(arr) <= 1.0 else 1.0
+        return np.clip(np.nan_to_num(arr) * scale + 0.5, 0, 255).astype(np.uint8)
+    if np.issubdtype(arr.dtype, np.integer) or arr.dtype == bool:
+        return np.clip(arr, 0, 255).astype(np.uint8)
+    raise ChannelsError(f"{where}: channels cannot be made RGB (dtype {arr.dtype})")
+
+
+_WIDE = {"I;16": np.uint16, "I;16L": np.uint16, "I;16B": np.uint16, "I;16N": np.uint16}
+
+
 def read_image(path: Path) -> np.ndarray:
-    """RGB uint8 array, or :class:`DataError` naming the file."""
+    """RGB uint8 array (grey, palette, RGBA, CMYK, 16-bit images converted), or :class:`DataError`
+    naming the file (:class:`ChannelsError` when it reads but its channels cannot be made RGB)."""
     from PIL import Image, UnidentifiedImageError
 
     try:
         with Image.open(path) as im:
             im.load()
-            return np.asarray(im.convert("RGB"))
+            if im.mode in _WIDE:  # 16-bit grey: PIL's own conversion would clip it at 255
+                return as_rgb(np.asarray(im).astype(np.uint16), str(path))
+            if im.mode == "F":
+                return as_rgb(np.asarray(im), str(path))
+            try:
+                rgb = im.convert("RGB")
+            except ValueError as exc:
+                raise ChannelsError(f"{path}: channels cannot be made RGB (mode {im.mode}: {exc})") from None
+            return np.asarray(rgb)
     except (OSError, UnidentifiedImageError, SyntaxError, ValueError) as exc:
+        if isinstance(exc, ChannelsError):
+            raise
         raise DataError(f"{path}: cannot be read as an image ({type(exc).__name__}: {exc})") from None
 
 

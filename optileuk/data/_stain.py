@@ -83,6 +83,43 @@ class StainNormaliser:
     def apply(self, images: Sequence[np.ndarray]) -> list[np.ndarray]:
         return [self(im) for im in images]
 
+    def state(self) -> dict[str, np.ndarray]:
+        """The fitted reference as arrays (what a model bundle keeps): Reinhard's target Lab means and
+        standard deviations, Macenko's stain matrix and maximum concentrations; none for ``none``."""
+        if self.method == "reinhard":
+            return {"target_means": np.asarray(self._norm.target_means), "target_stds": np.asarray(self._norm.target_stds)}
+        if self.method == "macenko":
+            return {"HERef": np.asarray(self._norm.HERef), "maxCRef": np.asarray(self._norm.maxCRef)}
+        return {}
+
+    @classmethod
+    def from_state(cls, method: str, state: dict[str, np.ndarray]) -> "StainNormaliser":
+        """A normaliser fitted to the reference :meth:`state` describes (no image needed).
+
+        Example:
+            >>> ref = np.full((8, 8, 3), (150, 80, 160), np.uint8); ref[::2] = (220, 200, 220)
+            >>> a = StainNormaliser("reinhard", [ref])
+            >>> b = StainNormaliser.from_state("reinhard", a.state())
+            >>> bool((a(ref) == b(ref)).all())
+            True
+        """
+        out = cls("none", [])
+        out.method = method
+        if method == "none":
+            return out
+        if method not in STAIN_METHODS:
+            raise ValueError(f"stain must be one of {', '.join(STAIN_METHODS)}, not {method!r}")
+        from torchstain.numpy.normalizers import NumpyMacenkoNormalizer, NumpyReinhardNormalizer
+
+        want = ("target_means", "target_stds") if method == "reinhard" else ("HERef", "maxCRef")
+        missing = [k for k in want if k not in state]
+        if missing:
+            raise ValueError(f"the {method} stain reference lacks {', '.join(missing)}")
+        out._norm = NumpyReinhardNormalizer() if method == "reinhard" else NumpyMacenkoNormalizer()
+        for key in want:
+            setattr(out._norm, key, np.asarray(state[key]))
+        return out
+
 
 def stain_jitter_od(x, sigma: float, generator=None):
     """Stain augmentation for a (N, 3, H, W) batch in [0, 1]: each image's optical density per

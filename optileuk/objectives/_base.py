@@ -107,6 +107,8 @@ class Objective(ABC):
     # the same config always scores the same (seeded): ``runner.reuse_duplicates: auto`` then reuses a
     # complete trial's value for a candidate equal to it; plug-ins are assumed not to be unless they say so
     deterministic: ClassVar[bool] = False
+    # the fitted model class train_final returns (optileuk.objectives._model.FittedModel), None: no final model
+    Model: ClassVar[type | None] = None
 
     @classmethod
     def value_meaning(cls, config: Any = None) -> str:

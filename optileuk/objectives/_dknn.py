@@ -27,16 +27,17 @@ from pydantic import Field
 from sklearn.metrics import accuracy_score, balanced_accuracy_score, f1_score
 from torch.nn import functional as F
 
-from optileuk.data import DatasetConfig, SplitConfig, SyntheticData, load_dataset, make_splits
+from optileuk.data import DatasetConfig, SplitConfig, SyntheticData
 from optileuk.objectives._augment import TrainAugment
 from optileuk.errors import ConfigError, Problem
 from optileuk.data._geometry import Resize
 from optileuk.data._stain import Stain
 from optileuk.models import DKNN
 from optileuk.objectives._base import Objective, ObjectiveConfig, Score
-from optileuk.objectives._inputs import INPUT_KEYS, StainedImages, check_defaults, check_sizes, with_inputs
-from optileuk.objectives._final import TEST_SPLIT, Final, bootstrap_ci, classification_metrics, require_test
-from optileuk.objectives._torch import fit, image_tensor, n_params, predict, resolve_device, seeded
+from optileuk.objectives._inputs import INPUT_KEYS, check_defaults, check_sizes, prepare_images, with_inputs
+from optileuk.objectives._final import Final, bootstrap_ci, final_classification, require_test
+from optileuk.objectives._model import FittedModel, Prediction
+from optileuk.objectives._torch import fit, image_tensor, load_weights, n_params, predict, resolve_device, seeded
 
 SCHEDULES = ("onecycle", "constant")
 ACTIVATIONS = ("prelu", "relu")
@@ -108,10 +109,8 @@ class DknnObjective(Objective):
     def prepare(self) -> None:
         if self._data is not None:
             return
-        ds = load_dataset(self.config.dataset)
-        splits = make_splits(ds, self.config.split, seed=self.seed)
-        self.split_sizes = splits.sizes()
-        self._data = (ds, splits, StainedImages(ds, splits.search, self.config.stain_reference, self.seed))
+        self._data = prepare_images(self.config, self.seed)
+        self.split_sizes = self._data.splits.sizes()
         self._views: dict[tuple, tuple] = {}
 
     def view(self, p: Mapping[str, Any]) -> tuple:
@@ -119,24 +118,19 @@ class DknnObjective(Objective):
         candidate's input size, placement and stain; kept across candidates."""
         key = (int(p["image_size"]), p["resize"], p["stain"])
         if key not in self._views:
-            ds, splits, stained = self._data
-            fold = splits.folds[0]
-            sds = stained.dataset(p["stain"])
+            data = self._data
+            fold = data.splits.folds[0]
+            sds = data.stained.dataset(p["stain"])
             train, val = sds.subset(fold.train), sds.subset(fold.val)
             s, r, dev = key[0], key[1], resolve_device(self.config.device)
-            self._views[key] = (ds.classes, image_tensor(train.images, s, r).to(dev),
+            self._views[key] = (data.ds.classes, image_tensor(train.images, s, r).to(dev),
                                 torch.from_numpy(train.labels).to(dev), image_tensor(val.images, s, r).to(dev), val.labels)
             while len(self._views) > 4:
                 self._views.pop(next(iter(self._views)))
         return self._views[key]
 
     def build(self, params: Mapping[str, Any], n_classes: int) -> DKNN:
-        p = self.params(params)
-        return DKNN(n_classes, image_size=int(p["image_size"]), widths=tuple(self.config.widths),
-                    ranks=(int(p["rank1"]), int(p["rank2"])), hidden=int(p["hidden"]),
-                    shapes=(parse_shape(p["shape1"]), None), prelu_mode=p["prelu_mode"],
-                    prelu_init=float(p["prelu_init"]), dropout=float(p["dropout"]),
-                    kron_conv_rank=int(p["kron_conv_rank"]), activation=p["activation"])
+        return build_dknn(architecture(self.params(params), self.config.widths, n_classes))
 
     def evaluate(self, config: Mapping[str, Any], *, trial=None) -> Score:
         self.prepare()
@@ -173,10 +167,10 @@ class DknnObjective(Objective):
         c = self.config
         p = self.params(params)
         self.prepare()
-        ds = self._data[2].dataset(p["stain"])
-        splits = self._data[1]
+        data = self._data
+        ds, splits, stained = data.ds, data.splits, data.stained
         require_test(splits.test)
-        train, test = ds.subset(splits.search), ds.subset(splits.test)
+        train = stained.dataset(p["stain"]).subset(splits.search)
         size, resize = int(p["image_size"]), p["resize"]
         device = resolve_device(c.device)
         with seeded(self.seed):
@@ -187,14 +181,64 @@ class DknnObjective(Objective):
             epochs=epochs, batch_size=int(p["batch_size"]), lr=float(p["lr"]), weight_decay=float(p["weight_decay"]),
             device=device, seed=self.seed, on_epoch=(lambda e: on_step(e + 1, epochs, "epochs")) if on_step else None,
             augment=c.augment.batch(), one_cycle=p["schedule"] == "onecycle")
-        proba = torch.softmax(predict(model, image_tensor(test.images, size, resize), device), 1).numpy()
-        pred = proba.argmax(1)
-        metrics = {**classification_metrics(test.labels, pred, proba, ds.classes), "split": TEST_SPLIT}
-        return Final("classification", metrics,
-                     {"y_true": test.labels, "y_pred": pred, "proba": proba, "index": splits.test,
-                      "classes": np.array(ds.classes)},
-                     state_dict={k: v.detach().cpu() for k, v in model.state_dict().items()},
-                     facts={"train_images": len(train), "search_images": len(splits.search), "epochs": epochs,
-                            "device": str(device), "train_seconds": time.perf_counter() - start,
-                            "head_params": model.head_parameters(), "head_macs": model.head_macs(),
-                            "params": n_params(model)})
+        fitted = DknnModel({"image_size": size, "resize": resize,
+                            "architecture": architecture(p, c.widths, len(ds.classes))},
+                           classes=ds.classes, stain=stained.normaliser(p["stain"]), seed=self.seed,
+                           device=c.device, net=model)
+        return final_classification(fitted, ds, splits, training_data=data.fingerprint(),
+                                    facts={"train_images": len(train), "search_images": len(splits.search),
+                                           "epochs": epochs, "device": str(device),
+                                           "train_seconds": time.perf_counter() - start,
+                                           "head_params": model.head_parameters(), "head_macs": model.head_macs(),
+                                           "params": n_params(model)})
+
+
+def architecture(p: Mapping[str, Any], widths, n_classes: int) -> dict[str, Any]:
+    """The DKNN's constructor arguments (plain JSON) for a candidate's parameters."""
+    shape = parse_shape(p["shape1"])
+    return {"n_classes": int(n_classes), "image_size": int(p["image_size"]), "widths": [int(w) for w in widths],
+            "ranks": [int(p["rank1"]), int(p["rank2"])], "hidden": int(p["hidden"]),
+            "shapes": [list(shape) if shape else None, None], "prelu_mode": p["prelu_mode"],
+            "prelu_init": float(p["prelu_init"]), "dropout": float(p["dropout"]),
+            "kron_conv_rank": int(p["kron_conv_rank"]), "activation": p["activation"]}
+
+
+def build_dknn(arch: Mapping[str, Any]) -> DKNN:
+    """A DKNN from :func:`architecture`'s arguments."""
+    a = dict(arch)
+    return DKNN(a.pop("n_classes"), image_size=a.pop("image_size"), widths=tuple(a.pop("widths")),
+                ranks=tuple(a.pop("ranks")), shapes=tuple(tuple(s) if s else None for s in a.pop("shapes")), **a)
+
+
+class DknnModel(FittedModel):
+    """A trained DKNN: images stain-normalised, placed in ``image_size`` squares (``resize``),
+    classified; the scores are the softmax probabilities."""
+
+    kind, task = "dknn", "classification"
+
+    def __init__(self, spec, *, classes, stain, seed=0, device="auto", net: DKNN | None = None):
+        super().__init__(spec, classes=classes, stain=stain, seed=seed, device=device)
+        self.net = net if net is not None else build_dknn(spec["architecture"])
+        self.net.to(self.torch_device).eval()
+
+    def _apply(self, images):
+        x = image_tensor(images, int(self.spec["image_size"]), self.spec["resize"])
+        proba = torch.softmax(predict(self.net, x, self.torch_device), 1).numpy().astype(np.float64)
+        return Prediction(labels=proba.argmax(1), scores=proba)
+
+    def tensors(self):
+        return {f"net.{k}": v.detach().cpu() for k, v in self.net.state_dict().items()}
+
+    @classmethod
+    def restore(cls, spec, *, classes, stain, seed, device, tensors, arrays, estimators):
+        model = cls(spec, classes=classes, stain=stain, seed=seed, device="cpu")
+        load_weights(model.net, tensors, "net.")
+        model.device = device
+        model.net.to(model.torch_device)
+        return model
+
+    def describe(self):
+        return {"input": {"image_size": self.spec["image_size"], "resize": self.spec["resize"]}}
+
+
+DknnObjective.Model = DknnModel  # what train_final fits and optileuk predict applies

@@ -21,7 +21,7 @@ import torch
 from pydantic import Field
 from torch.nn import functional as F
 
-from optileuk.data import DatasetConfig, SplitConfig, SyntheticData, load_dataset, make_splits
+from optileuk.data import DatasetConfig, SplitConfig, SyntheticData
 from optileuk.data._cache import cached
 from optileuk.errors import ConfigError, Problem
 from optileuk.features import FEATURE_NAMES, handcrafted_features
@@ -30,10 +30,11 @@ from optileuk.objectives._augment import TrainAugment
 from optileuk.objectives._base import Objective, ObjectiveConfig, Score, prepare_step
 from optileuk.data._geometry import Resize
 from optileuk.data._stain import Stain
-from optileuk.objectives._inputs import StainedImages, load_trunk, selection_mask
-from optileuk.objectives._final import TEST_SPLIT, Final, bootstrap_ci, class_scores, classification_metrics, require_test
-from optileuk.objectives._handcrafted import build_classifier
-from optileuk.objectives._torch import fit, image_tensor, resolve_device, seeded
+from optileuk.objectives._inputs import load_trunk, prepare_images, selection_mask
+from optileuk.objectives._final import Final, bootstrap_ci, final_classification, require_test
+from optileuk.objectives._handcrafted import build_classifier, classify
+from optileuk.objectives._model import FittedModel
+from optileuk.objectives._torch import fit, image_tensor, load_weights, resolve_device, seeded
 
 
 class FeatureSelectionConfig(ObjectiveConfig):
@@ -122,18 +123,19 @@ class FeatureSelectionObjective(Objective):
         if self._folds is not None:
             return
         c = self.config
-        ds = load_dataset(c.dataset)
-        splits = make_splits(ds, c.split, seed=self.seed)
-        self.split_sizes = splits.sizes()
-        key = {"cfg": c.model_dump(mode="json"), "paths": ds.paths, "seed": self.seed, "hand": FEATURE_NAMES,
+        data = prepare_images(c, self.seed)
+        self._data = data
+        self.split_sizes = data.splits.sizes()
+        key = {"cfg": c.model_dump(mode="json"), "paths": data.ds.paths, "seed": self.seed, "hand": FEATURE_NAMES,
                "weights_mtime": Path(c.weights).stat().st_mtime_ns if c.weights else None}
-        self._folds = cached("selection-features", key, lambda: self._fold_features(ds, splits))
-        self.n_classes = len(ds.classes)
+        self._folds = cached("selection-features", key, lambda: self._fold_features(data))
+        self.n_classes = len(data.ds.classes)
         self.n_features = self._folds[0][0].shape[1]
 
-    def _fold_features(self, ds, splits) -> list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
+    def _fold_features(self, data) -> list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
         c = self.config
-        images = StainedImages(ds, splits.search, c.stain_reference, self.seed).images(c.stain)
+        ds, splits = data.ds, data.splits
+        images = data.stained.images(c.stain)
         if "handcrafted" in c.features:
             prepare_step(0, 1, f"hand-crafted features of {len(images)} images")
         hand = handcrafted_features(images) if "handcrafted" in c.features else None
@@ -146,18 +148,11 @@ class FeatureSelectionObjective(Objective):
             if "deep" in c.features:
                 net = fixed
                 if net is None:
-                    with seeded(self.seed + f):
-                        net = DKNN(len(ds.classes), image_size=c.image_size, widths=tuple(c.widths), ranks=(2, 1))
                     total = len(splits.folds) * c.trunk_epochs
-                    fit(net, x_all[fold.train], torch.from_numpy(ds.labels[fold.train]), loss_fn=F.cross_entropy,
-                        epochs=c.trunk_epochs, batch_size=64, lr=3e-3, weight_decay=1e-3, device=device,
-                        seed=self.seed + f, augment=c.augment.batch(),
-                        on_epoch=lambda e, f=f: prepare_step(f * c.trunk_epochs + e + 1, total,
-                                                             f"CNN trunk epochs ({len(splits.folds)} folds)"))
-                net.eval()
-                with torch.no_grad():
-                    parts.append(torch.cat([net.features(x_all[i:i + 256].to(device)).cpu()
-                                            for i in range(0, len(x_all), 256)]).numpy())
+                    net = self._train_trunk(x_all[fold.train], ds.labels[fold.train], len(ds.classes), self.seed + f,
+                                            lambda e, f=f: prepare_step(f * c.trunk_epochs + e + 1, total,
+                                                                        f"CNN trunk epochs ({len(splits.folds)} folds)"))
+                parts.append(deep_features(net, x_all, device))
             if hand is not None:
                 parts.append(hand)
             x = np.concatenate(parts, axis=1)
@@ -165,6 +160,14 @@ class FeatureSelectionObjective(Objective):
             x = (x - mu) / sd
             folds.append((x[fold.train], ds.labels[fold.train], x[fold.val], ds.labels[fold.val]))
         return folds
+
+    def _train_trunk(self, x: torch.Tensor, y: np.ndarray, n_classes: int, seed: int, on_epoch=None) -> DKNN:
+        c = self.config
+        with seeded(seed):
+            net = DKNN(n_classes, image_size=c.image_size, widths=tuple(c.widths), ranks=(2, 1))
+        fit(net, x, torch.from_numpy(y), loss_fn=F.cross_entropy, epochs=c.trunk_epochs, batch_size=64, lr=3e-3,
+            weight_decay=1e-3, device=resolve_device(c.device), seed=seed, augment=c.augment.batch(), on_epoch=on_epoch)
+        return net
 
     def _load_trunk(self, n_classes: int) -> DKNN:
         return load_trunk(self.config.weights, n_classes, self.config.image_size, self.config.widths)
@@ -217,41 +220,89 @@ class FeatureSelectionObjective(Objective):
         """Trunk and classifier fitted on the whole search part, the mask applied, the test split scored once."""
         c = self.config
         self.prepare()
-        ds = load_dataset(c.dataset)
-        splits = make_splits(ds, c.split, seed=self.seed)
+        data = self._data
+        ds, splits = data.ds, data.splits
         require_test(splits.test)
         mask = self._mask(params)
         if not mask.any():
             raise ConfigError([Problem("", f"params.{c.mask_param}", "selects no feature: nothing to train on", 0)])
-        search, test = splits.search, splits.test
-        images = StainedImages(ds, search, c.stain_reference, self.seed).images(c.stain)
-        parts, net = [], None
+        search = splits.search
+        images = [data.stained.images(c.stain)[i] for i in search]
+        net = None
         if "deep" in c.features:
-            x_all = image_tensor(images, c.image_size, c.resize)
-            device = resolve_device(c.device)
-            net = self._load_trunk(len(ds.classes)) if c.weights else None
-            if net is None:
-                with seeded(self.seed):
-                    net = DKNN(len(ds.classes), image_size=c.image_size, widths=tuple(c.widths), ranks=(2, 1))
-                fit(net, x_all[search], torch.from_numpy(ds.labels[search]), loss_fn=F.cross_entropy,
-                    epochs=c.trunk_epochs, batch_size=64, lr=3e-3, weight_decay=1e-3, device=device, seed=self.seed,
-                    augment=c.augment.batch(), on_epoch=(lambda e: on_step(e + 1, c.trunk_epochs, "trunk epochs")) if on_step else None)
-            net.eval()
-            with torch.no_grad():
-                parts.append(torch.cat([net.features(x_all[i:i + 256].to(device)).cpu()
-                                        for i in range(0, len(x_all), 256)]).numpy())
-        if "handcrafted" in c.features:
+            net = self._load_trunk(len(ds.classes)) if c.weights else self._train_trunk(
+                image_tensor(images, c.image_size, c.resize), ds.labels[search], len(ds.classes), self.seed,
+                (lambda e: on_step(e + 1, c.trunk_epochs, "trunk epochs")) if on_step else None)
+        spec = {"features": list(c.features), "image_size": c.image_size, "resize": c.resize,
+                "trunk": {"n_classes": len(ds.classes), "image_size": c.image_size, "widths": list(c.widths)}}
+        model = FeatureSelectionModel(spec, classes=ds.classes, stain=data.stained.normaliser(c.stain), seed=self.seed,
+                                      device=c.device, net=net)
+        x = model.raw_features(images)
+        model.mu, model.sd, model.mask = x.mean(0), x.std(0) + 1e-8, mask  # training statistics only
+        model.classifier = build_classifier({"n_neighbors": c.n_neighbors}, c.classifier, self.seed).fit(
+            ((x - model.mu) / model.sd)[:, mask], ds.labels[search])
+        final = final_classification(model, ds, splits, training_data=data.fingerprint(),
+                                     facts={"search_images": len(search), "selected": int(mask.sum())},
+                                     metrics={"selected": int(mask.sum()), "total": int(mask.size)})
+        final.predictions["mask"] = mask
+        return final
+
+
+def deep_features(net: DKNN, x: torch.Tensor, device) -> np.ndarray:
+    """The pooled trunk features of ``x`` (N, 3, S, S), 256 images at a time."""
+    net.to(device).eval()
+    with torch.no_grad():
+        return torch.cat([net.features(x[i:i + 256].to(device)).cpu() for i in range(0, len(x), 256)]).numpy()
+
+
+class FeatureSelectionModel(FittedModel):
+    """Deep (trunk) and hand-crafted features, scaled with the search part's statistics, the
+    selected ones kept, classified."""
+
+    kind, task = "feature_selection", "classification"
+
+    def __init__(self, spec, *, classes, stain, seed=0, device="auto", net=None, mu=None, sd=None, mask=None,
+                 classifier=None):
+        super().__init__(spec, classes=classes, stain=stain, seed=seed, device=device)
+        if net is None and "deep" in spec["features"]:
+            t = spec["trunk"]
+            net = DKNN(t["n_classes"], image_size=t["image_size"], widths=tuple(t["widths"]), ranks=(2, 1))
+        self.net, self.mu, self.sd, self.mask, self.classifier = net, mu, sd, mask, classifier
+
+    def raw_features(self, images: list[np.ndarray]) -> np.ndarray:
+        parts = []
+        if self.net is not None:
+            x = image_tensor(images, int(self.spec["image_size"]), self.spec["resize"])
+            parts.append(deep_features(self.net, x, self.torch_device))
+        if "handcrafted" in self.spec["features"]:
             parts.append(handcrafted_features(images))
-        x = np.concatenate(parts, axis=1)
-        x = (x - x[search].mean(0)) / (x[search].std(0) + 1e-8)  # training statistics only
-        model = build_classifier({"n_neighbors": c.n_neighbors}, c.classifier, self.seed)
-        model.fit(x[search][:, mask], ds.labels[search])
-        proba, kind = class_scores(model, x[test][:, mask], len(ds.classes))
-        pred = model.predict(x[test][:, mask])
-        y = ds.labels[test]
-        metrics = {**classification_metrics(y, pred, proba, ds.classes), "split": TEST_SPLIT, "scores": kind,
-                   "selected": int(mask.sum()), "total": int(mask.size)}
-        return Final("classification", metrics, {"y_true": y, "y_pred": pred, "proba": proba, "index": test,
-                                                 "classes": np.array(ds.classes), "mask": mask},
-                     state_dict=None if net is None else {k: v.detach().cpu() for k, v in net.state_dict().items()},
-                     model=model, facts={"search_images": len(search), "selected": int(mask.sum())})
+        return np.concatenate(parts, axis=1)
+
+    def _apply(self, images):
+        x = (self.raw_features(images) - self.mu) / self.sd
+        return classify(self.classifier, x[:, self.mask], len(self.classes))
+
+    def tensors(self):
+        return {} if self.net is None else {f"trunk.{k}": v.detach().cpu() for k, v in self.net.state_dict().items()}
+
+    def arrays(self):
+        return {"mu": self.mu, "sd": self.sd, "mask": self.mask}
+
+    def estimators(self):
+        return {"classifier": self.classifier}
+
+    @classmethod
+    def restore(cls, spec, *, classes, stain, seed, device, tensors, arrays, estimators):
+        model = cls(spec, classes=classes, stain=stain, seed=seed, device=device, mu=arrays["mu"], sd=arrays["sd"],
+                    mask=arrays["mask"].astype(bool), classifier=estimators["classifier"])
+        if model.net is not None:
+            load_weights(model.net, tensors, "trunk.")
+        return model
+
+    def describe(self):
+        return {"input": {"image_size": self.spec["image_size"], "resize": self.spec["resize"]},
+                "features": {"groups": self.spec["features"], "selected": [int(i) for i in np.flatnonzero(self.mask)],
+                             "total": int(self.mask.size)}}
+
+
+FeatureSelectionObjective.Model = FeatureSelectionModel  # what train_final fits and optileuk predict applies

@@ -32,14 +32,42 @@ def require_test(test: np.ndarray) -> None:
 
 @dataclass
 class Final:
-    """What a final fit gives. ``predictions`` are saved as ``predictions.npz``."""
+    """What a final fit gives. ``predictions`` are saved as ``predictions.npz``, ``model`` as the
+    run folder's model bundle (:mod:`optileuk.bundle`)."""
 
     task: Literal["classification", "segmentation"]
     metrics: dict[str, Any]
     predictions: dict[str, np.ndarray]
-    state_dict: dict[str, Any] | None = None  # torch weights, saved as model.pt
-    model: Any = None  # a fitted non-torch model (scikit-learn), pickled as model.pkl
+    model: Any = None  # a FittedModel (optileuk.objectives._model)
     facts: dict[str, Any] = field(default_factory=dict)
+    training_data: dict[str, Any] = field(default_factory=dict)  # what the model was fitted on (model.json)
+
+
+def final_classification(model, ds, splits, *, training_data: dict[str, Any], facts: dict[str, Any],
+                         metrics: dict[str, Any] | None = None) -> Final:
+    """Score a fitted classifier once on the test split, through the model's own path for new images
+    (:meth:`~optileuk.objectives._model.FittedModel.apply_many`: stain, geometry, features, classifier)."""
+    test = splits.test
+    pred = model.apply_many([ds.images[i] for i in test])
+    y = ds.labels[test]
+    out = {**classification_metrics(y, pred.labels, pred.scores, ds.classes), "split": TEST_SPLIT,
+           "scores": "probability" if pred.probabilities else "decision function (AUC ranks by it)", **(metrics or {})}
+    predictions = {"y_true": y, "y_pred": pred.labels, "proba": pred.scores, "index": test,
+                   "classes": np.array(ds.classes)}
+    return Final("classification", out, predictions, model=model, facts=facts, training_data=training_data)
+
+
+def final_segmentation(model, ds, splits, target: str, *, training_data: dict[str, Any], facts: dict[str, Any],
+                       metrics: dict[str, Any] | None = None) -> Final:
+    """Segment the test split once through the model's own path and score it on each image's pixels."""
+    test = splits.test
+    pred = model.apply_many([ds.images[i] for i in test])
+    want = 2 if target == "nucleus" else 1
+    preds = [m >= want for m in pred.masks]
+    truths = [(ds.masks[i] == 2) if target == "nucleus" else (ds.masks[i] >= 1) for i in test]
+    out = {**segmentation_metrics(preds, truths), "split": TEST_SPLIT, "target": target, **(metrics or {})}
+    return Final("segmentation", out, mask_predictions(preds, truths, test), model=model, facts=facts,
+                 training_data=training_data)
 
 
 def bootstrap_ci(y: np.ndarray, pred: np.ndarray, n_classes: int, *, n_boot: int = 2000, seed: int = 0,

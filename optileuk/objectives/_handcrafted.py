@@ -21,14 +21,15 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import RobustScaler, StandardScaler
 from sklearn.svm import SVC
 
-from optileuk.data import DatasetConfig, SplitConfig, SyntheticData, load_dataset, make_splits
+from optileuk.data import DatasetConfig, SplitConfig, SyntheticData
 from optileuk.data._cache import cached
 from optileuk.features import FEATURE_NAMES, handcrafted_features
 from optileuk.objectives._base import Objective, ObjectiveConfig, Score
 from optileuk.data._geometry import Resize
 from optileuk.data._stain import Stain
-from optileuk.objectives._inputs import StainedImages
-from optileuk.objectives._final import TEST_SPLIT, Final, class_scores, classification_metrics, fold_scores, require_test
+from optileuk.objectives._inputs import prepare_images
+from optileuk.objectives._final import Final, class_scores, final_classification, fold_scores, require_test
+from optileuk.objectives._model import FittedModel, Prediction
 
 
 
@@ -88,19 +89,19 @@ class HandcraftedObjective(Objective):
     def prepare(self) -> None:
         if self._data is None:
             c = self.config
-            ds = load_dataset(c.dataset)
-            splits = make_splits(ds, c.split, seed=self.seed)
+            data = prepare_images(c, self.seed)
+            ds, splits = data.ds, data.splits
             self.split_sizes = splits.sizes()
             key = {"dataset": c.dataset.model_dump(mode="json"), "paths": ds.paths, "size": c.image_size,
                    "features": FEATURE_NAMES, "resize": c.resize, "stain": c.stain, "reference": c.stain_reference,
                    "search": splits.search.tolist() if c.stain != "none" else None}
-            X = cached("features", key, lambda: handcrafted_features(
-                StainedImages(ds, splits.search, c.stain_reference, self.seed).images(c.stain), c.image_size, c.resize))
-            self._data = (ds, X, splits)
+            X = cached("features", key, lambda: handcrafted_features(data.stained.images(c.stain), c.image_size, c.resize))
+            self._data = (data, X)
 
     def evaluate(self, config: Mapping[str, Any], *, trial=None) -> Score:
         self.prepare()
-        ds, X, splits = self._data
+        data, X = self._data
+        ds, splits = data.ds, data.splits
         ys, preds = [], []
         for fold in splits.folds:
             model = build_classifier(config, self.config.classifier, self.seed).fit(X[fold.train], ds.labels[fold.train])
@@ -113,16 +114,47 @@ class HandcraftedObjective(Objective):
     def train_final(self, params: Mapping[str, Any], *, on_step=None) -> Final:
         """Fit the classifier on the whole search part, predict the test split once."""
         self.prepare()
-        ds, X, splits = self._data
+        data, X = self._data
+        ds, splits, c = data.ds, data.splits, self.config
         require_test(splits.test)
-        model = build_classifier(params, self.config.classifier, self.seed)
-        model.fit(X[splits.search], ds.labels[splits.search])
+        clf = build_classifier(params, c.classifier, self.seed).fit(X[splits.search], ds.labels[splits.search])
         if on_step:
             on_step(1, 1, "classifier fitted")
-        pred = model.predict(X[splits.test])
-        full, kind = class_scores(model, X[splits.test], len(ds.classes))
-        y = ds.labels[splits.test]
-        metrics = {**classification_metrics(y, pred, full, ds.classes), "scores": kind, "split": TEST_SPLIT}
-        return Final("classification", metrics, {"y_true": y, "y_pred": pred, "proba": full, "index": splits.test,
-                                                 "classes": np.array(ds.classes)},
-                     model=model, facts={"search_images": len(splits.search), "features": len(FEATURE_NAMES)})
+        model = HandcraftedModel({"image_size": c.image_size, "resize": c.resize}, classes=ds.classes,
+                                 stain=data.stained.normaliser(c.stain), seed=self.seed, classifier=clf)
+        return final_classification(model, ds, splits, training_data=data.fingerprint(),
+                                    facts={"search_images": len(splits.search), "features": len(FEATURE_NAMES)})
+
+
+class HandcraftedModel(FittedModel):
+    """Hand-crafted features of each (stain-normalised) image, then the fitted scaler and classifier."""
+
+    kind, task = "handcrafted", "classification"
+
+    def __init__(self, spec, *, classes, stain, seed=0, device="auto", classifier=None):
+        super().__init__(spec, classes=classes, stain=stain, seed=seed, device=device)
+        self.classifier = classifier
+
+    def _apply(self, images):
+        X = handcrafted_features(images, int(self.spec["image_size"]), self.spec["resize"])
+        return classify(self.classifier, X, len(self.classes))
+
+    def estimators(self):
+        return {"classifier": self.classifier}
+
+    @classmethod
+    def restore(cls, spec, *, classes, stain, seed, device, tensors, arrays, estimators):
+        return cls(spec, classes=classes, stain=stain, seed=seed, device=device, classifier=estimators["classifier"])
+
+    def describe(self):
+        return {"input": {"image_size": self.spec["image_size"], "resize": self.spec["resize"]},
+                "features": {"names": list(FEATURE_NAMES)}}
+
+
+def classify(classifier, X: np.ndarray, n_classes: int) -> Prediction:
+    """A fitted scikit-learn classifier's labels and per-class scores (probabilities when it has them)."""
+    scores, kind = class_scores(classifier, X, n_classes)
+    return Prediction(labels=classifier.predict(X).astype(np.int64), scores=scores, probabilities=kind == "probability")
+
+
+HandcraftedObjective.Model = HandcraftedModel  # what train_final fits and optileuk predict applies

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
+import hashlib
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from optileuk.data import Dataset, read_image
+from optileuk.data import Dataset, Splits, load_dataset, make_splits, read_image
 from optileuk.data._stain import StainNormaliser
 from optileuk.errors import ConfigError, DataError, Problem
 
@@ -42,18 +44,60 @@ class StainedImages:
     def __init__(self, ds: Dataset, fit_on, reference: str | None = None, seed: int = 0):
         self.ds, self.fit_on, self.reference, self.seed = ds, np.asarray(fit_on, dtype=int), reference, seed
         self._done: dict[str, list[np.ndarray]] = {"none": ds.images}
+        self._norms: dict[str, StainNormaliser] = {}
         self.failures: dict[str, int] = {}
+
+    def normaliser(self, method: str) -> StainNormaliser:
+        """The normaliser of ``method``, fitted to the reference (a final model keeps it)."""
+        if method not in self._norms:
+            ref = [read_image(Path(self.reference))] if self.reference else [self.ds.images[i] for i in self.fit_on]
+            self._norms[method] = StainNormaliser(method, ref if method != "none" else [], seed=self.seed)
+        return self._norms[method]
 
     def images(self, method: str) -> list[np.ndarray]:
         if method not in self._done:
-            ref = [read_image(Path(self.reference))] if self.reference else [self.ds.images[i] for i in self.fit_on]
-            norm = StainNormaliser(method, ref, seed=self.seed)
+            norm = self.normaliser(method)
             self._done[method] = norm.apply(self.ds.images)
             self.failures[method] = norm.failures
         return self._done[method]
 
     def dataset(self, method: str) -> Dataset:
         return self.ds if method == "none" else replace(self.ds, images=self.images(method))
+
+
+@dataclass
+class Prepared:
+    """What an image objective prepares once: the dataset, its splits (the test split held out
+    first) and its images in each stain asked for (the reference fitted on the search part only)."""
+
+    ds: Dataset
+    splits: Splits
+    stained: StainedImages
+
+    def fingerprint(self, idx: np.ndarray | None = None) -> dict[str, Any]:
+        """What a model was trained on (the search part by default): images per class and a hash of
+        the list of files (or synthetic ids), for model.json."""
+        return data_fingerprint(self.ds, self.splits.search if idx is None else idx)
+
+
+def prepare_images(config, seed: int, *, classify: bool = True, needs_masks: str | None = None) -> Prepared:
+    """Load ``config.dataset``, split it (``config.split``; stratified when ``classify``) and set up
+    stain normalisation fitted on the search part (or ``config.stain_reference``). ``needs_masks``:
+    the message when the dataset has no masks (segmenters)."""
+    ds = load_dataset(config.dataset)
+    if needs_masks and ds.masks is None:
+        raise DataError(f"{ds.name}: {needs_masks}")
+    splits = make_splits(ds, config.split, seed=seed, classify=classify)
+    return Prepared(ds, splits, StainedImages(ds, splits.search, getattr(config, "stain_reference", None), seed))
+
+
+def data_fingerprint(ds: Dataset, idx: np.ndarray) -> dict[str, Any]:
+    """Images per class of ``ds[idx]`` and the SHA-256 of their sorted file names (or ids)."""
+    idx = np.asarray(idx, dtype=int)
+    names = sorted(str(ds.paths[i]) if ds.paths else f"{ds.name}#{i}" for i in idx)
+    counts = np.bincount(ds.labels[idx], minlength=len(ds.classes)) if len(idx) else np.zeros(len(ds.classes), int)
+    return {"dataset": ds.name, "images": int(len(idx)), "counts": dict(zip(ds.classes, map(int, counts))),
+            "files_sha256": hashlib.sha256("\n".join(names).encode()).hexdigest()}
 
 
 def check_defaults(defaults, valid, name: str) -> None:

@@ -34,25 +34,23 @@ from typing import Any, Literal, Mapping, Optional
 import numpy as np
 import torch
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
-from scipy import ndimage
-from skimage import morphology
-from torch.nn import functional as F
 
-from optileuk.data import DatasetConfig, SplitConfig, SyntheticData, load_dataset, make_splits
+from optileuk.data import DatasetConfig, SplitConfig, SyntheticData
 from optileuk.data._cache import cached_arrays
-from optileuk.data._geometry import Resize, square_image, to_square
+from optileuk.data._geometry import Resize
 from optileuk.data._stain import Stain
-from optileuk.errors import ConfigError, DataError, Problem
-from optileuk.features import FEATURE_NAMES, handcrafted_features
+from optileuk.errors import ConfigError, Problem
+from optileuk.features import FEATURE_NAMES
 from optileuk.features._cells import CELL_FEATURES, GROUPS, measure_cell
-from optileuk.objectives._augment import BatchAugment
 from optileuk.objectives._base import Objective, ObjectiveConfig, Score
-from optileuk.objectives._final import TEST_SPLIT, Final, class_scores, classification_metrics, fold_scores, require_test
+from optileuk.objectives._final import Final, final_classification, fold_scores, require_test
 from optileuk.objectives._handcrafted import CLASSIFIER_DEFAULTS, build_classifier
-from optileuk.objectives._inputs import StainedImages, check_defaults, load_trunk, selection_mask
+from optileuk.objectives._inputs import check_defaults, load_trunk, prepare_images, selection_mask
+from optileuk.objectives._pipeline_model import (PipelineModel, cell_clusters, classical_masks, compact, image_features,
+                                                 square_u8, train_segmenter, trunk_features, unet_masks)
 from optileuk.objectives._segmentation import DEFAULTS as SEG_DEFAULTS
-from optileuk.objectives._segmentation import cluster, cluster_key, darkness, kmeans_labels, nucleus_mask, pixel_features
-from optileuk.objectives._torch import fit, image_tensor, predict, resolve_device, seeded
+from optileuk.objectives._segmentation import cluster, cluster_key
+from optileuk.objectives._torch import resolve_device
 
 SEGMENT = {**{k: SEG_DEFAULTS[k] for k in ("colour_space", "blur_sigma", "method", "k", "nucleus_rank", "T", "max_iter",
                                            "epsilon", "threshold_offset", "opening", "closing")},
@@ -168,51 +166,31 @@ class PipelineObjective(Objective):
         if self._data is not None:
             return
         c = self.config
-        ds = load_dataset(c.dataset)
-        if c.segmenter == "unet" and ds.masks is None:
-            raise DataError(f"{ds.name}: objective.segmenter unet needs nucleus/cell masks to train on "
-                            "(dataset type pairs or synthetic); use segmenter: classical")
-        if len(ds.classes) < 2:
-            raise DataError(f"{ds.name}: the pipeline classifies cells and needs at least two classes "
-                            f"(found {', '.join(ds.classes)})")
-        splits = make_splits(ds, c.split, seed=self.seed)
-        self.split_sizes = splits.sizes()
-        self._data = (ds, splits, StainedImages(ds, splits.search, c.stain_reference, self.seed))
+        data = prepare_images(c, self.seed, needs_masks="objective.segmenter unet needs nucleus/cell masks to train "
+                              "on (dataset type pairs or synthetic); use segmenter: classical"
+                              if c.segmenter == "unet" else None)
+        self.split_sizes = data.splits.sizes()
+        self._data = data
         self._squares: dict[str, list[np.ndarray]] = {}
 
     def squares(self, stain: str) -> list[np.ndarray]:
         """Every image in ``stain``, placed in an ``image_size`` square (once per stain)."""
         if stain not in self._squares:
             c = self.config
-            self._squares[stain] = [(square_image(im, c.image_size, c.resize) * 255 + 0.5).astype(np.uint8)
-                                    for im in self._data[2].images(stain)]
+            self._squares[stain] = [square_u8(im, c.image_size, c.resize) for im in self._data.stained.images(stain)]
         return self._squares[stain]
 
     # ---- stage 1: masks -----------------------------------------------------------------------------
-    @staticmethod
-    def _compact(clustered: tuple[np.ndarray, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-        """Cluster labels as int8 (an Otsu darkness map as float32): thousands fit in the cache."""
-        labels, centres = clustered
-        return labels.astype(np.int8 if np.issubdtype(labels.dtype, np.integer) else np.float32), centres
-
     def _cluster_uncached(self, i: int, stain: str, key: tuple) -> tuple[np.ndarray, np.ndarray]:
-        return self._compact(cluster(self.squares(stain)[i], *key, self.seed))
+        return compact(cluster(self.squares(stain)[i], *key, self.seed))
 
     def _cell_clusters_uncached(self, i: int, stain: str, k: int, blur: float) -> tuple[np.ndarray, np.ndarray]:
-        return self._compact(kmeans_labels(pixel_features(self.squares(stain)[i], "lab", blur), k, self.seed))
+        return cell_clusters(self.squares(stain)[i], k, blur, self.seed)
 
     def classical_masks(self, i: int, p: Mapping[str, Any]) -> tuple[np.ndarray, np.ndarray]:
-        """(nucleus, cell) masks of image ``i`` at the working size."""
-        nuc = nucleus_mask(self._cluster(i, p["stain"], cluster_key(p)), p)
-        labels, centres = self._cells(i, p["stain"], int(p["cell_k"]), round(float(p["blur_sigma"]), 6))
-        dark = np.argsort(-darkness(centres, "lab"))[: int(p["cell_rank"]) + 1]
-        fg = np.isin(labels, dark) | nuc
-        if int(p["cell_opening"]) > 0:
-            fg = ndimage.binary_opening(fg, morphology.disk(int(p["cell_opening"]))) | nuc
-        comp, _ = ndimage.label(fg)
-        touching = np.unique(comp[nuc & (comp > 0)])
-        cell = ndimage.binary_fill_holes(np.isin(comp, touching[touching > 0])) if len(touching) else nuc.copy()
-        return nuc, cell | nuc
+        """(nucleus, cell) masks of image ``i`` at the working size (clusterings cached)."""
+        return classical_masks(self._cluster(i, p["stain"], cluster_key(p)),
+                               self._cells(i, p["stain"], int(p["cell_k"]), round(float(p["blur_sigma"]), 6)), p)
 
     def segment_key(self, p: Mapping[str, Any], fold: int | str) -> tuple:
         if self.config.segmenter == "unet":
@@ -221,30 +199,18 @@ class PipelineObjective(Objective):
                 int(p["opening"]), int(p["closing"]), int(p["min_size"]), bool(p["fill_holes"]), int(p["cell_k"]),
                 int(p["cell_rank"]), int(p["cell_opening"]), round(float(p["blur_sigma"]), 6))
 
+    def _train_segmenter(self, stain: str, train_idx: np.ndarray) -> torch.nn.Module:
+        c = self.config
+        squares = self.squares(stain)
+        return train_segmenter([squares[i] for i in train_idx], [self._data.ds.masks[i] for i in train_idx],
+                               c.unet.model_dump(), c.image_size, c.resize, resolve_device(c.device), self.seed)
+
     def _unet_masks(self, stain: str, train_idx: np.ndarray) -> np.ndarray:
         """Train the study's U-Net on ``train_idx`` (dataset indices); (N, 2, S, S) boolean nucleus and
         cell masks of every image."""
-        c, u = self.config, self.config.unet
-        ds = self._data[0]
-        device = resolve_device(c.device)
-        x = image_tensor(self.squares(stain), u.image_size, "stretch")
-        target = torch.stack([to_square(torch.from_numpy(np.stack([m == 2, m >= 1]).astype(np.float32)), c.image_size,
-                                        c.resize, mask=True) for m in ds.masks])
-        y = F.interpolate(target, size=(u.image_size, u.image_size), mode="nearest")
-        from monai.losses import DiceCELoss
-
-        from optileuk.models import UNetPLR
-
-        with seeded(self.seed):
-            net = UNetPLR(depth=u.depth, base=u.base, norm=True, out_channels=2)
-        fit(net, x[train_idx], y[train_idx], loss_fn=DiceCELoss(sigmoid=True), epochs=u.epochs, batch_size=u.batch_size,
-            lr=u.lr, weight_decay=0.0, device=device, seed=self.seed, one_cycle=True,
-            augment=BatchAugment(flips=True, rot90=True, scale=0.1, colour_jitter=0.1, stain_jitter=0.05))
-        logits = predict(net, x, device, batch_size=32)
-        logits = F.interpolate(logits, size=(c.image_size, c.image_size), mode="bilinear", align_corners=False)
-        masks = (logits > 0).numpy()  # (N, 2, S, S): nucleus, cell
-        masks[:, 1] |= masks[:, 0]
-        return masks
+        c = self.config
+        net = self._train_segmenter(stain, train_idx)
+        return unet_masks(net, self.squares(stain), c.unet.model_dump(), c.image_size, resolve_device(c.device))
 
     def masks(self, p: Mapping[str, Any], fold: int | str, ids: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
         """(nucleus, cell) masks of images ``ids`` under the candidate's segmentation; with a U-Net,
@@ -252,7 +218,7 @@ class PipelineObjective(Objective):
         self.segmentations += 1
         if self.config.segmenter == "classical":
             return [self.classical_masks(int(i), p) for i in ids]
-        ds, splits, _ = self._data
+        ds, splits = self._data.ds, self._data.splits
         train = splits.search if fold == "final" else splits.folds[int(fold)].train
         key = {"dataset": self.config.dataset.model_dump(mode="json"), "paths": ds.paths, "seed": self.seed,
                "unet": self.config.unet.model_dump(), "size": self.config.image_size, "resize": self.config.resize,
@@ -286,19 +252,20 @@ class PipelineObjective(Objective):
         return self._fixed[(what, stain)]
 
     def _image_features(self, stain: str) -> np.ndarray:
-        return handcrafted_features(self.squares(stain), 64, "stretch")
+        return image_features(self.squares(stain))
+
+    def _trunk(self):
+        c = self.config
+        return load_trunk(c.weights, len(self._data.ds.classes), c.trunk_size, c.widths).eval()
 
     def _deep_features(self, stain: str) -> np.ndarray:
         c = self.config
-        net = load_trunk(c.weights, len(self._data[0].classes), c.trunk_size, c.widths).eval()
-        x = image_tensor(self._data[2].images(stain), c.trunk_size, c.resize)
-        with torch.no_grad():
-            return torch.cat([net.features(x[i:i + 256]) for i in range(0, len(x), 256)]).numpy()
+        return trunk_features(self._trunk(), self._data.stained.images(stain), c.trunk_size, c.resize)
 
     # ---- evaluation ---------------------------------------------------------------------------------
     def evaluate(self, config: Mapping[str, Any], *, trial=None) -> Score:
         self.prepare()
-        ds, splits, _ = self._data
+        ds, splits = self._data.ds, self._data.splits
         p = self.params(config)
         cols = self.columns(p, config)
         if not cols.any():
@@ -318,32 +285,38 @@ class PipelineObjective(Objective):
                       "split": f"{len(splits.folds)}-fold CV, search part", "grouped": splits.grouped})
 
     def train_final(self, params: Mapping[str, Any], *, on_step=None) -> Final:
-        """Segment, measure and fit the classifier on the whole search part (the U-Net, if any, trained
-        on it); segment, measure and classify the test split once."""
+        """Segment (the U-Net, if any, trained on the whole search part), measure and fit the classifier
+        on the search part; the test split is segmented, measured and classified once by the fitted model."""
         self.prepare()
-        ds, splits, _ = self._data
+        data, c = self._data, self.config
+        ds, splits = data.ds, data.splits
         require_test(splits.test)
         p = self.params(params)
         cols = self.columns(p, params)
         if not cols.any():
             raise ConfigError([Problem("", "params", "select no measurement: nothing to train on", 0)])
-        fold = "final" if self.config.segmenter == "unet" else "all"
-        both = np.concatenate([splits.search, splits.test])
-        x = self.features(p, fold, both)
-        xs, xt = x[: len(splits.search)][:, cols], x[len(splits.search):][:, cols]
+        segmenter = self._train_segmenter(p["stain"], splits.search) if c.segmenter == "unet" else None
         if on_step:
-            on_step(1, 2, "images segmented and measured")
-        model = build_classifier(p, p["classifier"], self.seed).fit(xs, ds.labels[splits.search])
+            on_step(1, 3, "segmenter ready")
+        spec = {"image_size": c.image_size, "resize": c.resize, "segmenter": c.segmenter, "unet": c.unet.model_dump(),
+                "trunk": {"n_classes": len(ds.classes), "image_size": c.trunk_size, "widths": list(c.widths)}
+                if c.weights else None, "params": {k: p[k] for k in DEFAULTS},
+                "columns": [int(i) for i in np.flatnonzero(cols)], "feature_names": self.feature_names}
+        model = PipelineModel(spec, classes=ds.classes, stain=data.stained.normaliser(p["stain"]), seed=self.seed,
+                              device=c.device, segmenter=segmenter, trunk=self._trunk() if c.weights else None)
+        x, _ = model.features([data.stained.images(p["stain"])[i] for i in splits.search])
         if on_step:
-            on_step(2, 2, "classifier fitted")
-        pred = model.predict(xt)
-        proba, kind = class_scores(model, xt, len(ds.classes))
-        y = ds.labels[splits.test]
-        metrics = {**classification_metrics(y, pred, proba, ds.classes), "split": TEST_SPLIT, "scores": kind,
-                   "selected": int(cols.sum()), "total": int(cols.size)}
+            on_step(2, 3, "search part segmented and measured")
+        model.classifier = build_classifier(p, p["classifier"], self.seed).fit(x[:, cols], ds.labels[splits.search])
+        if on_step:
+            on_step(3, 3, "classifier fitted")
         names = np.array(self.feature_names)
-        return Final("classification", metrics,
-                     {"y_true": y, "y_pred": pred, "proba": proba, "index": splits.test, "classes": np.array(ds.classes),
-                      "features": names[cols]},
-                     model=model, facts={"search_images": len(splits.search), "selected": int(cols.sum()),
-                                         "segmenter": self.config.segmenter, "measurements": names[cols].tolist()})
+        final = final_classification(model, ds, splits, training_data=data.fingerprint(),
+                                     facts={"search_images": len(splits.search), "selected": int(cols.sum()),
+                                            "segmenter": c.segmenter, "measurements": names[cols].tolist()},
+                                     metrics={"selected": int(cols.sum()), "total": int(cols.size)})
+        final.predictions["features"] = names[cols]
+        return final
+
+
+PipelineObjective.Model = PipelineModel  # what train_final fits and optileuk predict applies

@@ -36,12 +36,12 @@ from scipy import ndimage
 from skimage import color, filters, morphology
 from sklearn.cluster import KMeans
 
-from optileuk.data import DatasetConfig, SplitConfig, SyntheticData, load_dataset, make_splits
-from optileuk.errors import DataError
+from optileuk.data import DatasetConfig, SplitConfig, SyntheticData
 from optileuk.objectives._base import Objective, ObjectiveConfig, Score
 from optileuk.data._geometry import from_square, square_image
-from optileuk.objectives._inputs import StainedImages
-from optileuk.objectives._final import TEST_SPLIT, Final, mask_predictions, mask_scores, require_test, segmentation_metrics
+from optileuk.objectives._inputs import prepare_images
+from optileuk.objectives._final import Final, final_segmentation, mask_scores, require_test
+from optileuk.objectives._model import CELL, NUCLEUS, FittedModel, Prediction
 
 DEFAULTS = {"colour_space": "lab", "blur_sigma": 1.0, "method": "kmeans", "k": 3, "nucleus_rank": 0, "T": 0.02,
             "max_iter": 10, "epsilon": 1e-3, "threshold_offset": 0.0, "opening": 0, "closing": 0, "min_size": 0,
@@ -197,11 +197,11 @@ class SegmentationObjective(Objective):
     def prepare(self) -> None:
         if self._images is not None:
             return
-        ds = load_dataset(self.config.dataset)
-        if ds.masks is None:
-            raise DataError(f"{ds.name}: the segmentation objective needs masks (dataset type pairs or synthetic)")
-        splits = make_splits(ds, self.config.split, seed=self.seed, classify=False)
-        self._stained = StainedImages(ds, splits.search, self.config.stain_reference, self.seed)
+        data = prepare_images(self.config, self.seed, classify=False, needs_masks="the segmentation objective needs "
+                              "masks (dataset type pairs or synthetic)")
+        ds, splits = data.ds, data.splits
+        self._prepared = data
+        self._stained = data.stained
         idx = splits.search[: self.config.max_images]
         self.split_sizes = {"test": len(splits.test), "search": len(splits.search), "scored": len(idx), "folds": 0}
         self._set_images(ds, idx)
@@ -233,10 +233,7 @@ class SegmentationObjective(Objective):
         size = int(p["image_size"])
         clustered, seconds = self._cluster(i, p["stain"], size, p["resize"] if size > 0 else "", *cluster_key(p))
         start = time.perf_counter()
-        mask = nucleus_mask(clustered, p)
-        if size > 0:  # back onto the image's own pixels, where it is scored
-            h, w = self._truth[i].shape
-            mask = (from_square(torch.from_numpy(mask.astype(np.float32))[None], h, w, p["resize"])[0] > 0.5).numpy()
+        mask = on_pixels(nucleus_mask(clustered, p), self._truth[i].shape, size, p["resize"])
         return mask, seconds + time.perf_counter() - start
 
     def scores(self, config: Mapping[str, Any]) -> dict[str, float]:
@@ -275,17 +272,46 @@ class SegmentationObjective(Objective):
             self._cluster.cache_clear()
 
     def train_final(self, params: Mapping[str, Any], *, on_step=None) -> Final:
-        """Nothing is fitted (the pipeline is its parameters): segment every test image once."""
+        """Nothing is fitted (the pipeline is its parameters, the stain reference the search part's):
+        segment every test image once."""
         p = {**DEFAULTS, **self.config.defaults, **params}
         self.prepare()
-        require_test(self._test[1])
-        with self._on_test() as test:
-            preds = []
-            for i in range(len(self._images)):
-                preds.append(self.segment(i, p))
-                if on_step:
-                    on_step(i + 1, len(self._images), "test images segmented")
-            truths = list(self._truth)
-        metrics = {**segmentation_metrics(preds, truths), "split": TEST_SPLIT, "target": self.config.target}
-        return Final("segmentation", metrics, mask_predictions(preds, truths, test),
-                     facts={"pipeline": {k: p[k] for k in DEFAULTS}})
+        data = self._prepared
+        require_test(data.splits.test)
+        model = SegmentationModel({"params": {k: p[k] for k in DEFAULTS}, "target": self.config.target},
+                                  classes=[], stain=data.stained.normaliser(p["stain"]), seed=self.seed)
+        return final_segmentation(model, data.ds, data.splits, self.config.target, training_data=data.fingerprint(),
+                                  facts={"pipeline": {k: p[k] for k in DEFAULTS}})
+
+
+def on_pixels(mask: np.ndarray, shape: tuple[int, int], size: int, resize: str) -> np.ndarray:
+    """A mask made on a ``size`` square (``size`` 0: on the image itself) back on the image's pixels."""
+    if size <= 0:
+        return mask
+    h, w = shape
+    return (from_square(torch.from_numpy(mask.astype(np.float32))[None], h, w, resize)[0] > 0.5).numpy()
+
+
+def segment_image(image: np.ndarray, p: Mapping[str, Any], seed: int) -> np.ndarray:
+    """The nucleus mask of one (stain-normalised) image under the pipeline ``p``, on its own pixels."""
+    size = int(p["image_size"])
+    src = image if size <= 0 else square_image(image, size, p["resize"])
+    return on_pixels(nucleus_mask(cluster(src, *cluster_key(p), seed), p), image.shape[:2], size, p["resize"])
+
+
+class SegmentationModel(FittedModel):
+    """A classical segmentation pipeline: its parameters and the stain reference of the search part."""
+
+    kind, task = "segmentation", "segmentation"
+
+    def _apply(self, images):
+        label = NUCLEUS if self.spec["target"] == "nucleus" else CELL
+        return Prediction(masks=[segment_image(im, self.spec["params"], self.seed).astype(np.uint8) * label
+                                 for im in images])
+
+    def describe(self):
+        p = self.spec["params"]
+        return {"input": {"image_size": p["image_size"], "resize": p["resize"]}, "target": self.spec["target"]}
+
+
+SegmentationObjective.Model = SegmentationModel  # what train_final fits and optileuk predict applies

@@ -146,3 +146,17 @@ def predict(model: nn.Module, x: torch.Tensor, device: torch.device, batch_size:
 
 def n_params(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
+
+
+def load_weights(module: nn.Module, tensors: dict[str, torch.Tensor], prefix: str) -> None:
+    """Load the ``prefix``-named tensors of a bundle into ``module`` (every one of its weights must be
+    there, with its shape: a bundle that does not fit the architecture it describes is refused)."""
+    from optileuk.errors import DataError
+
+    state = {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
+    try:
+        module.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        first = str(exc).strip().splitlines()
+        raise DataError(f"the model's weights ({prefix}*) do not fit its architecture: "
+                        f"{' '.join(line.strip() for line in first[:3])[:300]}") from None

@@ -28,16 +28,17 @@ import numpy as np
 import torch
 from pydantic import Field
 
-from optileuk.data import DatasetConfig, SplitConfig, SyntheticData, load_dataset, make_splits
+from optileuk.data import DatasetConfig, SplitConfig, SyntheticData
 from optileuk.data._geometry import Resize, from_square
 from optileuk.data._stain import Stain
-from optileuk.errors import DataError
 from optileuk.models import UNetPLR
 from optileuk.objectives._augment import BatchAugment
 from optileuk.objectives._base import Objective, ObjectiveConfig, Score
-from optileuk.objectives._inputs import INPUT_KEYS, StainedImages, check_sizes, with_inputs
-from optileuk.objectives._final import TEST_SPLIT, Final, mask_predictions, require_test, segmentation_metrics
-from optileuk.objectives._torch import fit, image_tensor, mask_tensor, n_params, predict, resolve_device, seeded, target_of
+from optileuk.objectives._inputs import INPUT_KEYS, check_sizes, prepare_images, with_inputs
+from optileuk.objectives._final import Final, final_segmentation, require_test
+from optileuk.objectives._model import CELL, NUCLEUS, FittedModel, Prediction
+from optileuk.objectives._torch import (fit, image_tensor, load_weights, mask_tensor, n_params, predict, resolve_device,
+                                        seeded, target_of)
 
 DEFAULTS = {"arch": "plr", "depth": 3, "base": 16, "prelu_mode": "channel", "prelu_init": 0.25, "norm": True,
             "res_units": 1, "lr": 3e-3, "weight_decay": 0.0, "batch_size": 8, "epochs": 40, "patience": 10,
@@ -87,26 +88,24 @@ class UNetObjective(Objective):
     def prepare(self) -> None:
         if self._data is not None:
             return
-        ds = load_dataset(self.config.dataset)
-        if ds.masks is None:
-            raise DataError(f"{ds.name}: the unet_plr objective needs masks (dataset type pairs or synthetic)")
-        splits = make_splits(ds, self.config.split, seed=self.seed, classify=False)
-        self.split_sizes = splits.sizes()
-        self._data = (ds, splits, splits.folds[0], StainedImages(ds, splits.search, self.config.stain_reference, self.seed))
+        data = prepare_images(self.config, self.seed, classify=False, needs_masks="the unet_plr objective needs "
+                              "masks (dataset type pairs or synthetic)")
+        self.split_sizes = data.splits.sizes()
+        self._data = data
 
     def params(self, config: Mapping[str, Any]) -> dict[str, Any]:
         return with_inputs(DEFAULTS, self.config, config)
 
     def stained(self, method: str) -> list[np.ndarray]:
         """Every image of the dataset in the stain ``method`` gives (fitted on the search part only)."""
-        return self._data[3].images(method)
+        return self._data.stained.images(method)
 
     def view(self, p: Mapping[str, Any], train_idx, val_idx) -> tuple:
         """Tensors of (training images, their targets, validation images) at the candidate's input
         size, placement and stain, kept on the device across candidates; validation truths native."""
         key = (int(p["image_size"]), p["resize"], p["stain"], tuple(train_idx), tuple(val_idx))
         if key not in self._views:
-            ds = self._data[0]
+            ds = self._data.ds
             images = self.stained(p["stain"])
             s, r, t = int(p["image_size"]), p["resize"], self.config.target
             dev = resolve_device(self.config.device)
@@ -120,18 +119,8 @@ class UNetObjective(Objective):
 
     # ---- model ----------------------------------------------------------------------------------
     def build(self, p: Mapping[str, Any]) -> torch.nn.Module:
-        p = self.params(p)
-        depth, base = int(p["depth"]), int(p["base"])
         with seeded(self.seed):
-            if p["arch"] == "monai":
-                from monai.networks.nets import UNet
-
-                return UNet(spatial_dims=2, in_channels=3, out_channels=1,
-                            channels=tuple(base * 2 ** i for i in range(depth + 1)), strides=(2,) * depth,
-                            num_res_units=int(p["res_units"]), act=("prelu", {"init": float(p["prelu_init"])}),
-                            norm="batch" if p["norm"] else None)
-            return UNetPLR(depth=depth, base=base, prelu_mode=p["prelu_mode"], prelu_init=float(p["prelu_init"]),
-                           norm=bool(p["norm"]))
+            return build_unet(self.params(p))
 
     @staticmethod
     def loss(p: Mapping[str, Any]):
@@ -141,8 +130,7 @@ class UNetObjective(Objective):
 
     def predict_masks(self, model, x: torch.Tensor, shapes: list[tuple[int, int]], resize: str) -> list[np.ndarray]:
         """Boolean masks on each image's own pixels from the network's (N, 1, S, S) logits."""
-        logits = predict(model, x, resolve_device(self.config.device), batch_size=32)
-        return [(from_square(lo, h, w, resize, fill=_NO_LOGIT)[0] > 0).numpy() for lo, (h, w) in zip(logits, shapes)]
+        return logits_to_masks(predict(model, x, resolve_device(self.config.device), batch_size=32), shapes, resize)
 
     @staticmethod
     def mean_dice(preds: list[np.ndarray], truths: list[np.ndarray]) -> float:
@@ -178,7 +166,7 @@ class UNetObjective(Objective):
     # ---- evaluation -----------------------------------------------------------------------------
     def evaluate(self, config: Mapping[str, Any], *, trial=None) -> Score:
         self.prepare()
-        fold = self._data[2]
+        fold = self._data.splits.folds[0]
         p = self.params(config)
         start = time.perf_counter()
         model, epochs, best_epoch, dice = self._train(p, fold.train, fold.val,
@@ -187,31 +175,90 @@ class UNetObjective(Objective):
                  "device": str(resolve_device(self.config.device)), "train_seconds": time.perf_counter() - start,
                  "train_images": len(fold.train), "val_images": len(fold.val),
                  "split": "validation (hold-out of the search part), on the images' own pixels"}
-        if self._data[3].failures.get(p["stain"]):
-            attrs["stain_failures"] = self._data[3].failures[p["stain"]]
+        if self._data.stained.failures.get(p["stain"]):
+            attrs["stain_failures"] = self._data.stained.failures[p["stain"]]
         return Score(1.0 - dice, attrs)
 
     def train_final(self, params: Mapping[str, Any], *, on_step=None) -> Final:
         """Train as the search did (training split, early stopping on the validation split, same
         seed), then segment the test split once on the images' own pixels."""
         self.prepare()
-        ds, splits, fold, _ = self._data
+        data = self._data
+        splits, fold = data.splits, data.splits.folds[0]
         require_test(splits.test)
         p = self.params(params)
         start = time.perf_counter()
         total = int(p["epochs"])
-        model, epochs, best_epoch, val_dice = self._train(
+        net, epochs, best_epoch, val_dice = self._train(
             p, fold.train, fold.val, on_epoch_done=(lambda e: on_step(e + 1, total, "epochs")) if on_step else None)
-        images = self.stained(p["stain"])
-        x = image_tensor([images[i] for i in splits.test], int(p["image_size"]), p["resize"])
-        truths = [target_of(ds.masks[i], self.config.target) for i in splits.test]
-        preds = self.predict_masks(model, x, [t.shape for t in truths], p["resize"])
-        metrics = {**segmentation_metrics(preds, truths), "split": TEST_SPLIT, "target": self.config.target,
-                   "resolution": "each image's own pixels (predicted at "
-                                 f"{int(p['image_size'])}x{int(p['image_size'])}, {p['resize']})"}
-        return Final("segmentation", metrics, mask_predictions(preds, truths, splits.test),
-                     state_dict={k: v.detach().cpu() for k, v in model.state_dict().items()},
-                     facts={"train_images": len(fold.train), "val_images": len(fold.val), "epochs": epochs,
-                            "best_epoch": best_epoch, "val_dice": val_dice,
-                            "device": str(resolve_device(self.config.device)),
-                            "train_seconds": time.perf_counter() - start, "params": n_params(model)})
+        spec = {"architecture": {k: p[k] for k in ARCHITECTURE}, "image_size": int(p["image_size"]),
+                "resize": p["resize"], "target": self.config.target}
+        model = UNetModel(spec, classes=[], stain=data.stained.normaliser(p["stain"]), seed=self.seed,
+                          device=self.config.device, net=net)
+        device = str(resolve_device(self.config.device))
+        return final_segmentation(
+            model, data.ds, splits, self.config.target, training_data=data.fingerprint(),
+            metrics={"resolution": "each image's own pixels (predicted at "
+                                   f"{int(p['image_size'])}x{int(p['image_size'])}, {p['resize']})"},
+            facts={"train_images": len(fold.train), "val_images": len(fold.val), "epochs": epochs,
+                   "best_epoch": best_epoch, "val_dice": val_dice, "device": device,
+                   "train_seconds": time.perf_counter() - start, "params": n_params(net)})
+
+
+ARCHITECTURE = ("arch", "depth", "base", "prelu_mode", "prelu_init", "norm", "res_units")
+
+
+def build_unet(p: Mapping[str, Any]) -> torch.nn.Module:
+    """The U-Net of a candidate's parameters (:data:`ARCHITECTURE`): ours with PReLU, or MONAI's."""
+    depth, base = int(p["depth"]), int(p["base"])
+    if p["arch"] == "monai":
+        from monai.networks.nets import UNet
+
+        return UNet(spatial_dims=2, in_channels=3, out_channels=1,
+                    channels=tuple(base * 2 ** i for i in range(depth + 1)), strides=(2,) * depth,
+                    num_res_units=int(p["res_units"]), act=("prelu", {"init": float(p["prelu_init"])}),
+                    norm="batch" if p["norm"] else None)
+    return UNetPLR(depth=depth, base=base, prelu_mode=p["prelu_mode"], prelu_init=float(p["prelu_init"]),
+                   norm=bool(p["norm"]))
+
+
+def logits_to_masks(logits: torch.Tensor, shapes, resize: str) -> list[np.ndarray]:
+    """Boolean masks on each image's own pixels from (N, 1, S, S) logits."""
+    return [(from_square(lo, h, w, resize, fill=_NO_LOGIT)[0] > 0).numpy() for lo, (h, w) in zip(logits, shapes)]
+
+
+class UNetModel(FittedModel):
+    """A trained U-Net: images stain-normalised, placed in ``image_size`` squares, segmented, and
+    the masks mapped back onto each image's own pixels."""
+
+    kind, task = "unet_plr", "segmentation"
+
+    def __init__(self, spec, *, classes, stain, seed=0, device="auto", net=None):
+        super().__init__(spec, classes=classes, stain=stain, seed=seed, device=device)
+        self.net = net if net is not None else build_unet(spec["architecture"])
+        self.net.to(self.torch_device).eval()
+
+    def _apply(self, images):
+        x = image_tensor(images, int(self.spec["image_size"]), self.spec["resize"])
+        masks = logits_to_masks(predict(self.net, x, self.torch_device, batch_size=32),
+                                [im.shape[:2] for im in images], self.spec["resize"])
+        label = NUCLEUS if self.spec["target"] == "nucleus" else CELL
+        return Prediction(masks=[m.astype(np.uint8) * label for m in masks])
+
+    def tensors(self):
+        return {f"net.{k}": v.detach().cpu() for k, v in self.net.state_dict().items()}
+
+    @classmethod
+    def restore(cls, spec, *, classes, stain, seed, device, tensors, arrays, estimators):
+        model = cls(spec, classes=classes, stain=stain, seed=seed, device="cpu")
+        load_weights(model.net, tensors, "net.")
+        model.device = device
+        model.net.to(model.torch_device)
+        return model
+
+    def describe(self):
+        return {"input": {"image_size": self.spec["image_size"], "resize": self.spec["resize"]},
+                "target": self.spec["target"]}
+
+
+UNetObjective.Model = UNetModel  # what train_final fits and optileuk predict applies

@@ -4,9 +4,11 @@ The training config is what ``optileuk export`` writes (plain YAML/JSON): the ob
 data and split settings, the seed of the split, and the tuned ``params`` (with ``--top K``, a
 ``top`` list of alternatives). The final model is fitted on the whole search part (training +
 validation), then the test split — held out before the search began, and never seen by it — is
-scored once. The run folder gets ``config.yaml`` (the config used), ``metrics.json``,
-``predictions.npz`` (the predictions the metrics come from) and the weights: ``model.pt`` (a torch
-``state_dict``) and/or ``model.pkl`` (a fitted scikit-learn model).
+scored once -- by the fitted model's own path for new images, so what ``optileuk predict`` applies
+is what was scored. The run folder gets ``config.yaml`` (the config used), ``metrics.json``,
+``predictions.npz`` (the predictions the metrics come from) and the model bundle
+(:mod:`optileuk.bundle`: ``model.json``, ``weights.safetensors``, ``arrays.npz``,
+``estimators.skops``; data only, no pickle).
 
 Example:
     >>> run_dir = train("best.yaml", "runs/best")  # doctest: +SKIP
@@ -16,7 +18,6 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
-import pickle
 from pathlib import Path
 from typing import Any, Callable, Optional
 
@@ -130,11 +131,10 @@ def train(config: str | Path, run_dir: str | Path | None = None, *, rank: int = 
     metrics = {"task": final.task, **final.metrics, "split_sizes": objective.split_sizes, "facts": _plain(final.facts)}
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     np.savez_compressed(out / "predictions.npz", **final.predictions)
-    if final.state_dict is not None:
-        torch.save(final.state_dict, out / "model.pt")
-    if final.model is not None:
-        with open(out / "model.pkl", "wb") as fh:
-            pickle.dump(final.model, fh)
+    from optileuk import bundle
+
+    bundle.save(final.model, out, objective=used["objective"], params=used["params"], training_data=final.training_data,
+                metrics={k: v for k, v in metrics.items() if k not in ("facts",)})
     return out, metrics
 
 
