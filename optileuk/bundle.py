@@ -236,7 +236,8 @@ def load(folder: str | Path, device: str = "auto"):
             arrays = {k: npz[k] for k in npz.files}
     if FILES["estimators"] in meta.files:
         estimators = _estimators(folder / FILES["estimators"])
-    stain = StainNormaliser.from_state(meta.stain["method"], {k[6:]: v for k, v in arrays.items() if k.startswith("stain.")})
+    reference = {k[len("stain."):]: v for k, v in arrays.items() if k.startswith("stain.")}
+    stain = StainNormaliser.from_state(meta.stain["method"], reference)
     try:
         model = model_cls.restore(meta.spec, classes=meta.classes, stain=stain, seed=meta.seed, device=device,
                                   tensors=tensors, arrays=arrays, estimators=estimators)

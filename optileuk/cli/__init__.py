@@ -156,6 +156,31 @@ def train(
 
 @app.command()
 @user_errors
+def predict(
+    run_dir: Path = typer.Argument(..., help="run folder optileuk train wrote (a model bundle)"),
+    inputs: list[str] = typer.Argument(..., help="image files, folders (recursive; class folders and images/ + "
+                                       "masks/ carry ground truth) or dataset specs (YAML: dataset: {type: ...})"),
+    output: Path = typer.Option(..., "-o", "--output", help="folder to write predictions, masks and overlays into"),
+    gallery: bool = typer.Option(False, "--gallery", help="also write gallery.html (thumbnails, classes, confidence)"),
+    overlays: bool = typer.Option(True, "--overlays/--no-overlays", help="write each segmented image with its masks "
+                                  "outlined (overlays/)"),
+    strict: bool = typer.Option(False, "--strict", help="exit with code 2 when an image cannot be read"),
+    batch_size: int = typer.Option(64, "--batch-size", min=1, help="images read and applied at a time"),
+    device: str = typer.Option("auto", "--device", help="auto (CUDA when present), cpu, cuda:N"),
+    workers: Optional[int] = typer.Option(None, "--workers", min=1, help="local Dask worker processes"),
+    scheduler: Optional[str] = typer.Option(None, "--scheduler",
+                                            help="a Dask cluster: tcp://host:8786 or a scheduler file"),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bar"),
+) -> None:
+    """Apply the model in RUN_DIR to new images; write predictions.csv (masks, overlays, metrics.json)."""
+    from optileuk.cli._predict import predict_cli
+
+    predict_cli(run_dir, inputs, output, gallery=gallery, overlays=overlays, strict=strict, batch_size=batch_size,
+                device=device, workers=workers, scheduler=scheduler, quiet=quiet, out=out, err=err)
+
+
+@app.command()
+@user_errors
 def dashboard(
     storage: str = typer.Option(DEFAULT_STORAGE, "--storage", help="Optuna storage URL"),
     port: int = typer.Option(8080, "--port"),

@@ -5,8 +5,9 @@ Stain, scanner and camera change from lab to lab; both methods map each image's 
 reference's. The reference is fitted on a montage of pixels drawn from the images of the search
 part (never the test split), or on an image file the user names (``stain_reference``).
 
-Macenko needs stained pixels to estimate two stain vectors; an image where it cannot (almost
-blank, or a degenerate stain plane) is kept as it was and counted (``failures``), never hidden.
+Macenko needs stained pixels to estimate two stain vectors, Reinhard a spread of colours to
+standardise; an image where they cannot (almost blank, one flat colour, a degenerate stain plane)
+is kept as it was and counted (``failures``), never hidden.
 """
 
 from __future__ import annotations
@@ -68,7 +69,13 @@ class StainNormaliser:
             return image
         img = np.ascontiguousarray(image, dtype=np.uint8)
         if self.method == "reinhard":
-            return self._norm.normalize(img)
+            with warnings.catch_warnings(record=True) as caught:  # a flat image: no spread to standardise
+                warnings.simplefilter("always", RuntimeWarning)
+                out = self._norm.normalize(img)
+            if any(issubclass(w.category, RuntimeWarning) for w in caught):
+                self.failures += 1
+                return image
+            return out
         try:
             with np.errstate(all="ignore"), warnings.catch_warnings():
                 warnings.simplefilter("ignore", RuntimeWarning)  # a blank image: counted below instead

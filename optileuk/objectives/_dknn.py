@@ -221,8 +221,10 @@ class DknnModel(FittedModel):
         self.net = net if net is not None else build_dknn(spec["architecture"])
         self.net.to(self.torch_device).eval()
 
-    def _apply(self, images):
-        x = image_tensor(images, int(self.spec["image_size"]), self.spec["resize"])
+    def prepare(self, images):
+        return image_tensor(super().prepare(images), int(self.spec["image_size"]), self.spec["resize"])
+
+    def run(self, x):
         proba = torch.softmax(predict(self.net, x, self.torch_device), 1).numpy().astype(np.float64)
         return Prediction(labels=proba.argmax(1), scores=proba)
 

@@ -278,7 +278,7 @@ class FeatureSelectionModel(FittedModel):
             parts.append(handcrafted_features(images))
         return np.concatenate(parts, axis=1)
 
-    def _apply(self, images):
+    def run(self, images):
         x = (self.raw_features(images) - self.mu) / self.sd
         return classify(self.classifier, x[:, self.mask], len(self.classes))
 

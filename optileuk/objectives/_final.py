@@ -162,12 +162,24 @@ def mask_scores(pred: np.ndarray, truth: np.ndarray) -> tuple[float, float, floa
 
 
 def segmentation_metrics(preds: list[np.ndarray], truths: list[np.ndarray]) -> dict[str, Any]:
-    """Mean Dice, IoU and SSIM over images, and their mean (the seed paper's score)."""
+    """Mean Dice, IoU and SSIM over images, their mean (the seed paper's score), and bootstrap 95%
+    intervals of each mean over the images (``<name>_ci95``)."""
     per = np.array([mask_scores(p, t) for p, t in zip(preds, truths)])
     out = {"dice": float(per[:, 0].mean()), "iou": float(per[:, 1].mean()), "ssim": float(per[:, 2].mean())}
     out["mean"] = (out["dice"] + out["iou"] + out["ssim"]) / 3
     out["n_test"] = len(preds)
+    for j, name in enumerate(("dice", "iou", "ssim")):
+        out[f"{name}_ci95"] = mean_ci(per[:, j])
     return out
+
+
+def mean_ci(values: np.ndarray, *, n_boot: int = 2000, seed: int = 0, level: float = 0.95) -> list[float]:
+    """Percentile bootstrap interval of the mean of ``values`` (items resampled with replacement)."""
+    values = np.asarray(values, dtype=float)
+    if len(values) == 0:
+        return []
+    means = values[np.random.default_rng(seed).integers(0, len(values), size=(n_boot, len(values)))].mean(1)
+    return [float(np.percentile(means, 100 * (1 - level) / 2)), float(np.percentile(means, 100 * (1 + level) / 2))]
 
 
 def mask_predictions(preds: list[np.ndarray], truths: list[np.ndarray], index: np.ndarray) -> dict[str, np.ndarray]:

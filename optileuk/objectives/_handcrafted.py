@@ -135,7 +135,7 @@ class HandcraftedModel(FittedModel):
         super().__init__(spec, classes=classes, stain=stain, seed=seed, device=device)
         self.classifier = classifier
 
-    def _apply(self, images):
+    def run(self, images):
         X = handcrafted_features(images, int(self.spec["image_size"]), self.spec["resize"])
         return classify(self.classifier, X, len(self.classes))
 

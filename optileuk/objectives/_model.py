@@ -65,8 +65,9 @@ class Prediction:
 class FittedModel:
     """Base of every objective's fitted model.
 
-    Subclasses set ``kind`` (the objective type) and ``task``, implement :meth:`_apply` on
-    stain-normalised RGB images and say what they keep: :meth:`tensors`, :meth:`arrays`,
+    Subclasses set ``kind`` (the objective type) and ``task``, implement :meth:`run` on what
+    :meth:`prepare` makes of a batch (stain-normalised RGB images by default; a network's input
+    tensor) and say what they keep: :meth:`tensors`, :meth:`arrays`,
     :meth:`estimators` and ``spec`` (plain JSON), from which :meth:`restore` builds them again.
 
     Args:
@@ -80,6 +81,13 @@ class FittedModel:
     kind: ClassVar[str] = ""
     task: ClassVar[str] = "classification"  # classification | segmentation | both
     batch_size: int = 64  # images read, normalised and applied at a time
+    measurement_names: tuple[str, ...] = ()  # what a prediction's measurements are (the pipeline's)
+
+    @property
+    def probabilities(self) -> bool:
+        """Whether its class scores are probabilities (else decision values: an SVM)."""
+        clf = getattr(self, "classifier", None)
+        return clf is None or hasattr(clf, "predict_proba")
 
     def __init__(self, spec: dict[str, Any], *, classes: Sequence[str], stain: StainNormaliser, seed: int = 0,
                  device: str = "auto"):
@@ -87,7 +95,12 @@ class FittedModel:
         self.device = device
 
     # ---- what subclasses provide ---------------------------------------------------------------
-    def _apply(self, images: list[np.ndarray]) -> Prediction:
+    def prepare(self, images: Sequence[np.ndarray]) -> Any:
+        """What needs no fitted part: images made RGB and stain-normalised (networks: their input tensor).
+        ``optileuk predict`` prepares the next batch while :meth:`run` works on this one."""
+        return [self.stain(as_rgb(im)) for im in images]
+
+    def run(self, prepared: Any) -> Prediction:
         raise NotImplementedError
 
     def tensors(self) -> dict[str, Any]:
@@ -121,7 +134,7 @@ class FittedModel:
 
     def apply(self, images: Sequence[np.ndarray]) -> Prediction:
         """The prediction of one batch of RGB images (any size), normalised to the model's stain first."""
-        return self._apply([self.stain(as_rgb(im)) for im in images])
+        return self.run(self.prepare(images))
 
     def apply_many(self, images: Sequence[np.ndarray]) -> Prediction:
         """:meth:`apply` in batches of ``batch_size`` (what ``optileuk train`` scores the test split with,

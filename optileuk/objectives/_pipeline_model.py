@@ -118,6 +118,7 @@ class PipelineModel(FittedModel):
     and the cell measurements (:data:`~optileuk.features._cells.CELL_FEATURES`)."""
 
     kind, task = "pipeline", "both"
+    measurement_names = tuple(CELL_FEATURES)
 
     def __init__(self, spec, *, classes, stain, seed=0, device="auto", segmenter=None, trunk=None, classifier=None):
         super().__init__(spec, classes=classes, stain=stain, seed=seed, device=device)
@@ -141,7 +142,7 @@ class PipelineModel(FittedModel):
             parts.append(trunk_features(self.trunk, images, int(t["image_size"]), s["resize"]))
         return np.concatenate(parts, axis=1), masks
 
-    def _apply(self, images):
+    def run(self, images):
         from optileuk.objectives._handcrafted import classify
 
         x, masks = self.features(images)

@@ -304,7 +304,7 @@ class SegmentationModel(FittedModel):
 
     kind, task = "segmentation", "segmentation"
 
-    def _apply(self, images):
+    def run(self, images):
         label = NUCLEUS if self.spec["target"] == "nucleus" else CELL
         return Prediction(masks=[segment_image(im, self.spec["params"], self.seed).astype(np.uint8) * label
                                  for im in images])

@@ -238,10 +238,13 @@ class UNetModel(FittedModel):
         self.net = net if net is not None else build_unet(spec["architecture"])
         self.net.to(self.torch_device).eval()
 
-    def _apply(self, images):
-        x = image_tensor(images, int(self.spec["image_size"]), self.spec["resize"])
-        masks = logits_to_masks(predict(self.net, x, self.torch_device, batch_size=32),
-                                [im.shape[:2] for im in images], self.spec["resize"])
+    def prepare(self, images):
+        stained = super().prepare(images)
+        return image_tensor(stained, int(self.spec["image_size"]), self.spec["resize"]), [im.shape[:2] for im in stained]
+
+    def run(self, prepared):
+        x, shapes = prepared
+        masks = logits_to_masks(predict(self.net, x, self.torch_device, batch_size=32), shapes, self.spec["resize"])
         label = NUCLEUS if self.spec["target"] == "nucleus" else CELL
         return Prediction(masks=[m.astype(np.uint8) * label for m in masks])
 

@@ -121,6 +121,9 @@ def train(config: str | Path, run_dir: str | Path | None = None, *, rank: int = 
     config = Path(config)
     tf, objective, params, kind = loaded or load_training_config(config, rank)
     final = objective.train_final(params, on_step=on_step)
+    if final.model is None:
+        raise ConfigError([Problem(str(config), "objective.type", "trained no model to keep (its train_final must "
+                                   "return a Final with a FittedModel: optileuk.objectives._model)", kind)])
     out = Path(run_dir) if run_dir is not None else free_folder(Path("runs") / (tf.study or kind))
     out.mkdir(parents=True, exist_ok=True)
     used = {"objective": {"type": kind, **objective.config.model_dump(mode="json")}, "params": _plain(params),
