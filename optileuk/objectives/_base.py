@@ -133,6 +133,7 @@ class Objective(ABC):
         self._bound: SearchSpace | None = None
         self._data: Any = None  # what prepare() loads (dataset, tensors, features), once
         self.split_sizes: dict[str, int] | None = None  # images per split, once prepare() made them
+        self.prepared = None  # image objectives: the Prepared data part (objectives._inputs), once prepare() made it
 
     # ---- the values it optimizes -----------------------------------------------------------------
     @classmethod
@@ -204,17 +205,40 @@ class Objective(ABC):
     def evaluate(self, config: Mapping[str, Any], *, trial: optuna.trial.BaseTrial | None = None) -> Score:
         """Score one configuration. ``trial`` (when given) receives intermediate reports."""
 
-    def train_final(self, params: Mapping[str, Any], *, on_step=None):
-        """Fit ``params`` on the whole search part and score once on the test split (``optileuk train``).
-
-        Returns an :class:`~optileuk.objectives._final.Final`. ``on_step(done, total, what)``
-        drives a progress bar.
-        """
+    def fit_final(self, params: Mapping[str, Any], *, on_step=None):
+        """Fit ``params`` on the whole search part (everything but the test split; all the data when
+        ``split.test_size`` is 0) and return a :class:`~optileuk.objectives._final.Fitted` holding
+        the :class:`~optileuk.objectives._model.FittedModel`. ``on_step(done, total, what)`` drives
+        a progress bar."""
         from optileuk.errors import ConfigError, Problem
 
         raise ConfigError([Problem("", "objective.type", "has no final model to train (optileuk train works for "
                                    "dknn, unet_plr, segmentation, handcrafted, feature_selection and pipeline)",
                                    type(self).__name__)])
+
+    def train_final(self, params: Mapping[str, Any], *, on_step=None):
+        """Fit ``params`` on the whole search part and score once on the test split (``optileuk train``),
+        through the fitted model's own path for new images. Returns a
+        :class:`~optileuk.objectives._final.Final`."""
+        from optileuk.objectives._final import final_classification, final_segmentation, require_test
+
+        self.prepare()
+        data = self.prepared
+        if data is not None:  # refused before anything is fitted
+            require_test(data.splits.test)
+        fitted = self.fit_final(params, on_step=on_step)
+        if data is None:  # a plug-in objective without the shared data part
+            from optileuk.errors import ConfigError, Problem
+
+            raise ConfigError([Problem("", "objective.type", "has no prepared images to score a final model on",
+                                       type(self).__name__)])
+        common = dict(training_data=data.fingerprint(), facts=fitted.facts, metrics=fitted.metrics)
+        if fitted.model.task == "segmentation":
+            final = final_segmentation(fitted.model, data.ds, data.splits, fitted.model.spec["target"], **common)
+        else:
+            final = final_classification(fitted.model, data.ds, data.splits, **common)
+        final.predictions.update(fitted.predictions)
+        return final
 
     def __call__(self, trial: optuna.trial.BaseTrial) -> float | tuple[float, ...]:
         start = time.perf_counter()

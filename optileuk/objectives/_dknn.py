@@ -35,7 +35,7 @@ from optileuk.data._stain import Stain
 from optileuk.models import DKNN
 from optileuk.objectives._base import Objective, ObjectiveConfig, Score
 from optileuk.objectives._inputs import INPUT_KEYS, check_defaults, check_sizes, prepare_images, with_inputs
-from optileuk.objectives._final import Final, bootstrap_ci, final_classification, require_test
+from optileuk.objectives._final import Fitted, bootstrap_ci
 from optileuk.objectives._model import FittedModel, Prediction
 from optileuk.objectives._torch import fit, image_tensor, load_weights, n_params, predict, resolve_device, seeded
 
@@ -109,7 +109,7 @@ class DknnObjective(Objective):
     def prepare(self) -> None:
         if self._data is not None:
             return
-        self._data = prepare_images(self.config, self.seed)
+        self._data = self.prepared = prepare_images(self.config, self.seed)
         self.split_sizes = self._data.splits.sizes()
         self._views: dict[tuple, tuple] = {}
 
@@ -162,14 +162,13 @@ class DknnObjective(Objective):
                  "train_seconds": time.perf_counter() - start, "split": "validation (hold-out of the search part)"}
         return Score(1.0 - bal, attrs)
 
-    def train_final(self, params: Mapping[str, Any], *, on_step=None) -> Final:
-        """Train on the whole search part (training + validation; augmented as in the search), score once on the test split."""
+    def fit_final(self, params: Mapping[str, Any], *, on_step=None) -> Fitted:
+        """Train on the whole search part (training + validation; augmented as in the search)."""
         c = self.config
         p = self.params(params)
         self.prepare()
         data = self._data
         ds, splits, stained = data.ds, data.splits, data.stained
-        require_test(splits.test)
         train = stained.dataset(p["stain"]).subset(splits.search)
         size, resize = int(p["image_size"]), p["resize"]
         device = resolve_device(c.device)
@@ -185,12 +184,10 @@ class DknnObjective(Objective):
                             "architecture": architecture(p, c.widths, len(ds.classes))},
                            classes=ds.classes, stain=stained.normaliser(p["stain"]), seed=self.seed,
                            device=c.device, net=model)
-        return final_classification(fitted, ds, splits, training_data=data.fingerprint(),
-                                    facts={"train_images": len(train), "search_images": len(splits.search),
-                                           "epochs": epochs, "device": str(device),
-                                           "train_seconds": time.perf_counter() - start,
-                                           "head_params": model.head_parameters(), "head_macs": model.head_macs(),
-                                           "params": n_params(model)})
+        return Fitted(fitted, facts={"train_images": len(train), "search_images": len(splits.search),
+                                     "epochs": epochs, "device": str(device), "train_seconds": time.perf_counter() - start,
+                                     "head_params": model.head_parameters(), "head_macs": model.head_macs(),
+                                     "params": n_params(model)})
 
 
 def architecture(p: Mapping[str, Any], widths, n_classes: int) -> dict[str, Any]:

@@ -31,7 +31,7 @@ from optileuk.objectives._base import Objective, ObjectiveConfig, Score, prepare
 from optileuk.data._geometry import Resize
 from optileuk.data._stain import Stain
 from optileuk.objectives._inputs import load_trunk, prepare_images, selection_mask
-from optileuk.objectives._final import Final, bootstrap_ci, final_classification, require_test
+from optileuk.objectives._final import Fitted, bootstrap_ci
 from optileuk.objectives._handcrafted import build_classifier, classify
 from optileuk.objectives._model import FittedModel
 from optileuk.objectives._torch import fit, image_tensor, load_weights, resolve_device, seeded
@@ -124,7 +124,7 @@ class FeatureSelectionObjective(Objective):
             return
         c = self.config
         data = prepare_images(c, self.seed)
-        self._data = data
+        self._data = self.prepared = data
         self.split_sizes = data.splits.sizes()
         key = {"cfg": c.model_dump(mode="json"), "paths": data.ds.paths, "seed": self.seed, "hand": FEATURE_NAMES,
                "weights_mtime": Path(c.weights).stat().st_mtime_ns if c.weights else None}
@@ -216,13 +216,12 @@ class FeatureSelectionObjective(Objective):
                     preds[i][f] = model.predict(xva[:, m])
         return [self._score(preds[i], masks[i]) for i in range(len(configs))]
 
-    def train_final(self, params: Mapping[str, Any], *, on_step=None) -> Final:
-        """Trunk and classifier fitted on the whole search part, the mask applied, the test split scored once."""
+    def fit_final(self, params: Mapping[str, Any], *, on_step=None) -> Fitted:
+        """Trunk and classifier fitted on the whole search part, the mask applied."""
         c = self.config
         self.prepare()
         data = self._data
         ds, splits = data.ds, data.splits
-        require_test(splits.test)
         mask = self._mask(params)
         if not mask.any():
             raise ConfigError([Problem("", f"params.{c.mask_param}", "selects no feature: nothing to train on", 0)])
@@ -241,11 +240,8 @@ class FeatureSelectionObjective(Objective):
         model.mu, model.sd, model.mask = x.mean(0), x.std(0) + 1e-8, mask  # training statistics only
         model.classifier = build_classifier({"n_neighbors": c.n_neighbors}, c.classifier, self.seed).fit(
             ((x - model.mu) / model.sd)[:, mask], ds.labels[search])
-        final = final_classification(model, ds, splits, training_data=data.fingerprint(),
-                                     facts={"search_images": len(search), "selected": int(mask.sum())},
-                                     metrics={"selected": int(mask.sum()), "total": int(mask.size)})
-        final.predictions["mask"] = mask
-        return final
+        return Fitted(model, facts={"search_images": len(search), "selected": int(mask.sum())},
+                      metrics={"selected": int(mask.sum()), "total": int(mask.size)}, predictions={"mask": mask})
 
 
 def deep_features(net: DKNN, x: torch.Tensor, device) -> np.ndarray:

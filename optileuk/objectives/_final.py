@@ -43,6 +43,16 @@ class Final:
     training_data: dict[str, Any] = field(default_factory=dict)  # what the model was fitted on (model.json)
 
 
+@dataclass
+class Fitted:
+    """What ``fit_final`` gives: the fitted model, facts for metrics.json, metrics and arrays to add."""
+
+    model: Any
+    facts: dict[str, Any] = field(default_factory=dict)
+    metrics: dict[str, Any] = field(default_factory=dict)
+    predictions: dict[str, np.ndarray] = field(default_factory=dict)
+
+
 def final_classification(model, ds, splits, *, training_data: dict[str, Any], facts: dict[str, Any],
                          metrics: dict[str, Any] | None = None) -> Final:
     """Score a fitted classifier once on the test split, through the model's own path for new images

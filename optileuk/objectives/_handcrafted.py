@@ -28,7 +28,7 @@ from optileuk.objectives._base import Objective, ObjectiveConfig, Score
 from optileuk.data._geometry import Resize
 from optileuk.data._stain import Stain
 from optileuk.objectives._inputs import prepare_images
-from optileuk.objectives._final import Final, class_scores, final_classification, fold_scores, require_test
+from optileuk.objectives._final import Fitted, class_scores, fold_scores
 from optileuk.objectives._model import FittedModel, Prediction
 
 
@@ -89,7 +89,7 @@ class HandcraftedObjective(Objective):
     def prepare(self) -> None:
         if self._data is None:
             c = self.config
-            data = prepare_images(c, self.seed)
+            data = self.prepared = prepare_images(c, self.seed)
             ds, splits = data.ds, data.splits
             self.split_sizes = splits.sizes()
             key = {"dataset": c.dataset.model_dump(mode="json"), "paths": ds.paths, "size": c.image_size,
@@ -111,19 +111,17 @@ class HandcraftedObjective(Objective):
         return Score(1.0 - means["balanced_accuracy"], {**means, "split": f"{len(splits.folds)}-fold CV, search part",
                                                          "grouped": splits.grouped})
 
-    def train_final(self, params: Mapping[str, Any], *, on_step=None) -> Final:
-        """Fit the classifier on the whole search part, predict the test split once."""
+    def fit_final(self, params: Mapping[str, Any], *, on_step=None) -> Fitted:
+        """Fit the classifier on the whole search part."""
         self.prepare()
         data, X = self._data
         ds, splits, c = data.ds, data.splits, self.config
-        require_test(splits.test)
         clf = build_classifier(params, c.classifier, self.seed).fit(X[splits.search], ds.labels[splits.search])
         if on_step:
             on_step(1, 1, "classifier fitted")
         model = HandcraftedModel({"image_size": c.image_size, "resize": c.resize}, classes=ds.classes,
                                  stain=data.stained.normaliser(c.stain), seed=self.seed, classifier=clf)
-        return final_classification(model, ds, splits, training_data=data.fingerprint(),
-                                    facts={"search_images": len(splits.search), "features": len(FEATURE_NAMES)})
+        return Fitted(model, facts={"search_images": len(splits.search), "features": len(FEATURE_NAMES)})
 
 
 class HandcraftedModel(FittedModel):

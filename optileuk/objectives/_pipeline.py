@@ -43,7 +43,7 @@ from optileuk.errors import ConfigError, Problem
 from optileuk.features import FEATURE_NAMES
 from optileuk.features._cells import CELL_FEATURES, GROUPS, measure_cell
 from optileuk.objectives._base import Objective, ObjectiveConfig, Score
-from optileuk.objectives._final import Final, final_classification, fold_scores, require_test
+from optileuk.objectives._final import Fitted, fold_scores
 from optileuk.objectives._handcrafted import CLASSIFIER_DEFAULTS, build_classifier
 from optileuk.objectives._inputs import check_defaults, load_trunk, prepare_images, selection_mask
 from optileuk.objectives._pipeline_model import (PipelineModel, cell_clusters, classical_masks, compact, image_features,
@@ -170,7 +170,7 @@ class PipelineObjective(Objective):
                               "on (dataset type pairs or synthetic); use segmenter: classical"
                               if c.segmenter == "unet" else None)
         self.split_sizes = data.splits.sizes()
-        self._data = data
+        self._data = self.prepared = data
         self._squares: dict[str, list[np.ndarray]] = {}
 
     def squares(self, stain: str) -> list[np.ndarray]:
@@ -284,13 +284,12 @@ class PipelineObjective(Objective):
                      {**scores, "selected": int(cols.sum()), "total": int(cols.size), "seconds_scored": time.perf_counter() - start,
                       "split": f"{len(splits.folds)}-fold CV, search part", "grouped": splits.grouped})
 
-    def train_final(self, params: Mapping[str, Any], *, on_step=None) -> Final:
+    def fit_final(self, params: Mapping[str, Any], *, on_step=None) -> Fitted:
         """Segment (the U-Net, if any, trained on the whole search part), measure and fit the classifier
-        on the search part; the test split is segmented, measured and classified once by the fitted model."""
+        on the search part."""
         self.prepare()
         data, c = self._data, self.config
         ds, splits = data.ds, data.splits
-        require_test(splits.test)
         p = self.params(params)
         cols = self.columns(p, params)
         if not cols.any():
@@ -311,12 +310,10 @@ class PipelineObjective(Objective):
         if on_step:
             on_step(3, 3, "classifier fitted")
         names = np.array(self.feature_names)
-        final = final_classification(model, ds, splits, training_data=data.fingerprint(),
-                                     facts={"search_images": len(splits.search), "selected": int(cols.sum()),
-                                            "segmenter": c.segmenter, "measurements": names[cols].tolist()},
-                                     metrics={"selected": int(cols.sum()), "total": int(cols.size)})
-        final.predictions["features"] = names[cols]
-        return final
+        return Fitted(model, facts={"search_images": len(splits.search), "selected": int(cols.sum()),
+                                    "segmenter": c.segmenter, "measurements": names[cols].tolist()},
+                      metrics={"selected": int(cols.sum()), "total": int(cols.size)},
+                      predictions={"features": names[cols]})
 
 
 PipelineObjective.Model = PipelineModel  # what train_final fits and optileuk predict applies

@@ -40,7 +40,7 @@ from optileuk.data import DatasetConfig, SplitConfig, SyntheticData
 from optileuk.objectives._base import Objective, ObjectiveConfig, Score
 from optileuk.data._geometry import from_square, square_image
 from optileuk.objectives._inputs import prepare_images
-from optileuk.objectives._final import Final, final_segmentation, mask_scores, require_test
+from optileuk.objectives._final import Fitted, mask_scores
 from optileuk.objectives._model import CELL, NUCLEUS, FittedModel, Prediction
 
 DEFAULTS = {"colour_space": "lab", "blur_sigma": 1.0, "method": "kmeans", "k": 3, "nucleus_rank": 0, "T": 0.02,
@@ -200,7 +200,7 @@ class SegmentationObjective(Objective):
         data = prepare_images(self.config, self.seed, classify=False, needs_masks="the segmentation objective needs "
                               "masks (dataset type pairs or synthetic)")
         ds, splits = data.ds, data.splits
-        self._prepared = data
+        self.prepared = data
         self._stained = data.stained
         idx = splits.search[: self.config.max_images]
         self.split_sizes = {"test": len(splits.test), "search": len(splits.search), "scored": len(idx), "folds": 0}
@@ -271,17 +271,13 @@ class SegmentationObjective(Objective):
             self._images, self._truth, self._ids = saved
             self._cluster.cache_clear()
 
-    def train_final(self, params: Mapping[str, Any], *, on_step=None) -> Final:
-        """Nothing is fitted (the pipeline is its parameters, the stain reference the search part's):
-        segment every test image once."""
+    def fit_final(self, params: Mapping[str, Any], *, on_step=None) -> Fitted:
+        """Nothing is fitted: the pipeline is its parameters (and the search part's stain reference)."""
         p = {**DEFAULTS, **self.config.defaults, **params}
         self.prepare()
-        data = self._prepared
-        require_test(data.splits.test)
         model = SegmentationModel({"params": {k: p[k] for k in DEFAULTS}, "target": self.config.target},
-                                  classes=[], stain=data.stained.normaliser(p["stain"]), seed=self.seed)
-        return final_segmentation(model, data.ds, data.splits, self.config.target, training_data=data.fingerprint(),
-                                  facts={"pipeline": {k: p[k] for k in DEFAULTS}})
+                                  classes=[], stain=self.prepared.stained.normaliser(p["stain"]), seed=self.seed)
+        return Fitted(model, facts={"pipeline": {k: p[k] for k in DEFAULTS}})
 
 
 def on_pixels(mask: np.ndarray, shape: tuple[int, int], size: int, resize: str) -> np.ndarray:

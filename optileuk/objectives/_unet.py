@@ -35,7 +35,7 @@ from optileuk.models import UNetPLR
 from optileuk.objectives._augment import BatchAugment
 from optileuk.objectives._base import Objective, ObjectiveConfig, Score
 from optileuk.objectives._inputs import INPUT_KEYS, check_sizes, prepare_images, with_inputs
-from optileuk.objectives._final import Final, final_segmentation, require_test
+from optileuk.objectives._final import Fitted
 from optileuk.objectives._model import CELL, NUCLEUS, FittedModel, Prediction
 from optileuk.objectives._torch import (fit, image_tensor, load_weights, mask_tensor, n_params, predict, resolve_device,
                                         seeded, target_of)
@@ -91,7 +91,7 @@ class UNetObjective(Objective):
         data = prepare_images(self.config, self.seed, classify=False, needs_masks="the unet_plr objective needs "
                               "masks (dataset type pairs or synthetic)")
         self.split_sizes = data.splits.sizes()
-        self._data = data
+        self._data = self.prepared = data
 
     def params(self, config: Mapping[str, Any]) -> dict[str, Any]:
         return with_inputs(DEFAULTS, self.config, config)
@@ -179,13 +179,11 @@ class UNetObjective(Objective):
             attrs["stain_failures"] = self._data.stained.failures[p["stain"]]
         return Score(1.0 - dice, attrs)
 
-    def train_final(self, params: Mapping[str, Any], *, on_step=None) -> Final:
-        """Train as the search did (training split, early stopping on the validation split, same
-        seed), then segment the test split once on the images' own pixels."""
+    def fit_final(self, params: Mapping[str, Any], *, on_step=None) -> Fitted:
+        """Train as the search did (training split, early stopping on the validation split, same seed)."""
         self.prepare()
         data = self._data
-        splits, fold = data.splits, data.splits.folds[0]
-        require_test(splits.test)
+        fold = data.splits.folds[0]
         p = self.params(params)
         start = time.perf_counter()
         total = int(p["epochs"])
@@ -195,14 +193,12 @@ class UNetObjective(Objective):
                 "resize": p["resize"], "target": self.config.target}
         model = UNetModel(spec, classes=[], stain=data.stained.normaliser(p["stain"]), seed=self.seed,
                           device=self.config.device, net=net)
-        device = str(resolve_device(self.config.device))
-        return final_segmentation(
-            model, data.ds, splits, self.config.target, training_data=data.fingerprint(),
-            metrics={"resolution": "each image's own pixels (predicted at "
-                                   f"{int(p['image_size'])}x{int(p['image_size'])}, {p['resize']})"},
-            facts={"train_images": len(fold.train), "val_images": len(fold.val), "epochs": epochs,
-                   "best_epoch": best_epoch, "val_dice": val_dice, "device": device,
-                   "train_seconds": time.perf_counter() - start, "params": n_params(net)})
+        size = int(p["image_size"])
+        return Fitted(model, metrics={"resolution": f"each image's own pixels (predicted at {size}x{size}, {p['resize']})"},
+                      facts={"train_images": len(fold.train), "val_images": len(fold.val), "epochs": epochs,
+                             "best_epoch": best_epoch, "val_dice": val_dice,
+                             "device": str(resolve_device(self.config.device)),
+                             "train_seconds": time.perf_counter() - start, "params": n_params(net)})
 
 
 ARCHITECTURE = ("arch", "depth", "base", "prelu_mode", "prelu_init", "norm", "res_units")

@@ -91,7 +91,7 @@ def load_training_config(path: Path, rank: int = 1):
         raise ConfigError(problems)
     from optileuk.objectives import Objective
 
-    if cls.train_final is Objective.train_final:
+    if cls.fit_final is Objective.fit_final:
         raise ConfigError([Problem(src, "objective.type", "has no final model to train (optileuk train works for "
                                    "dknn, unet_plr, segmentation, handcrafted, feature_selection and pipeline)", kind)])
     objective = cls(cfg, seed=tf.seed)
