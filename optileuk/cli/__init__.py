@@ -106,7 +106,12 @@ def report(
     from optileuk.report import write_report
 
     groups = write_report(storage, output, prefix=prefix, target=target)
-    typer.echo(f"wrote {output} ({len(groups)} comparison(s), {sum(len(g.runs) for g in groups)} run(s))", err=True)
+    from optileuk.report._assess import assessments
+    from optileuk.storage import open_existing
+
+    n = len(assessments(open_existing(storage), prefix))
+    typer.echo(f"wrote {output} ({len(groups)} comparison(s), {sum(len(g.runs) for g in groups)} run(s)"
+               + (f", {n} assessment(s)" if n else "") + ")", err=True)
 
 
 @app.command()
@@ -152,6 +157,36 @@ def train(
         run_dir, metrics = train_final(config, output, rank=rank, loaded=loaded,
                                        on_step=lambda done, total, what: bar.update(task, completed=done, total=total, what=what))
     out.print(metrics_table(metrics, run_dir))
+
+
+@app.command()
+@user_errors
+def assess(
+    studies: list[Path] = typer.Argument(..., help="study files: the approaches to assess on the same data"),
+    outer: int = typer.Option(5, "--outer", min=2, max=20, help="outer parts (nested cross-validation)"),
+    storage: Optional[str] = StorageOpt,
+    seed: Optional[int] = typer.Option(None, "--seed", min=0, help="seed of the outer parts and of every objective "
+                                       "(default: the first study's)"),
+    name: Optional[str] = typer.Option(None, "--name", help="name of the assessment (default: the studies' common prefix)"),
+    pick: Optional[str] = typer.Option(None, "--pick", help="multi-objective studies: which point of each part's front "
+                                       "('knee' or conditions, as optileuk export)"),
+    references: Optional[Path] = typer.Option(None, "--references", help="YAML with references: [{label, params, "
+                                              "note, study}]: fixed configs assessed the same way"),
+    untuned: bool = typer.Option(False, "--untuned", help="also assess each study's objective at its defaults"),
+    external: Optional[str] = typer.Option(None, "--external", help="another data set (folder or YAML spec): the best "
+                                           "config found on all the data, trained once and scored on it"),
+    workers: Optional[int] = typer.Option(None, "--workers", min=1, help="run parts side by side on local Dask workers"),
+    scheduler: Optional[str] = typer.Option(None, "--scheduler", help="run parts on this Dask cluster"),
+    output: Path = typer.Option(Path("assess.json"), "-o", "--output", help="JSON file of everything, with the "
+                                "pooled predictions"),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bar"),
+) -> None:
+    """Nested cross-validation: each study searched on K-1 parts, scored once on the held-out part; pooled."""
+    from optileuk.cli._assess import assess_cli
+
+    assess_cli(studies, k=outer, storage=storage, seed=seed, name=name, pick=pick, references=references,
+               untuned=untuned, external=external, workers=workers, scheduler=scheduler, output=output, quiet=quiet,
+               out=out, err=err)
 
 
 @app.command()
@@ -246,6 +281,23 @@ def data_preview(
     ds = load_dataset(cfg)
     sheet = write_preview(ds, output, per_class, tile=96 if kind == "crops" else 192)
     typer.echo(f"wrote {sum(1 for _ in output.glob('*.png'))} PNGs to {output}/ (contact sheet: {sheet})")
+
+
+@data_app.command("audit")
+@user_errors
+def data_audit(
+    dataset: str = typer.Argument(..., help="a folder (class folders, or images/ + masks/ + labels.csv), a YAML "
+                                  "dataset spec or a study file"),
+    outer: int = typer.Option(5, "--outer", min=2, max=20, help="outer parts the audit cross-validates on"),
+    seed: int = typer.Option(0, "--seed", min=0),
+    group_pattern: Optional[str] = typer.Option(None, "--group-pattern", help="class folders: regex of the group "
+                                                "(patient, source image) in file names"),
+    output: Optional[Path] = typer.Option(None, "-o", "--output", help="also write the audit as JSON"),
+) -> None:
+    """Shortcuts in a data set: what models that cannot see the cell score; duplicates; class balance."""
+    from optileuk.cli._assess import audit_cli
+
+    audit_cli(dataset, k=outer, seed=seed, group_pattern=group_pattern, output=output, out=out, err=err)
 
 
 def main() -> None:

@@ -183,3 +183,39 @@ def make_splits(ds: Dataset, cfg: SplitConfig | None = None, *, seed: int = 0, c
     else:
         folds = [Fold(np.sort(rest[tr]), np.sort(rest[va])) for tr, va in _kfold(lab_r, grp_r, cfg.folds, seed + 1, where, ds.classes, classify)]
     return Splits(np.sort(test), folds, groups is not None)
+
+
+def outer_parts(ds: Dataset, k: int, *, seed: int = 0, classify: bool = True, grouped: bool = True) -> list[np.ndarray]:
+    """The ``k`` outer parts of nested cross-validation: part ``i`` is exactly the test split that
+    ``make_splits`` holds out with ``test_size: 1/k, test_fold: i`` (stratified; grouped by patient,
+    slide or source image when the data say so), so every item is held out once.
+
+    Data that cannot make ``k`` parts (fewer groups than ``k``; for a classifier a class with fewer
+    items than ``k``) is refused with the reason, never silently given fewer parts.
+
+    Example:
+        >>> ds = Dataset([np.zeros((2, 2, 3), np.uint8)] * 20, np.arange(20) % 2, ["a", "b"])
+        >>> parts = outer_parts(ds, 4)
+        >>> sorted(np.concatenate(parts).tolist()) == list(range(20)), [len(p) for p in parts]
+        (True, [5, 5, 5, 5])
+    """
+    where = ds.name or "dataset"
+    if not 2 <= k <= MAX_PARTS:
+        raise DataError(f"{where}: --outer must be between 2 and {MAX_PARTS}, got {k}")
+    groups = ds.groups if (grouped and ds.groups is not None) else None
+    n_groups = len(np.unique(groups)) if groups is not None else len(ds)
+    if n_groups < k:
+        unit = "groups (patients, slides or source images)" if groups is not None else "images"
+        raise DataError(f"{where}: {n_groups} {unit} cannot make {k} outer parts (--outer {k}); use --outer "
+                        f"{max(2, n_groups)} or fewer")
+    counts = np.bincount(ds.labels, minlength=len(ds.classes))
+    small = [f"{c} ({n})" for c, n in zip(ds.classes, counts) if 0 < n < k]
+    if classify and small:
+        raise DataError(f"{where}: class(es) {', '.join(small)} have fewer items than the {k} outer parts "
+                        f"(--outer {k}): every part needs each class; use a smaller --outer or "
+                        "dataset.min_per_class to drop them")
+    parts = [np.sort(_one_split(ds.labels, groups, 1 / k, seed, where, ds.classes, i, classify)[1]) for i in range(k)]
+    held = np.sort(np.concatenate(parts))
+    if not np.array_equal(held, np.arange(len(ds))):  # a split that does not partition: never report on it
+        raise DataError(f"{where}: the {k} outer parts do not hold every item out exactly once")
+    return parts

@@ -64,21 +64,33 @@ def _from_folder(root: Path, classes: Sequence[str]) -> list[Item]:
     return [Item(p.relative_to(root).as_posix(), _stem(p.relative_to(root)), path=p) for p in _images_below(root)]
 
 
-def _from_spec(path: Path) -> list[Item]:
+def dataset_spec(path: Path):
+    """The dataset config in a YAML file (``dataset: {type: ..., ...}`` or the spec itself; a study file's
+    ``objective.dataset`` too), its relative paths read from the file's folder."""
     from pydantic import TypeAdapter, ValidationError
 
     from optileuk.config._load import problems_from, read_yaml
-    from optileuk.data import DatasetConfig, load_dataset
+    from optileuk.data import DatasetConfig
 
     data = read_yaml(path, what="dataset spec")
+    prefix: tuple = ()
+    if isinstance(data, dict) and isinstance(data.get("objective"), dict) and "dataset" in data["objective"]:
+        data, prefix = data["objective"], ("objective",)
     spec = data.get("dataset", data) if isinstance(data, dict) else data
-    prefix = ("dataset",) if isinstance(data, dict) and "dataset" in data else ()
+    prefix = (*prefix, "dataset") if isinstance(data, dict) and "dataset" in data else prefix
     try:
         cfg = TypeAdapter(DatasetConfig).validate_python(spec)
     except ValidationError as exc:
         raise ConfigError(problems_from(exc, str(path), prefix, spec)) from None
     if isinstance(getattr(cfg, "path", None), str) and not Path(cfg.path).expanduser().is_absolute():
         cfg = cfg.model_copy(update={"path": str((path.parent / cfg.path).resolve())})
+    return cfg
+
+
+def _from_spec(path: Path) -> list[Item]:
+    from optileuk.data import load_dataset
+
+    cfg = dataset_spec(path)
     ds = load_dataset(cfg)
     truth = len(ds.classes) > 1 or (ds.classes != ["cell"])  # pairs without labels.csv: one class 'cell', no truth
     names = ds.paths or [f"{ds.name}#{i}" for i in range(len(ds))]

@@ -15,10 +15,13 @@ def write_report(url: str, output, *, prefix: str | None = None, target: float |
     from optileuk.report._html import render
     from optileuk.storage import open_existing
 
+    from optileuk.report._assess import assessments
+
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     storage = open_existing(url)
-    groups = collect(storage, url, prefix)
-    Path(output).write_text(render(storage, url, groups, target), encoding="utf-8")
+    found = assessments(storage, prefix)
+    groups = collect(storage, url, prefix, allow_empty=bool(found))
+    Path(output).write_text(render(storage, url, groups, target, found), encoding="utf-8")
     return groups
 
 

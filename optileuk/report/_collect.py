@@ -195,12 +195,13 @@ class Group:
         return self.runs[0].user_attrs.get(STUDY_ATTR) or {}
 
 
-def collect(storage, url: str, prefix: str | None = None) -> list[Group]:
+def collect(storage, url: str, prefix: str | None = None, *, allow_empty: bool = False) -> list[Group]:
     """Every study of ``storage`` whose name starts with ``prefix``, grouped by comparison.
 
     Studies named ``<base>.<optimizer>.s<seed>`` (as ``optileuk compare`` names them) form one
     group per base; any other study is a group of one run.
     """
+    from optileuk.assess._plan import PART_ATTR
     from optileuk.compare import REFERENCE_ATTR
 
     groups: dict[str, Group] = {}
@@ -208,6 +209,8 @@ def collect(storage, url: str, prefix: str | None = None) -> list[Group]:
     for fs in storage.get_all_studies():
         names.append(fs.study_name)
         if prefix and not fs.study_name.startswith(prefix):
+            continue
+        if PART_ATTR in fs.user_attrs:  # an assessment's inner study: shown in its assessment's section
             continue
         r = REF_NAME.match(fs.study_name)
         if r and REFERENCE_ATTR in fs.user_attrs:  # a comparison's reference: a line, not a run
@@ -235,7 +238,7 @@ def collect(storage, url: str, prefix: str | None = None) -> list[Group]:
     for g in groups.values():
         if g.multi:
             g.set_reference()
-    if not groups:
+    if not groups and not allow_empty:
         shown = ", ".join(names[:10]) + (" ..." if len(names) > 10 else "") or "none"
         what = f"starting with '{prefix}' " if prefix else ""
         raise StorageError(f"storage: no study {what}with finished trials in {redact(url)} (studies: {shown})")

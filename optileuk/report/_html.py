@@ -217,6 +217,7 @@ h1{font-size:1.6rem}h2{border-bottom:2px solid #ddd;padding-bottom:.3rem;margin-
 table{border-collapse:collapse;margin:1rem 0;font-size:.92rem}th,td{border:1px solid #ddd;padding:.3rem .6rem;text-align:right}
 th{background:#f4f4f4}td:first-child,th:first-child{text-align:left}.note{color:#555;font-size:.9rem}
 .figure{margin:1rem 0}.facts td{text-align:left}code{background:#f4f4f4;padding:0 .2rem}
+.warning{background:#fff4e5;border-left:4px solid #f90;padding:.4rem .6rem}
 """
 
 
@@ -322,10 +323,15 @@ def ranking_html(group: Group, r: Ranking) -> str:
     return "".join(out)
 
 
-def render(storage, url: str, groups: list[Group], target: float | None = None) -> str:
+def render(storage, url: str, groups: list[Group], target: float | None = None, assessed: list | None = None) -> str:
+    from optileuk.report._assess import assessment_section
+
     stamp = _dt.datetime.now().strftime("%Y-%m-%d %H:%M")
     toc = "".join(f'<li><a href="#g{i}">{html.escape(g.base)}</a> ({len(g.runs)} run(s))</li>' for i, g in enumerate(groups))
+    toc += "".join(f'<li><a href="#a{i}">assessment {html.escape(s["assessment"])}</a> ({len(s["approaches"])} '
+                   f'approach(es) × {s["outer"]} outer parts)</li>' for i, s in enumerate(assessed or []))
     sections = "".join(group_section(storage, g, i, target) for i, g in enumerate(groups))
+    sections += "".join(assessment_section(s, i) for i, s in enumerate(assessed or []))
     from optileuk import __version__
 
     return f"""<!DOCTYPE html>
@@ -334,6 +340,7 @@ def render(storage, url: str, groups: list[Group], target: float | None = None) 
 <script type="text/javascript">{plotly.offline.get_plotlyjs()}</script></head>
 <body><h1>optileuk report</h1>
 <p class="note">Storage <code>{html.escape(redact(url))}</code> · made {stamp} by optileuk {__version__} ·
-values are the objective's, on the split its runs were scored on (the search part; never the test split).</p>
+comparisons: values are the objective's, on the split its runs were scored on (the search part; never the test
+split); assessments: held-out figures of nested cross-validation.</p>
 <ul>{toc}</ul>{sections}</body></html>
 """

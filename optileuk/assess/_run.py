@@ -1,0 +1,197 @@
+"""Running the jobs of an assessment: each approach's search on the other parts, its best config
+trained on them, the part scored once; in this process one after another, or concurrently on Dask
+workers. A part's result is stored with its inner study, so a re-run trains nothing twice and
+evaluates no candidate twice (the inner studies resume like ``optileuk run``)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from optileuk.assess._plan import PART_ATTR, RESULT_ATTR, Job
+
+CLASS_METRICS = ("balanced_accuracy", "accuracy", "macro_f1", "auc")
+SEG_METRICS = ("dice", "iou", "ssim", "mean")
+
+
+def params_key(params: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(params, sort_keys=True, default=str).encode()).hexdigest()[:20]
+
+
+def _holder(storage, name: str, direction: str) -> int:
+    """The id of the study a result is kept with (a reference's is made here: it has no search)."""
+    import optuna
+
+    try:
+        return storage.get_study_id_from_name(name)
+    except KeyError:
+        return optuna.create_study(study_name=name, storage=storage, direction=direction)._study_id
+
+
+def _stored(storage, name: str) -> dict[str, Any] | None:
+    try:
+        study_id = storage.get_study_id_from_name(name)
+    except KeyError:
+        return None
+    return storage.get_study_user_attrs(study_id).get(RESULT_ATTR)
+
+
+def _search(job: Job, study, objective, on_progress) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Run (or resume) the inner search; the best config as ``optileuk export`` gives it."""
+    from optileuk.cli._inspect import export_config
+    from optileuk.runner import Runner
+
+    runner = Runner(study, objective=objective)
+    if on_progress is not None:
+        runner.on_progress = on_progress
+    summary = runner.run()
+    exported = export_config(job.name, job.storage, pick=job.pick)
+    inner = {"trial": exported["trial"], "value": exported.get("value", exported.get("values")),
+             "metrics": {k: v for k, v in (exported.get("metrics") or {}).items() if not isinstance(v, (dict, list))},
+             "trials": summary.trials, "seconds": summary.seconds}
+    return exported["params"], inner
+
+
+def run_job(job: Job, *, on_progress: Callable | None = None) -> dict[str, Any]:
+    """One approach on one part (or, part -1, on all the data and the external set); the result (JSON)."""
+    from optileuk.storage import open_storage
+
+    storage = open_storage(job.storage)
+    stored = _stored(storage, job.name)
+    study = job.study()
+    objective = study.objective()
+    start = time.perf_counter()
+    if job.approach.tuned:
+        params, inner = _search(job, study, objective, on_progress)
+    else:
+        params, inner = dict(job.approach.params), None
+    if stored is not None and stored.get("params_key") == params_key(params):
+        return {**stored, "reused": True}  # trained and scored before
+    fit_start = time.perf_counter()
+    result = score_external(job, objective, params) if job.part < 0 else score_part(job, objective, params)
+    result.update(approach=job.approach.label, part=job.part, k=job.k, name=job.name, params=params,
+                  params_key=params_key(params), inner=inner, tuned=job.approach.tuned,
+                  seconds={"search": fit_start - start, "final": time.perf_counter() - fit_start})
+    holder = _holder(storage, job.name, study.direction)
+    storage.set_study_user_attr(holder, PART_ATTR, {"base": job.base, "approach": job.approach.label,
+                                                    "part": job.part, "k": job.k})
+    storage.set_study_user_attr(holder, RESULT_ATTR, _plain(result))
+    return _plain(result)
+
+
+def score_part(job: Job, objective, params: dict[str, Any]) -> dict[str, Any]:
+    """Train on the other parts, score the held-out part once (``train_final``)."""
+    from optileuk.objectives._final import mask_scores
+
+    final = objective.train_final(params)
+    pred = final.predictions
+    out: dict[str, Any] = {"index": pred["index"]}
+    if final.task == "classification":
+        out.update(y_true=pred["y_true"], y_pred=pred["y_pred"], scores=pred["proba"],
+                   probabilities=final.metrics.get("scores") == "probability",
+                   heldout={k: final.metrics.get(k) for k in CLASS_METRICS})
+    else:
+        per = np.array([mask_scores(pred[f"pred_{i}"], pred[f"truth_{i}"]) for i in range(len(pred["index"]))])
+        out.update(per_image={"dice": per[:, 0], "iou": per[:, 1], "ssim": per[:, 2]},
+                   heldout={k: final.metrics.get(k) for k in SEG_METRICS})
+    return out
+
+
+def score_external(job: Job, objective, params: dict[str, Any]) -> dict[str, Any]:
+    """Fit on all the data, apply the model to the external set (classes matched by name)."""
+    from optileuk.assess._plan import load_external
+    from optileuk.objectives._final import classification_metrics, mask_scores, segmentation_metrics
+
+    fitted = objective.fit_final(params)
+    model = fitted.model
+    ext = load_external(job.external, model.classes, "segmentation" if model.task == "segmentation" else
+                        "classification")
+    pred = model.apply_many(ext.images)
+    out: dict[str, Any] = {"external": job.external, "images": len(ext)}
+    if model.task == "segmentation":
+        want = 2 if model.spec["target"] == "nucleus" else 1
+        preds = [m >= want for m in pred.masks]
+        truths = [(m == 2) if want == 2 else (m >= 1) for m in ext.masks]
+        out["heldout"] = segmentation_metrics(preds, truths)
+        out["per_image"] = {"dice": [mask_scores(p, t)[0] for p, t in zip(preds, truths)]}
+    else:
+        y = np.array([model.classes.index(ext.classes[i]) for i in ext.labels])
+        out["heldout"] = classification_metrics(y, pred.labels, pred.scores, model.classes)
+        out.update(y_true=y, y_pred=pred.labels)
+    return out
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return _plain(value.tolist())
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, float) and not np.isfinite(value):
+        return None
+    return value
+
+
+# ---- running many -----------------------------------------------------------------------------------
+def run_inline(jobs: Sequence[Job], on_done: Callable[[Job, dict], None],
+               on_start: Callable[[Job], Callable | None] | None = None) -> None:
+    """One job after another in this process (each inner study with its own runner settings)."""
+    for job in jobs:
+        progress = on_start(job) if on_start else None
+        on_done(job, run_job(job, on_progress=progress))
+
+
+def _job_task(job: Job) -> dict[str, Any]:
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return run_job(job)
+
+
+def run_dask(jobs: Sequence[Job], on_done: Callable[[Job, dict], None], *, workers: int | None,
+             scheduler: str | None, on_cluster: Callable[[str], None] | None = None) -> None:
+    """The jobs side by side on Dask workers (a local cluster of ``workers`` processes, or the cluster at
+    ``scheduler``); each runs its inner search inline in its worker."""
+    import logging
+
+    from distributed import Client, as_completed
+
+    from optileuk.errors import OptileukError
+    from optileuk.runner._dask import _local_cluster, connect, device_slots
+
+    logging.getLogger("distributed").setLevel(logging.ERROR)
+    cluster = client = None
+    try:
+        if scheduler:
+            client = connect(scheduler, "--scheduler")
+        else:
+            cluster = _local_cluster(device_slots("cpu", 1, workers), None)
+            client = Client(cluster, set_as_default=False)
+            client.wait_for_workers(workers, timeout=300)
+        if on_cluster:
+            n = len(client.scheduler_info(n_workers=-1)["workers"])
+            on_cluster(f"{n} Dask worker(s) at {client.scheduler.address}")
+        futures = {client.submit(_job_task, job, pure=False): job for job in jobs}
+        for fut in as_completed(list(futures), loop=client.loop):
+            job = futures[fut]
+            if fut.status != "finished":
+                exc = fut.exception()
+                if isinstance(exc, OptileukError):
+                    raise exc
+                raise RuntimeError(f"{job.name} failed on a worker: {type(exc).__name__}: {exc}")
+            on_done(job, fut.result())
+    finally:
+        for thing in (client, cluster):
+            if thing is not None:
+                try:
+                    thing.close()
+                except Exception:  # closing after an error or Ctrl+C: nothing more to do
+                    pass
