@@ -146,6 +146,7 @@ def assess_cli(studies: list[Path], *, k: int, storage, seed, name, pick, refere
         print_audit(a, out, err, "shortcut audit: models that cannot see the cell, on the same outer parts")
         state["parts"] = bar.add_task("parts", total=None)
         bar.start()
+        state["started"] = True
 
     def on_start(job):
         bar.update(state["parts"], description=f"{job.name}: searching" if job.approach.tuned else
@@ -171,7 +172,8 @@ def assess_cli(studies: list[Path], *, k: int, storage, seed, name, pick, refere
                          on_audit=on_audit, on_done=on_done, on_start=None if (workers or scheduler) else on_start,
                          on_cluster=lambda where: bar.console.print(f"parts run side by side on {where}"))
     finally:
-        bar.stop()
+        if state.get("started"):
+            bar.stop()
     print_summary(summary, out, output)
 
 
@@ -182,7 +184,17 @@ def audit_cli(dataset: str, *, k: int, seed: int, group_pattern, output, out: Co
     from optileuk.assess._plan import load_dataset_arg
     from optileuk.data._splits import outer_parts
 
+    import warnings
+
+    from optileuk.data import drop_small_classes
+
     ds, classify = load_dataset_arg(dataset, group_pattern)
+    if classify:  # a class too small to be in every outer part cannot be audited: left out, said aloud
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            ds = drop_small_classes(ds, k)
+        for w in caught:
+            err.print(f"warning: {str(w.message).replace('(dataset.min_per_class)', f'(--outer {k})')}")
     parts = outer_parts(ds, k, seed=seed, classify=classify)
     a = audit(ds, parts, seed=seed)
     print_audit(a, out, err, f"shortcut audit of {ds.name} ({len(ds)} images, {k} outer parts, seed {seed})")
