@@ -1,28 +1,25 @@
-"""Real cell-type classification: hand features + SVM, dknn, feature_selection and the tuned pipeline.
+"""Real cell-type classification, assessed honestly: ``optileuk assess`` over the field's approaches.
 
 Data (read in place, never copied):
 * ``wbc``: the cell types of ../shared/data/wbc_seg_cellavision (labels.csv; basophils, 3 cells,
-  dropped by ``min_per_class: 10``): 97 cells of 4 types. So that every cell is scored once by a
-  model tuned and trained without it, the test split is rotated (``split.test_fold`` 0..4 of a
-  stratified 5-part split: outer cross-validation); each method is tuned on the other 80% and
-  scored on the held-out 20%, and the held-out predictions of the 5 parts are pooled.
-* ``bccd``: ../shared/data/bccd_cells (1,431 crops, WBC / RBC / platelets, grouped by source
-  image): one held-out test split (test_fold 0, 20%).
+  dropped by ``min_per_class: 10``): 97 cells of 4 types;
+* ``bccd``: ../shared/data/bccd_cells (1,431 crops, WBC / RBC / platelets, grouped by source image).
 
-Methods (each one's tuning + final training timed on this machine):
-1. ``hand+svm``: the ``handcrafted`` objective's defaults (colour/texture/shape features, SVM C=1,
-   balanced class weights), no search;
-2. ``hand+svm tpe``: the same features, SVM C, gamma, class weights and scaling tuned by TPE;
-3. ``dknn``: the ``dknn`` objective's defaults (Kronecker head, on-device augmentation), no search;
-4. ``feature_selection ga``: GA over the mask of deep (trunk trained per fold) + hand features;
-5. ``pipeline``: on wbc the shipped ``studies/real_pipeline_pso.yaml`` (U-Net per fold, PSO over
-   measurement groups and classifier); on bccd, which has no masks, the same search with the
-   classical segmentation at its defaults.
+Approaches (one assessment per set: the same 5 outer parts for all, seed 0, as ``optileuk assess``
+makes them; each tuned on the other parts only, trained on them, the part scored once; pooled):
+1. ``real-handcrafted-tpe``: the shipped study (hand features + SVM; C, gamma, class weights and
+   scaling tuned by TPE, 40 trials), and its ``-untuned`` reference (the handcrafted defaults);
+2. ``real-dknn-tpe``: ``dknn`` (64 px, Kronecker head, on-device augmentation) with lr, ranks and
+   epochs tuned by TPE (``--dknn-trials``), and its ``-untuned`` reference (the defaults);
+3. ``real-fs-ga``: ``feature_selection`` by GA (300 trials; trunk per fold + hand features, KNN);
+4. ``real-pipeline-pso`` (wbc only): the shipped study (U-Net per fold, PSO 300 trials over
+   measurement groups and classifier) and its ``-untuned`` reference.
 
-Printed: held-out balanced accuracy and macro-F1 with bootstrap 95% intervals (cells resampled),
-and the paired bootstrap interval of each method's difference to ``hand+svm``.
+Printed: the pooled table (balanced accuracy, macro-F1 with bootstrap 95% intervals), the per-part
+table, the paired differences and the verdict, as ``optileuk assess`` prints them; assess.json and
+the storage are kept in the printed folder (``optileuk report --storage ...`` draws them).
 
-Run: python benchmarks/real_classification.py [--sets wbc bccd] [--outer 5] [--trials-scale 1.0]
+Run: python benchmarks/real_classification.py [--sets wbc bccd] [--outer 5] [--trials-scale 1.0] [--workers N]
 """
 
 from __future__ import annotations
@@ -30,18 +27,10 @@ from __future__ import annotations
 import argparse
 import os
 import tempfile
-import time
 import warnings
 from pathlib import Path
 
-import numpy as np
 import yaml
-
-from optileuk.cli._inspect import export_config
-from optileuk.config import study_from_dict
-from optileuk.objectives import make
-from optileuk.objectives._final import bootstrap_ci
-from optileuk.runner import Runner
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "data"
@@ -49,101 +38,72 @@ SETS = {
     "wbc": {"type": "pairs", "path": str(SHARED / "wbc_seg_cellavision"), "min_per_class": 10},
     "bccd": {"type": "folders", "path": str(SHARED / "bccd_cells"), "group_pattern": r"(BloodImage_\d+)"},
 }
-HAND_SPACE = {"C": {"type": "float", "low": 0.01, "high": 100.0, "log": True},
-              "gamma": {"type": "categorical", "choices": ["scale", "auto"]},
-              "class_weight": {"type": "categorical", "choices": ["balanced", "none"]},
-              "scaling": {"type": "categorical", "choices": ["standard", "robust"]}}
 
 
-def tune(data: dict, storage: str, name: str) -> dict:
-    """Run a study as ``optileuk run`` does and return its best params as ``optileuk export`` gives them."""
-    study = study_from_dict({**data, "name": name, "storage": storage}, ROOT / "studies" / "benchmark.yaml")
-    Runner(study).run()
-    return export_config(name, storage)["params"]
+def studies(folder: Path, set_name: str, scale: float, dknn_trials: int) -> list[Path]:
+    ds = SETS[set_name]
+    split = {"test_size": 0.2, "folds": 3}
 
+    def write(name: str, data: dict) -> Path:
+        data = {"name": f"{name}-{set_name}", "seed": 0, **data}
+        path = folder / f"{name}-{set_name}.yaml"
+        path.write_text(yaml.safe_dump(data, sort_keys=False))
+        return path
 
-def methods(set_name: str, ds: dict, fold: int, storage: str, scale: float) -> dict[str, tuple]:
-    """{method: (objective type, objective config, params or None to tune, study dict or None)}"""
-    split = {"test_size": 0.2, "folds": 3, "test_fold": fold}
-    out = {
-        "hand+svm": ("handcrafted", {"dataset": ds, "split": split}, {}, None),
-        "hand+svm tpe": ("handcrafted", {"dataset": ds, "split": split}, None,
-                         {"seed": 0, "objective": {"type": "handcrafted", "dataset": ds, "split": split},
-                          "search_space": {"parameters": HAND_SPACE},
-                          "optimizer": {"name": "tpe", "population": 1}, "budget": {"trials": int(40 * scale)}}),
-        "dknn": ("dknn", {"dataset": ds, "split": {**split, "folds": 1, "val_size": 0.25}, "image_size": 64}, {}, None),
-        "feature_selection ga": ("feature_selection", {"dataset": ds, "split": split}, None,
-                                 {"seed": 0, "objective": {"type": "feature_selection", "dataset": ds, "split": split},
-                                  "search_space": {"parameters": {"features": {"type": "mask", "length": "auto"}}},
-                                  "optimizer": {"name": "ga", "population": 20}, "budget": {"trials": int(300 * scale)}}),
-    }
-    shipped = yaml.safe_load((ROOT / "studies" / "real_pipeline_pso.yaml").read_text())
-    obj = {**shipped["objective"], "dataset": ds, "split": split}
-    if set_name != "wbc":  # no masks to train a U-Net on
-        obj["segmenter"] = "classical"
-    shipped = {**shipped, "objective": obj, "budget": {"trials": int(shipped["budget"]["trials"] * scale)}}
-    out["pipeline"] = ("pipeline", {k: v for k, v in obj.items() if k != "type"}, None, shipped)
+    shipped = yaml.safe_load((ROOT / "studies" / "real_handcrafted_tpe.yaml").read_text())
+    out = [write("real-handcrafted-tpe", {**{k: shipped[k] for k in ("search_space", "optimizer")},
+                                          "objective": {**shipped["objective"], "dataset": ds},
+                                          "budget": {"trials": max(1, int(40 * scale))}})]
+    out.append(write("real-dknn-tpe", {
+        "objective": {"type": "dknn", "dataset": ds, "split": {**split, "folds": 1, "val_size": 0.25}, "image_size": 64},
+        "search_space": {"parameters": {"lr": {"type": "float", "low": 1e-3, "high": 1e-2, "log": True},
+                                        "rank1": {"type": "int", "low": 0, "high": 4},
+                                        "epochs": {"type": "int", "low": 10, "high": 30}}},
+        "optimizer": {"name": "tpe", "population": 1, "n_startup_trials": 3},
+        "budget": {"trials": max(1, int(dknn_trials * scale))}}))
+    out.append(write("real-fs-ga", {
+        "objective": {"type": "feature_selection", "dataset": ds, "split": split},
+        "search_space": {"parameters": {"features": {"type": "mask", "length": "auto"}}},
+        "optimizer": {"name": "ga", "population": 20}, "budget": {"trials": max(1, int(300 * scale))}}))
+    if set_name == "wbc":
+        pipe = yaml.safe_load((ROOT / "studies" / "real_pipeline_pso.yaml").read_text())
+        pipe["objective"]["dataset"] = ds
+        pipe["budget"] = {"trials": max(1, int(pipe["budget"]["trials"] * scale))}
+        out.append(write("real-pipeline-pso", {k: v for k, v in pipe.items() if k not in ("name", "seed")}))
     return out
-
-
-def summary_row(label: str, y: np.ndarray, pred: np.ndarray, n_classes: int, seconds: float, base=None) -> str:
-    from sklearn.metrics import balanced_accuracy_score, f1_score
-
-    ci = bootstrap_ci(y, pred, n_classes, n_boot=5000, seed=0)
-    bal, f1 = balanced_accuracy_score(y, pred), f1_score(y, pred, average="macro")
-    diff = ""
-    if base is not None:  # paired: the same resampled cells for both methods
-        draw = np.random.default_rng(1).integers(0, len(y), size=(5000, len(y)))
-        d = [balanced_accuracy_score(y[i], pred[i]) - balanced_accuracy_score(y[i], base[i]) for i in draw[:2000]]
-        diff = f"{bal - balanced_accuracy_score(y, base):+.3f} [{np.percentile(d, 2.5):+.3f}, {np.percentile(d, 97.5):+.3f}]"
-    return (f"| {label} | {bal:.3f} [{ci['balanced_accuracy'][0]:.3f}, {ci['balanced_accuracy'][1]:.3f}] | "
-            f"{f1:.3f} [{ci['macro_f1'][0]:.3f}, {ci['macro_f1'][1]:.3f}] | {diff or '–'} | {seconds:.0f} |")
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--sets", nargs="+", default=["wbc", "bccd"], choices=list(SETS))
-    ap.add_argument("--outer", type=int, default=5, help="held-out parts scored on wbc (1..5)")
+    ap.add_argument("--sets", nargs="+", default=["wbc"], choices=list(SETS))
+    ap.add_argument("--outer", type=int, default=5)
     ap.add_argument("--trials-scale", type=float, default=1.0, help="scale every search budget")
-    ap.add_argument("--methods", nargs="+", default=None,
-                    help="only these methods (hand+svm, the baseline of the paired column, is always run)")
+    ap.add_argument("--dknn-trials", type=int, default=8)
+    ap.add_argument("--workers", type=int, default=None)
+    ap.add_argument("--folder", type=Path, default=None, help="keep storage and study files here (resumable)")
     args = ap.parse_args()
     warnings.simplefilter("ignore")
-    tmp = Path(tempfile.mkdtemp(prefix="optileuk-bench-"))
-    os.environ.setdefault("OPTILEUK_CACHE", str(tmp / "cache"))
-    storage = f"sqlite:///{tmp}/bench.db"
+    from rich.console import Console
+
+    from optileuk.assess import assess
+    from optileuk.cli._assess import print_audit, print_summary
+
+    folder = args.folder or Path(tempfile.mkdtemp(prefix="optileuk-real-classification-"))
+    folder.mkdir(parents=True, exist_ok=True)
+    os.environ.setdefault("OPTILEUK_CACHE", str(folder / "cache"))
+    out = Console(width=140)
     for set_name in args.sets:
-        ds = SETS[set_name]
-        folds = range(args.outer) if set_name == "wbc" else range(1)
-        ys: dict[str, list] = {}
-        preds: dict[str, list] = {}
-        secs: dict[str, float] = {}
-        classes = None
-        for fold in folds:
-            for label, (kind, cfg, params, study) in methods(set_name, ds, fold, storage, args.trials_scale).items():
-                if args.methods and label != "hand+svm" and label not in args.methods:
-                    continue
-                start = time.perf_counter()
-                if params is None:
-                    params = tune(study, storage, f"{set_name}-{label.replace(' ', '-').replace('+', '-')}-{fold}")
-                final = make(kind, cfg, seed=0).train_final(params)
-                secs[label] = secs.get(label, 0.0) + time.perf_counter() - start
-                ys.setdefault(label, []).append(final.predictions["y_true"])
-                preds.setdefault(label, []).append(final.predictions["y_pred"])
-                classes = final.metrics["classes"]
-                print(f"{set_name} part {fold} {label}: held-out balanced accuracy "
-                      f"{final.metrics['balanced_accuracy']:.3f} ({secs[label]:.0f} s so far)", flush=True)
-        y = np.concatenate(ys["hand+svm"])
-        base = np.concatenate(preds["hand+svm"])
-        print(f"\n{set_name}: {len(y)} held-out cells ({', '.join(classes)}), "
-              f"{len(list(folds))} held-out part(s)\n")
-        print("| method | balanced accuracy [95% CI] | macro-F1 [95% CI] | vs hand+svm [paired 95% CI] | seconds (all parts) |")
-        print("|---|---|---|---|---|")
-        for label in ys:
-            assert np.array_equal(np.concatenate(ys[label]), y)  # every method scores the same cells
-            print(summary_row(label, y, np.concatenate(preds[label]), len(classes), secs[label],
-                              None if label == "hand+svm" else base))
-        print(flush=True)
+        paths = studies(folder, set_name, args.trials_scale, args.dknn_trials)
+        untuned = [p for p in paths if "fs-ga" not in p.name]  # the mask has no default to assess
+        refs = folder / f"references-{set_name}.yaml"
+        refs.write_text(yaml.safe_dump({"references": [
+            {"label": f"{p.stem}-untuned", "study": p.stem, "params": {}, "note": "the objective's defaults"}
+            for p in untuned]}))
+        summary = assess(paths, k=args.outer, storage=f"sqlite:///{folder}/{set_name}.db", name=f"real-{set_name}",
+                         references=refs, workers=args.workers, output=folder / f"assess-{set_name}.json",
+                         on_audit=lambda a: print_audit(a, out, out, f"{set_name}: shortcut audit"))
+        print_summary(summary, out, folder / f"assess-{set_name}.json")
+        out.print(f"{set_name}: {summary['seconds']:.0f} s in all; folder {folder}\n")
 
 
 if __name__ == "__main__":

@@ -54,7 +54,7 @@ class Registry:
             self._loaded[base] = eps[base].load()
         obj = self._loaded[base]
         takes = getattr(obj, "takes_argument", False)
-        if takes != bool(arg):
+        if takes != bool(arg) and not (getattr(obj, "optional_argument", False) and not arg):
             return None
         return obj, (arg or None)
 
@@ -70,7 +70,9 @@ class Registry:
         out = []
         for n in self.names():
             obj = self.resolve(n) or self.resolve(f"{n}:x")
-            out.append(f"{n}:<Module>.<Class>" if obj and getattr(obj[0], "takes_argument", False) else n)
+            takes = obj and getattr(obj[0], "takes_argument", False)
+            hint = f":{getattr(obj[0], 'argument', '<Module>.<Class>')}" if takes else ""
+            out.append(f"{n}[{hint}]" if takes and getattr(obj[0], "optional_argument", False) else f"{n}{hint}")
         return out
 
 

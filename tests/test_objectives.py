@@ -270,3 +270,20 @@ def test_segmentation_tuned_beats_untuned_kmeans_on_held_out_images():
     tuned = objective.test_scores(best)
     base = objective.test_scores(BASELINE)
     assert tuned["dice"] > base["dice"], (tuned, base)
+
+
+def test_the_readme_plain_optuna_example_with_cma_es_runs(capsys):
+    """The README's "objective in your own Optuna study" example, executed as it is written there."""
+    import os
+
+    readme = (ROOT / "README.md").read_text()
+    code = readme.split("## Using an objective in your own Optuna study", 1)[1].split("```python", 1)[1].split("```", 1)[0]
+    assert "CmaEsSampler" in code
+    cwd = os.getcwd()
+    os.chdir(ROOT)
+    try:
+        exec(compile(code, "README.md", "exec"), {})
+    finally:
+        os.chdir(cwd)
+    best, dice = capsys.readouterr().out.splitlines()[-2:]
+    assert 0 <= float(best.split()[0]) < 0.5 and "blur_sigma" in best and 0.5 < float(dice.split()[1]) <= 1

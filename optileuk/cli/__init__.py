@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import sys
+import warnings
 from pathlib import Path
 from typing import Callable, Optional
 
@@ -240,7 +241,9 @@ def optimizers() -> None:
 
     for name in OPTIMIZERS.names():
         obj = OPTIMIZERS.resolve(name) or OPTIMIZERS.resolve(name + ":x")
-        shown = f"{name}:<Module>.<Class>" if obj and obj[1] else name
+        takes = obj is not None and getattr(obj[0], "takes_argument", False)
+        hint = f":{getattr(obj[0], 'argument', '<Module>.<Class>')}" if takes else ""
+        shown = f"{name}[{hint}]" if takes and getattr(obj[0], "optional_argument", False) else f"{name}{hint}"
         out.print(f"{shown:28s} {getattr(obj[0], 'summary', '') if obj else ''}")
 
 
@@ -300,9 +303,24 @@ def data_audit(
     audit_cli(dataset, k=outer, seed=seed, group_pattern=group_pattern, output=output, out=out, err=err)
 
 
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """optileuk's own warnings (data left out, shares adjusted) as one line each, without Python's
+    file and source line; every other warning as Python shows it."""
+    from optileuk.data import DataWarning
+
+    if issubclass(category, DataWarning):
+        typer.echo(f"warning: {message}", err=True)
+    else:
+        _python_showwarning(message, category, filename, lineno, file, line)
+
+
+_python_showwarning = warnings.showwarning
+
+
 def main() -> None:
     """The console script: a usage mistake (unknown option, missing argument, bad value) is one line
     naming the command's help, exit code 2 -- not click's multi-line box."""
+    warnings.showwarning = _show_warning
     try:  # newer typers carry their own copy of click
         from typer._click import exceptions as cx
     except ImportError:  # pragma: no cover - older typers use click itself

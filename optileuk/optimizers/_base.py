@@ -103,13 +103,15 @@ class Registered:
     defaults: dict[str, Any] = field(default_factory=dict)
     summary: str = ""
     takes_argument: bool = False  # e.g. ``mealpy:<Module>.<Class>``
+    argument: str = "<Module>.<Class>"  # what the argument is, for listings
+    optional_argument: bool = False  # the name alone works too (the config's default algorithm)
 
     def config_model(self) -> type[OptimizerConfig]:
         return self.cls.Config
 
     def make_config(self, data: dict[str, Any], argument: str | None = None) -> OptimizerConfig:
         merged = {**self.defaults, **data}
-        if self.takes_argument:
+        if self.takes_argument and (argument or not self.optional_argument):
             merged["algorithm"] = argument
         return self.cls.Config.model_validate(merged)
 

@@ -114,14 +114,24 @@ class TPEOptimizer(Optimizer):
 
     def state_dict(self) -> dict[str, Any]:
         """The private study's trials (box coordinates, state, value) and the sampler's RNGs, as data."""
+        return {**self._trials_state(), **self._rng_state()}
+
+    def _trials_state(self) -> dict[str, Any]:
         trials = self._study.get_trials(deepcopy=False)
         x = np.array([[t.params[f"x{i}"] for i in range(self.box.dim)] for t in trials], dtype=float)
-        sampler = self._study.sampler
         return {"x": x.reshape(len(trials), self.box.dim),
                 "running": np.array([t.state == optuna.trial.TrialState.RUNNING for t in trials], dtype=bool),
                 "value": np.array([[np.nan] * self.objectives if t.values is None else t.values for t in trials],
-                                  dtype=float).reshape(len(trials), self.objectives),
-                "rng": sampler._rng.rng.get_state(), "random_rng": sampler._random_sampler._rng.rng.get_state()}
+                                  dtype=float).reshape(len(trials), self.objectives)}
+
+    def _rng_state(self) -> dict[str, Any]:
+        sampler = self._study.sampler
+        return {"rng": sampler._rng.rng.get_state(), "random_rng": sampler._random_sampler._rng.rng.get_state()}
+
+    def _set_rng_state(self, state: dict[str, Any]) -> None:
+        sampler = self._study.sampler
+        sampler._rng.rng.set_state(state["rng"])
+        sampler._random_sampler._rng.rng.set_state(state["random_rng"])
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         sampler = self._sampler()
@@ -137,14 +147,14 @@ class TPEOptimizer(Optimizer):
                 study.add_trial(optuna.trial.create_trial(params=params, distributions=self._dists,
                                                           values=np.ravel(value).tolist(), system_attrs=attrs))
         self._restore_study_attrs(state)
-        sampler._rng.rng.set_state(state["rng"])  # after the asks above, which draw from it
-        sampler._random_sampler._rng.rng.set_state(state["random_rng"])
+        self._set_rng_state(state)  # after the asks above, which draw from it
 
     def _system_attrs(self, state: dict[str, Any], i: int) -> dict[str, Any]:
         return {}  # the sampler's own per-trial memory (none for TPE)
 
     def _restore_study_attrs(self, state: dict[str, Any]) -> None:
         pass
+
 
 class _quiet_experimental:
     def __enter__(self):
