@@ -349,3 +349,69 @@ def test_each_worker_prepares_the_objective_once_and_keeps_it(workdir):
         builds = ex.client.run(lambda dask_worker: dask_worker.plugins["once-test"].builds)
     assert values == pytest.approx(sorted((i / 10) ** 2 for i in range(12)))
     assert sorted(builds.values()) == [1, 1]  # both took part, each built its objective once
+
+
+# ---- workers that die while the cluster starts -------------------------------------------------------
+CRASH_ONCE = """
+import os
+
+
+def _first(marker):
+    try:
+        os.close(os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+        return True
+    except FileExistsError:
+        return False
+
+
+def dask_setup(worker):
+    where, marker = os.environ["OPTILEUK_TEST_CRASH"].split(":", 1)
+    if where == "start" and _first(marker):  # this worker process dies before it has started
+        os._exit(3)
+    if where == "never":  # no worker can ever start (a CUDA error on every try)
+        os.write(2, b"CUDA error: out of memory (simulated)\\n")
+        os._exit(5)
+    if where == "plugin":  # dies while it sets up optileuk's plugin (out of memory preparing the data)
+        from optileuk.runner import _dask
+
+        real = _dask.ObjectiveHost.setup
+
+        def setup(self, worker):
+            if _first(marker):
+                os._exit(4)
+            return real(self, worker)
+
+        _dask.ObjectiveHost.setup = setup
+"""
+
+
+def _crashing(workdir, where: str) -> dict:
+    write(workdir / "crashes" / "optileuk_test_crash.py", CRASH_ONCE)
+    return {"OPTILEUK_TEST_CRASH": f"{where}:{workdir / 'crashed'}", "PYTHONPATH": str(workdir / "crashes"),
+            "DASK_DISTRIBUTED__WORKER__PRELOAD": '["optileuk_test_crash"]'}
+
+
+@pytest.mark.parametrize("where", ["start", "plugin"])
+@pytest.mark.parametrize("kind", ["sqlite", "journal", "redis"])
+def test_a_worker_killed_while_the_cluster_starts_is_started_again(workdir, where, kind, request):
+    """(a) a worker process dies before it started, (b) while it sets up the objective: the study
+    completes with exactly its budget on both workers, no candidate twice, no traceback."""
+    url = {"sqlite": f"sqlite:///{workdir}/optileuk.db", "journal": f"journal://{workdir}/optileuk.log"}.get(kind) \
+        or request.getfixturevalue("redis_url")
+    path = study(workdir, "crashy", trials=24, sleep=0.1)
+    r = run_cli("run", str(path), "--storage", url, cwd=workdir, env=_crashing(workdir, where), timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert (workdir / "crashed").exists()  # a worker did die
+    assert "Traceback" not in r.stderr and "never retrieved" not in r.stderr, r.stderr
+    trials = check_complete(url, "crashy", 24)
+    assert len({t.user_attrs["worker"] for t in trials}) == 2, "the worker was not started again"
+
+
+def test_a_worker_that_can_never_start_is_one_message_and_exit_1(workdir):
+    path = study(workdir, "doomed", trials=8)
+    r = run_cli("run", str(path), cwd=workdir, env=_crashing(workdir, "never"), timeout=300)
+    assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr
+    last = r.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: no local Dask worker could be started (2 slot(s), 3 tries each)"), last
+    assert "CUDA error: out of memory (simulated)" in r.stderr and "__main__" not in last
+    assert trials_of(f"sqlite:///{workdir}/optileuk.db", "doomed") == []

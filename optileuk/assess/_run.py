@@ -165,7 +165,7 @@ def run_dask(jobs: Sequence[Job], on_done: Callable[[Job, dict], None], *, worke
     from distributed import Client, as_completed
 
     from optileuk.errors import OptileukError
-    from optileuk.runner._dask import _local_cluster, connect, device_slots
+    from optileuk.runner._dask import LocalWorkers, _local_cluster, connect, device_slots
 
     logging.getLogger("distributed").setLevel(logging.ERROR)
     cluster = client = None
@@ -175,7 +175,7 @@ def run_dask(jobs: Sequence[Job], on_done: Callable[[Job, dict], None], *, worke
         else:
             cluster = _local_cluster(device_slots("cpu", 1, workers), None)
             client = Client(cluster, set_as_default=False)
-            client.wait_for_workers(workers, timeout=300)
+            LocalWorkers(cluster, client, workers).wait_first()
         if on_cluster:
             n = len(client.scheduler_info(n_workers=-1)["workers"])
             on_cluster(f"{n} Dask worker(s) at {client.scheduler.address}")

@@ -182,7 +182,7 @@ def apply_dask(run_dir: str, device: str, items: Sequence[Item], *, batch_size: 
     from distributed import as_completed
 
     from optileuk.errors import OptileukError
-    from optileuk.runner._dask import _local_cluster, connect, device_slots
+    from optileuk.runner._dask import LocalWorkers, _local_cluster, connect, device_slots, register
 
     logging.getLogger("distributed").setLevel(logging.ERROR)
     cluster = client = None
@@ -194,9 +194,9 @@ def apply_dask(run_dir: str, device: str, items: Sequence[Item], *, batch_size: 
             from distributed import Client
 
             client = Client(cluster, set_as_default=False)
-            client.wait_for_workers(workers, timeout=300)
+            LocalWorkers(cluster, client, workers).wait_first()
         name = "optileuk-model-" + hashlib.sha256(f"{run_dir}:{device}".encode()).hexdigest()[:12]
-        client.register_plugin(_host_class()(run_dir, device), name=name)
+        register(client, _host_class()(run_dir, device), name)
         if on_start:
             n = len(client.scheduler_info(n_workers=-1)["workers"])
             on_start(f"{n} Dask worker(s) at {client.scheduler.address}")

@@ -192,8 +192,26 @@ def _local_cluster(slots: Sequence[str], listen: str | None):
     with dask.config.set(LOCAL_SCHEDULER_CONFIG):
         cluster = _SlotCluster(n_workers=0, threads_per_worker=1, processes=True, dashboard_address=None,
                                host=host, scheduler_port=port, silence_logs=logging.CRITICAL)
+    _quiet_failed_starts(cluster)
     cluster.scale(len(slots))
     return cluster
+
+
+def _quiet_failed_starts(cluster) -> None:
+    """A worker that fails to start is handled (:class:`LocalWorkers`), not printed as a stray asyncio
+    error ("Task exception was never retrieved ... Nanny failed to start worker process")."""
+    loop = cluster.loop.asyncio_loop
+    previous = loop.get_exception_handler()
+
+    def quiet(loop, context) -> None:
+        if "failed to start worker" in str(context.get("exception", "")):
+            return
+        if previous is not None:
+            previous(loop, context)
+        else:
+            loop.default_exception_handler(context)
+
+    loop.set_exception_handler(quiet)
 
 
 class SlotNanny(Nanny):
@@ -253,6 +271,82 @@ def connect(scheduler: str, source: str, timeout: float = 15):
         raise unreachable(str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__) from None
 
 
+START_ATTEMPTS = 3  # tries per local worker slot before it is given up
+
+
+def _failure(nanny) -> str:
+    """What a local worker that did not start said: its start-up error and its process's exit code."""
+    exc = getattr(nanny, "_Server__startup_exc", None)
+    process = getattr(getattr(nanny, "process", None), "process", None)
+    code = getattr(process, "exitcode", None)
+    parts = [f"{type(exc).__name__}: {exc}" if exc else "", f"worker process exit code {code}" if code is not None else ""]
+    return "; ".join(p for p in parts if p) or "it stopped while starting"
+
+
+class LocalWorkers:
+    """Keeps a local cluster's workers coming: a worker that dies while it starts (out of memory while
+    importing, a CUDA error, killed) is started again, up to :data:`START_ATTEMPTS` times per slot.
+    Dask's own nanny restarts a worker that dies after it started; this covers the start itself,
+    which the nanny gives up on (:func:`_quiet_failed_starts` keeps the cluster's loop from printing
+    them as stray errors)."""
+
+    def __init__(self, cluster, client, n: int):
+        self.cluster, self.client, self.n = cluster, client, n
+        self.tries: dict = {}
+        self.errors: dict[str, str] = {}
+
+    def heal(self) -> None:
+        failed = [name for name, w in list(self.cluster.workers.items()) if w.status in (Status.failed, Status.closed)]
+        for name in failed:
+            self.errors[str(name)] = _failure(self.cluster.workers[name])
+            self.tries[name] = self.tries.get(name, 0) + 1
+            del self.cluster.workers[name]
+            if self.tries[name] >= START_ATTEMPTS:
+                self.cluster.worker_spec.pop(name, None)
+        if failed and self.cluster.worker_spec:
+            self.cluster.scale(len(self.cluster.worker_spec))  # the lost ones are started again
+        if not self.cluster.worker_spec:
+            raise RunFailed(_start_failed(self.errors, self.n))
+
+    def wait_first(self, timeout: float = 300) -> None:
+        """Return once one worker is ready: candidates start at once, the others join as they come up."""
+        deadline = time.monotonic() + timeout
+        while not self.client.scheduler_info(n_workers=-1)["workers"]:
+            self.heal()
+            if time.monotonic() > deadline:
+                raise RunFailed(_start_failed(self.errors or {"all": f"none ready after {timeout:.0f} s"}, self.n))
+            time.sleep(0.05)
+
+    def close(self) -> None:
+        """Nothing to undo: the quiet exception handler goes with the cluster's loop."""
+
+
+def _start_failed(errors: dict[str, str], n: int) -> str:
+    seen = "; ".join(f"{name}: {text}" for name, text in list(errors.items())[:3]) or "none reported one"
+    text = (f"no local Dask worker could be started ({n} slot(s), {START_ATTEMPTS} tries each): {seen}; what "
+            "the worker processes printed before they stopped (an out-of-memory or CUDA error, ...) is above")
+    if any("bootstrapping phase" in e or "freeze_support" in e for e in errors.values()):
+        text += (" -- when calling the runner from your own script, guard it with if __name__ == '__main__': "
+                 "worker processes import the main module")
+    return text
+
+
+def register(client, plugin, name: str, attempts: int = START_ATTEMPTS) -> None:
+    """Register a worker plugin; a worker lost while it sets the plugin up (killed, out of memory) is
+    left to its nanny, which starts it again (the scheduler gives it the plugin when it joins)."""
+    from distributed.comm.core import CommClosedError
+
+    for attempt in range(attempts):
+        try:
+            client.register_plugin(plugin, name=name)
+            return
+        except (CommClosedError, OSError, EOFError) as exc:
+            if attempt + 1 == attempts:
+                raise RunFailed(f"the Dask workers were lost {attempts} times while they set up the objective "
+                                f"({type(exc).__name__}: {exc})") from None
+            time.sleep(0.5)
+
+
 class DaskExecutor(Executor):
     """Candidates as Dask tasks, one per candidate, returned as they finish.
 
@@ -276,6 +370,7 @@ class DaskExecutor(Executor):
         self._resources: dict[str, int] | None = None
         self._slots_cache = (0.0, 1)
         self._driver_env = {k: os.environ.get(k) for k in SPAWN_VARS}
+        self._local: LocalWorkers | None = None
 
     # ---- life cycle ---------------------------------------------------------------------------
     def start(self) -> "DaskExecutor":
@@ -286,9 +381,10 @@ class DaskExecutor(Executor):
             else:
                 self.cluster = _local_cluster(self.slot_list, self.listen)
                 self.client = self._client(self.cluster)
-                self._wait_for_local_workers()
+                self._local = LocalWorkers(self.cluster, self.client, len(self.slot_list))
+                self._local.wait_first()
                 self._restore_driver_env()
-            self.client.register_plugin(ObjectiveHost(self.spec, self.name), name=self.name)
+            register(self.client, ObjectiveHost(self.spec, self.name), self.name)
             if self.scheduler and self._cluster_has_gpus() and "device" in type(self.spec.config).model_fields:
                 self._resources = {"GPU": 1}  # one candidate per GPU on workers that declare them
         except BaseException:
@@ -296,17 +392,6 @@ class DaskExecutor(Executor):
             raise
         self._done = as_completed(loop=self.client.loop)
         return self
-
-    def _wait_for_local_workers(self, timeout: float = 300) -> None:
-        """Wait until every local worker has started; stop at once if one fails to start."""
-        deadline = time.monotonic() + timeout
-        while len(self.client.scheduler_info(n_workers=-1)["workers"]) < len(self.slot_list):
-            failed = [name for name, w in self.cluster.workers.items() if w.status in (Status.failed, Status.closed)]
-            if failed or time.monotonic() > deadline:
-                raise RunFailed(f"local Dask worker(s) {', '.join(map(str, failed)) or 'all'} did not start "
-                                "(when calling the runner from your own script, guard it with "
-                                "if __name__ == '__main__': worker processes import the main module)")
-            time.sleep(0.05)
 
     @staticmethod
     def _client(cluster):
@@ -320,6 +405,9 @@ class DaskExecutor(Executor):
         return any(w.get("resources", {}).get("GPU") for w in workers)
 
     def close(self) -> None:
+        if self._local is not None:
+            self._local.close()
+            self._local = None
         for thing in (self.client, self.cluster):
             if thing is not None:
                 try:
@@ -355,6 +443,8 @@ class DaskExecutor(Executor):
     def slots(self) -> int:
         when, n = self._slots_cache
         if time.monotonic() - when > 2.0:  # workers may join or leave a user's cluster
+            if self._local is not None:
+                self._local.heal()  # a local worker that died while starting is started again
             info = self.client.nthreads()
             if self._resources:
                 workers = self.client.scheduler_info(n_workers=-1)["workers"].values()
@@ -374,6 +464,8 @@ class DaskExecutor(Executor):
         return self._done is not None and self._done.has_ready()
 
     def submit(self, jobs: Sequence[Job], prune: PruneContext | None = None) -> None:
+        if self._local is not None:
+            self._local.heal()  # a local worker that died while starting is started again
         arg = self._prune_arg(prune)
         for job in jobs:
             fut = self.client.submit(evaluate_task, self.name, job.config, arg, pure=False, resources=self._resources)
