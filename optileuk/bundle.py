@@ -32,6 +32,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from optileuk.errors import DataError
+from optileuk.plain import jsonable
 
 FORMAT = "optileuk-model"
 VERSION = 1
@@ -128,26 +129,14 @@ def save(model, folder: str | Path, *, objective: dict[str, Any], params: dict[s
 
         sio.dump(estimators, folder / FILES["estimators"])
         files[FILES["estimators"]] = _sha256(folder / FILES["estimators"])
-    meta = {"format": FORMAT, "version": VERSION, "objective": objective, "params": _plain(params),
+    meta = {"format": FORMAT, "version": VERSION, "objective": objective, "params": jsonable(params),
             "task": model.task, "classes": list(model.classes), "stain": {"method": model.stain.method},
-            "spec": _plain(model.spec), "model": _plain(model.describe()), "seed": int(model.seed),
-            "versions": _versions(), "training_data": _plain(training_data), "metrics": _plain(metrics),
+            "spec": jsonable(model.spec), "model": jsonable(model.describe()), "seed": int(model.seed),
+            "versions": _versions(), "training_data": jsonable(training_data), "metrics": jsonable(metrics),
             "created": _dt.datetime.now().isoformat(timespec="seconds"), "files": files}
     meta["checksum"] = _checksum(json.loads(json.dumps(meta)))
     (folder / "model.json").write_text(json.dumps(meta, indent=2) + "\n")
     return folder
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if isinstance(value, np.generic):
-        return value.item()
-    return value
 
 
 # ---- reading -------------------------------------------------------------------------------------------

@@ -159,3 +159,25 @@ def load(path: str | os.PathLike) -> Any:
         raise
     except (ValueError, OSError, EOFError, KeyError, json.JSONDecodeError) as exc:
         raise NotData(f"{path}: does not load as data without pickle ({exc})") from None
+
+
+def jsonable(value: Any) -> Any:
+    """``value`` for :func:`json.dumps`: numpy arrays as lists, numpy scalars as numbers, non-finite
+    floats as ``None``, tuples as lists, keys as strings (what model.json, assess.json and
+    metrics.json hold).
+
+    Example:
+        >>> jsonable({"a": np.arange(2), 3: (np.float32(0.5), float("nan"))})
+        {'a': [0, 1], '3': [0.5, None]}
+    """
+    if isinstance(value, dict):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [jsonable(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return jsonable(value.tolist())
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value

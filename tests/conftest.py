@@ -106,3 +106,20 @@ def redis_url():
         _service_missing("Redis", str(exc))
     yield url
     client.flushdb()
+
+
+def chromium() -> str:
+    """Debian's Chromium for the HTML tests (skips on a user's machine without it; fails in CI)."""
+    exe = next((shutil.which(n) for n in ("chromium", "chromium-browser", "google-chrome") if shutil.which(n)), None)
+    if exe is None:
+        _service_missing("Chromium (apt-get install chromium)", "no chromium on PATH")
+    return exe
+
+
+def dump_dom(page: Path, profile: Path, budget_ms: int = 30000) -> str:
+    """The DOM of ``page`` once headless Chromium has run its scripts."""
+    return subprocess.run(
+        [chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync",
+         f"--user-data-dir={profile}", f"--virtual-time-budget={budget_ms}", "--dump-dom", page.as_uri()],
+        capture_output=True, text=True, timeout=180).stdout

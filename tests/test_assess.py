@@ -17,7 +17,7 @@ import pytest
 import yaml
 from PIL import Image
 
-from conftest import ROOT, optileuk_exe, run_cli, write
+from conftest import ROOT, dump_dom, optileuk_exe, run_cli, write
 
 SHARED = ROOT.parent / "shared" / "data"
 SYN = {"type": "synthetic", "n_per_class": 20, "size": 32}
@@ -287,18 +287,12 @@ def test_the_audit_of_the_shared_real_sets(workdir, name, flagged):
 
 
 def test_the_report_draws_the_assessment_in_headless_chromium(workdir):
-    from test_predict import _chromium
-
     r = run_cli("assess", str(hand(workdir)), str(hand(workdir, "syn-knn", classifier="knn")), "--outer", "3",
                 "--untuned", "-q", cwd=workdir)
     assert r.returncode == 0, r.stderr
     r = run_cli("report", "-o", "report.html", cwd=workdir)
     assert r.returncode == 0 and "1 assessment(s)" in r.stderr, r.stderr
-    dom = subprocess.run(
-        [_chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync",
-         f"--user-data-dir={workdir / 'chrome'}", "--virtual-time-budget=30000", "--dump-dom",
-         (workdir / "report.html").as_uri()], capture_output=True, text=True, timeout=180).stdout
+    dom = dump_dom(workdir / "report.html", workdir / "chrome")
     import re
 
     kinds = [f.split('"', 1)[0] for f in re.split(r'<div class="figure" data-kind="', dom)[1:]]

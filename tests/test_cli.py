@@ -12,7 +12,6 @@ import time
 
 import optuna
 import pytest
-import torch
 import yaml
 from typer.testing import CliRunner
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import signal
 import socket
 import subprocess
@@ -19,7 +18,7 @@ import optuna
 import pytest
 from scipy import stats
 
-from conftest import _service_missing, optileuk_exe, run_cli, write
+from conftest import _service_missing, dump_dom, optileuk_exe, run_cli, write
 from optileuk.report import holm
 
 LABELS = ["pso", "ga", "tpe", "random"]
@@ -241,22 +240,11 @@ def test_holm_adjustment():
     assert holm([0.5]) == [0.5]
 
 
-def _chromium() -> str:
-    exe = next((shutil.which(n) for n in ("chromium", "chromium-browser", "google-chrome") if shutil.which(n)), None)
-    if exe is None:
-        _service_missing("Chromium (apt-get install chromium)", "no chromium on PATH")
-    return exe
-
-
 def test_report_renders_every_plot_in_headless_chromium(compared, tmp_path):
     root, url, _ = compared
     out = tmp_path / "report.html"
     assert run_cli("report", "--storage", url, "-o", str(out), cwd=root).returncode == 0
-    dom = subprocess.run(
-        [_chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync",
-         f"--user-data-dir={tmp_path / 'chrome'}", "--virtual-time-budget=30000", "--dump-dom", out.as_uri()],
-        capture_output=True, text=True, timeout=180).stdout
+    dom = dump_dom(out, tmp_path / "chrome")
     figures = re.split(r'<div class="figure" data-kind="', dom)[1:]
     kinds = [f.split('"', 1)[0] for f in figures]
     # the comparison and the plain study "solo": curves, finals, time to target, importances each;

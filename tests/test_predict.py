@@ -8,7 +8,6 @@ import json
 import pickle
 import re
 import shutil
-import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +16,7 @@ import yaml
 from PIL import Image
 
 import optileuk
-from conftest import ROOT, run_cli, write
+from conftest import ROOT, dump_dom, run_cli, write
 from optileuk.bundle import BundleError, _checksum, _sha256
 from optileuk.data import load_dataset
 from optileuk.objectives import make
@@ -237,15 +236,6 @@ def test_a_changed_weights_file_and_other_bad_inputs_are_one_message(bundles, tm
     assert as_rgb(np.full((2, 2), 65535, np.uint16)).max() == 255
 
 
-def _chromium() -> str:
-    exe = next((shutil.which(n) for n in ("chromium", "chromium-browser", "google-chrome") if shutil.which(n)), None)
-    if exe is None:
-        from conftest import _service_missing
-
-        _service_missing("Chromium (apt-get install chromium)", "no chromium on PATH")
-    return exe
-
-
 def test_the_gallery_renders_in_headless_chromium(bundles, tmp_path):
     run_dir, files, ds, index = bundles["pipeline-classical"]
     labelled = tmp_path / "labelled"
@@ -255,11 +245,7 @@ def test_the_gallery_renders_in_headless_chromium(bundles, tmp_path):
     summary = predict(run_dir, [labelled], tmp_path / "out", gallery=True)
     page = tmp_path / "out" / "gallery.html"
     assert "gallery.html" in summary.written and "http" not in page.read_text().split("<body>")[1][:2000]
-    dom = subprocess.run(
-        [_chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync",
-         f"--user-data-dir={tmp_path / 'chrome'}", "--virtual-time-budget=10000", "--dump-dom", page.as_uri()],
-        capture_output=True, text=True, timeout=120).stdout
+    dom = dump_dom(page, tmp_path / "chrome", 10000)
     cards = re.findall(r'<div class="card[^"]*" data-i="(\d+)" data-pred="([^"]*)" data-conf="([^"]+)"', dom)
     assert len(cards) == len(index) and all(p in ds.classes for _, p, _ in cards)
     assert dom.count('src="data:image/png;base64,') == len(index)  # every thumbnail (with its overlay) inline

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import numpy as np
 import pytest
-import torch
 import yaml
 from skimage.metrics import structural_similarity
 from sklearn.metrics import accuracy_score, balanced_accuracy_score, confusion_matrix, f1_score, roc_auc_score

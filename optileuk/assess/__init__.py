@@ -96,7 +96,7 @@ def store_summary(plan: Plan, summary: dict[str, Any]) -> None:
     """Keep the summary (without the per-item predictions) as the study ``<base>.assess``: the report's section."""
     import optuna
 
-    from optileuk.assess._run import _plain
+    from optileuk.plain import jsonable
     from optileuk.storage import open_storage
 
     storage = open_storage(plan.storage)
@@ -105,7 +105,7 @@ def store_summary(plan: Plan, summary: dict[str, Any]) -> None:
     except KeyError:
         sid = optuna.create_study(study_name=f"{plan.base}.assess", storage=storage)._study_id
     storage.set_study_user_attr(sid, PART_ATTR, {"base": plan.base, "summary": True})
-    storage.set_study_user_attr(sid, SUMMARY_ATTR, _plain({k: v for k, v in summary.items() if k != "predictions"}))
+    storage.set_study_user_attr(sid, SUMMARY_ATTR, jsonable({k: v for k, v in summary.items() if k != "predictions"}))
 
 
 def assess(paths: list[Path], *, k: int = 5, seed: int | None = None, storage: str | None = None,
@@ -124,9 +124,9 @@ def assess(paths: list[Path], *, k: int = 5, seed: int | None = None, storage: s
     summary["seconds"] = time.perf_counter() - start
     store_summary(plan, summary)
     if output is not None:
-        from optileuk.assess._run import _plain
+        from optileuk.plain import jsonable
 
-        Path(output).write_text(json.dumps(_plain(summary), indent=1) + "\n")
+        Path(output).write_text(json.dumps(jsonable(summary), indent=1) + "\n")
     return summary
 
 

@@ -13,6 +13,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from optileuk.assess._plan import PART_ATTR, RESULT_ATTR, Job
+from optileuk.plain import jsonable
 
 CLASS_METRICS = ("balanced_accuracy", "accuracy", "macro_f1", "auc")
 SEG_METRICS = ("dice", "iou", "ssim", "mean")
@@ -79,8 +80,8 @@ def run_job(job: Job, *, on_progress: Callable | None = None) -> dict[str, Any]:
     holder = _holder(storage, job.name, study.direction)
     storage.set_study_user_attr(holder, PART_ATTR, {"base": job.base, "approach": job.approach.label,
                                                     "part": job.part, "k": job.k})
-    storage.set_study_user_attr(holder, RESULT_ATTR, _plain(result))
-    return _plain(result)
+    storage.set_study_user_attr(holder, RESULT_ATTR, jsonable(result))
+    return jsonable(result)
 
 
 def score_part(job: Job, objective, params: dict[str, Any]) -> dict[str, Any]:
@@ -125,20 +126,6 @@ def score_external(job: Job, objective, params: dict[str, Any]) -> dict[str, Any
     return out
 
 
-def _plain(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    if isinstance(value, np.ndarray):
-        return _plain(value.tolist())
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, float) and not np.isfinite(value):
-        return None
-    return value
-
-
 # ---- running many -----------------------------------------------------------------------------------
 def run_inline(jobs: Sequence[Job], on_done: Callable[[Job, dict], None],
                on_start: Callable[[Job], Callable | None] | None = None) -> None:
@@ -160,38 +147,9 @@ def run_dask(jobs: Sequence[Job], on_done: Callable[[Job, dict], None], *, worke
              scheduler: str | None, on_cluster: Callable[[str], None] | None = None) -> None:
     """The jobs side by side on Dask workers (a local cluster of ``workers`` processes, or the cluster at
     ``scheduler``); each runs its inner search inline in its worker."""
-    import logging
+    from optileuk.runner._dask import cpu_cluster, results
 
-    from distributed import Client, as_completed
-
-    from optileuk.errors import OptileukError
-    from optileuk.runner._dask import LocalWorkers, _local_cluster, connect, device_slots
-
-    logging.getLogger("distributed").setLevel(logging.ERROR)
-    cluster = client = None
-    try:
-        if scheduler:
-            client = connect(scheduler, "--scheduler")
-        else:
-            cluster = _local_cluster(device_slots("cpu", 1, workers), None)
-            client = Client(cluster, set_as_default=False)
-            LocalWorkers(cluster, client, workers).wait_first()
-        if on_cluster:
-            n = len(client.scheduler_info(n_workers=-1)["workers"])
-            on_cluster(f"{n} Dask worker(s) at {client.scheduler.address}")
+    with cpu_cluster(workers, scheduler, on_cluster) as client:
         futures = {client.submit(_job_task, job, pure=False): job for job in jobs}
-        for fut in as_completed(list(futures), loop=client.loop):
-            job = futures[fut]
-            if fut.status != "finished":
-                exc = fut.exception()
-                if isinstance(exc, OptileukError):
-                    raise exc
-                raise RuntimeError(f"{job.name} failed on a worker: {type(exc).__name__}: {exc}")
-            on_done(job, fut.result())
-    finally:
-        for thing in (client, cluster):
-            if thing is not None:
-                try:
-                    thing.close()
-                except Exception:  # closing after an error or Ctrl+C: nothing more to do
-                    pass
+        for fut, result in results(client, futures, lambda fut: futures[fut].name):
+            on_done(futures[fut], result)

@@ -199,7 +199,7 @@ def audit_cli(dataset: str, *, k: int, seed: int, group_pattern, output, out: Co
     a = audit(ds, parts, seed=seed)
     print_audit(a, out, err, f"shortcut audit of {ds.name} ({len(ds)} images, {k} outer parts, seed {seed})")
     if output is not None:
-        from optileuk.assess._run import _plain
+        from optileuk.plain import jsonable
 
-        Path(output).write_text(json.dumps(_plain(a), indent=1) + "\n")
+        Path(output).write_text(json.dumps(jsonable(a), indent=1) + "\n")
         err.print(f"wrote {output}")

@@ -36,8 +36,8 @@ from optileuk.models import DKNN
 from optileuk.objectives._base import Objective, ObjectiveConfig, Score
 from optileuk.objectives._inputs import INPUT_KEYS, check_defaults, check_sizes, prepare_images, with_inputs
 from optileuk.objectives._final import Fitted, bootstrap_ci
-from optileuk.objectives._model import FittedModel, Prediction
-from optileuk.objectives._torch import fit, image_tensor, load_weights, n_params, predict, resolve_device, seeded
+from optileuk.objectives._model import NetModel, Prediction
+from optileuk.objectives._torch import fit, image_tensor, n_params, predict, resolve_device, seeded
 
 SCHEDULES = ("onecycle", "constant")
 ACTIVATIONS = ("prelu", "relu")
@@ -207,7 +207,7 @@ def build_dknn(arch: Mapping[str, Any]) -> DKNN:
                 ranks=tuple(a.pop("ranks")), shapes=tuple(tuple(s) if s else None for s in a.pop("shapes")), **a)
 
 
-class DknnModel(FittedModel):
+class DknnModel(NetModel):
     """A trained DKNN: images stain-normalised, placed in ``image_size`` squares (``resize``),
     classified; the scores are the softmax probabilities."""
 
@@ -224,17 +224,6 @@ class DknnModel(FittedModel):
     def run(self, x):
         proba = torch.softmax(predict(self.net, x, self.torch_device), 1).numpy().astype(np.float64)
         return Prediction(labels=proba.argmax(1), scores=proba)
-
-    def tensors(self):
-        return {f"net.{k}": v.detach().cpu() for k, v in self.net.state_dict().items()}
-
-    @classmethod
-    def restore(cls, spec, *, classes, stain, seed, device, tensors, arrays, estimators):
-        model = cls(spec, classes=classes, stain=stain, seed=seed, device="cpu")
-        load_weights(model.net, tensors, "net.")
-        model.device = device
-        model.net.to(model.torch_device)
-        return model
 
     def describe(self):
         return {"input": {"image_size": self.spec["image_size"], "resize": self.spec["resize"]}}

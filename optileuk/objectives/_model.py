@@ -187,6 +187,25 @@ class FittedModel:
         return pred.masks
 
 
+class NetModel(FittedModel):
+    """A fitted model around one torch network, ``self.net`` (kept as ``net.*`` tensors)."""
+
+    net: Any
+
+    def tensors(self) -> dict[str, Any]:
+        return {f"net.{k}": v.detach().cpu() for k, v in self.net.state_dict().items()}
+
+    @classmethod
+    def restore(cls, spec, *, classes, stain, seed, device, tensors, arrays, estimators):
+        from optileuk.objectives._torch import load_weights
+
+        model = cls(spec, classes=classes, stain=stain, seed=seed, device="cpu")  # built from its spec ...
+        load_weights(model.net, tensors, "net.")  # ... its weights checked against it ...
+        model.device = device
+        model.net.to(model.torch_device)  # ... then moved where it runs
+        return model
+
+
 def read_any(item: Any, where: str) -> np.ndarray:
     """An image from an array or a file path, as RGB uint8."""
     if isinstance(item, (str, Path)):

@@ -36,8 +36,8 @@ from optileuk.objectives._augment import BatchAugment
 from optileuk.objectives._base import Objective, ObjectiveConfig, Score
 from optileuk.objectives._inputs import INPUT_KEYS, check_sizes, prepare_images, with_inputs
 from optileuk.objectives._final import Fitted
-from optileuk.objectives._model import CELL, NUCLEUS, FittedModel, Prediction
-from optileuk.objectives._torch import (fit, image_tensor, load_weights, mask_tensor, n_params, predict, resolve_device,
+from optileuk.objectives._model import CELL, NUCLEUS, NetModel, Prediction
+from optileuk.objectives._torch import (fit, image_tensor, mask_tensor, n_params, predict, resolve_device,
                                         seeded, target_of)
 
 DEFAULTS = {"arch": "plr", "depth": 3, "base": 16, "prelu_mode": "channel", "prelu_init": 0.25, "norm": True,
@@ -223,7 +223,7 @@ def logits_to_masks(logits: torch.Tensor, shapes, resize: str) -> list[np.ndarra
     return [(from_square(lo, h, w, resize, fill=_NO_LOGIT)[0] > 0).numpy() for lo, (h, w) in zip(logits, shapes)]
 
 
-class UNetModel(FittedModel):
+class UNetModel(NetModel):
     """A trained U-Net: images stain-normalised, placed in ``image_size`` squares, segmented, and
     the masks mapped back onto each image's own pixels."""
 
@@ -243,17 +243,6 @@ class UNetModel(FittedModel):
         masks = logits_to_masks(predict(self.net, x, self.torch_device, batch_size=32), shapes, self.spec["resize"])
         label = NUCLEUS if self.spec["target"] == "nucleus" else CELL
         return Prediction(masks=[m.astype(np.uint8) * label for m in masks])
-
-    def tensors(self):
-        return {f"net.{k}": v.detach().cpu() for k, v in self.net.state_dict().items()}
-
-    @classmethod
-    def restore(cls, spec, *, classes, stain, seed, device, tensors, arrays, estimators):
-        model = cls(spec, classes=classes, stain=stain, seed=seed, device="cpu")
-        load_weights(model.net, tensors, "net.")
-        model.device = device
-        model.net.to(model.torch_device)
-        return model
 
     def describe(self):
         return {"input": {"image_size": self.spec["image_size"], "resize": self.spec["resize"]},

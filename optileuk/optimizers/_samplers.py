@@ -110,6 +110,10 @@ class SamplerOptimizer(TPEOptimizer):
 
     multi_objective = False
 
+    @property
+    def population_size(self) -> int:
+        return self.config.population
+
     def _sampler(self):
         raise NotImplementedError
 
@@ -244,9 +248,6 @@ class GPOptimizer(SamplerOptimizer):
     supports_async = True
     multi_objective = True  # several values: expected hypervolume improvement
 
-    @property
-    def population_size(self) -> int:
-        return self.config.population
 
     def _sampler(self):
         c = self.config
@@ -268,9 +269,6 @@ class QMCOptimizer(SamplerOptimizer):
     supports_async = True
     multi_objective = True  # it does not look at the values
 
-    @property
-    def population_size(self) -> int:
-        return self.config.population
 
     def _sampler(self):
         c = self.config
@@ -313,9 +311,6 @@ class AnySamplerOptimizer(SamplerOptimizer):
     config: AnySamplerConfig
     supports_async = True
 
-    @property
-    def population_size(self) -> int:
-        return self.config.population
 
     def _sampler(self):
         cls = getattr(optuna.samplers, self.config.algorithm)

@@ -177,42 +177,13 @@ def apply_dask(run_dir: str, device: str, items: Sequence[Item], *, batch_size: 
     """Batches as Dask tasks on ``workers`` local single-threaded processes, or on the cluster at
     ``scheduler``; each worker loads the bundle once (a worker plugin)."""
     import hashlib
-    import logging
 
-    from distributed import as_completed
+    from optileuk.runner._dask import cpu_cluster, register, results
 
-    from optileuk.errors import OptileukError
-    from optileuk.runner._dask import LocalWorkers, _local_cluster, connect, device_slots, register
-
-    logging.getLogger("distributed").setLevel(logging.ERROR)
-    cluster = client = None
-    try:
-        if scheduler:
-            client = connect(scheduler, "--scheduler")
-        else:
-            cluster = _local_cluster(device_slots("cpu", 1, workers), None)
-            from distributed import Client
-
-            client = Client(cluster, set_as_default=False)
-            LocalWorkers(cluster, client, workers).wait_first()
+    with cpu_cluster(workers, scheduler, on_start) as client:
         name = "optileuk-model-" + hashlib.sha256(f"{run_dir}:{device}".encode()).hexdigest()[:12]
         register(client, _host_class()(run_dir, device), name)
-        if on_start:
-            n = len(client.scheduler_info(n_workers=-1)["workers"])
-            on_start(f"{n} Dask worker(s) at {client.scheduler.address}")
         futures = [client.submit(predict_task, name, list(items[s:s + batch_size]), s, images_out, thumbs, pure=False)
                    for s in range(0, len(items), batch_size)]
-        for fut in as_completed(futures, loop=client.loop):
-            exc = fut.exception() if fut.status != "finished" else None
-            if isinstance(exc, OptileukError):
-                raise exc
-            if exc is not None:
-                raise RuntimeError(f"a prediction batch failed on a worker: {type(exc).__name__}: {exc}")
-            on_done(fut.result())
-    finally:
-        for thing in (client, cluster):
-            if thing is not None:
-                try:
-                    thing.close()
-                except Exception:  # closing after an error or Ctrl+C: nothing more to do
-                    pass
+        for _, batch in results(client, futures, lambda fut: "a prediction batch"):
+            on_done(batch)

@@ -15,6 +15,7 @@ and only the driver writes finished trials, so it is stored once.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
@@ -22,7 +23,7 @@ import socket
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import dask
 from distributed import Client, KilledWorker, LocalCluster, Nanny, WorkerPlugin, as_completed, get_worker
@@ -506,3 +507,44 @@ class DaskExecutor(Executor):
                 pass
         self._jobs.clear()
         self._done = as_completed(loop=self.client.loop)
+
+
+@contextlib.contextmanager
+def cpu_cluster(workers: int | None, scheduler: str | None, on_ready: Callable[[str], None] | None = None):
+    """A Dask client for work other than a study's candidates (``optileuk predict`` batches,
+    ``optileuk assess`` parts): ``workers`` local single-threaded CPU worker processes (the cores
+    shared out; started as :class:`LocalWorkers`), or the cluster at ``scheduler``. Closed on exit."""
+    from distributed import Client
+
+    logging.getLogger("distributed").setLevel(logging.ERROR)
+    cluster = client = None
+    try:
+        if scheduler:
+            client = connect(scheduler, "--scheduler")
+        else:
+            cluster = _local_cluster(device_slots("cpu", 1, workers), None)
+            client = Client(cluster, set_as_default=False)
+            LocalWorkers(cluster, client, workers).wait_first()
+        if on_ready:
+            n = len(client.scheduler_info(n_workers=-1)["workers"])
+            on_ready(f"{n} Dask worker(s) at {client.scheduler.address}")
+        yield client
+    finally:
+        for thing in (client, cluster):
+            if thing is not None:
+                try:
+                    thing.close()
+                except Exception:  # closing after an error or Ctrl+C: nothing more to do
+                    pass
+
+
+def results(client, futures, what: Callable[[Any], str]):
+    """``(future, result)`` as each finishes; a user error on a worker stops with its message, any other
+    failure with ``what(future)`` named."""
+    for fut in as_completed(list(futures), loop=client.loop):
+        if fut.status != "finished":
+            exc = fut.exception()
+            if isinstance(exc, OptileukError):
+                raise exc
+            raise RunFailed(f"{what(fut)} failed on a worker: {type(exc).__name__}: {exc}")
+        yield fut, fut.result()

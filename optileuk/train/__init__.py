@@ -27,6 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from optileuk.config._load import read_yaml, validate
 from optileuk.errors import ConfigError, Problem
+from optileuk.plain import jsonable
 
 
 class TrainFile(BaseModel):
@@ -126,12 +127,12 @@ def train(config: str | Path, run_dir: str | Path | None = None, *, rank: int = 
                                    "return a Final with a FittedModel: optileuk.objectives._model)", kind)])
     out = Path(run_dir) if run_dir is not None else free_folder(Path("runs") / (tf.study or kind))
     out.mkdir(parents=True, exist_ok=True)
-    used = {"objective": {"type": kind, **objective.config.model_dump(mode="json")}, "params": _plain(params),
+    used = {"objective": {"type": kind, **objective.config.model_dump(mode="json")}, "params": jsonable(params),
             "seed": tf.seed, "rank": rank, "from": str(config), "study": tf.study, "trial": tf.trial,
             "search_value": tf.value, "trained": _dt.datetime.now().isoformat(timespec="seconds"),
             "optileuk": __version__, "torch": str(torch.__version__)}
     (out / "config.yaml").write_text(yaml.safe_dump(used, sort_keys=False))
-    metrics = {"task": final.task, **final.metrics, "split_sizes": objective.split_sizes, "facts": _plain(final.facts)}
+    metrics = {"task": final.task, **final.metrics, "split_sizes": objective.split_sizes, "facts": jsonable(final.facts)}
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     np.savez_compressed(out / "predictions.npz", **final.predictions)
     from optileuk import bundle
@@ -139,18 +140,6 @@ def train(config: str | Path, run_dir: str | Path | None = None, *, rank: int = 
     bundle.save(final.model, out, objective=used["objective"], params=used["params"], training_data=final.training_data,
                 metrics={k: v for k, v in metrics.items() if k not in ("facts",)})
     return out, metrics
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if isinstance(value, np.generic):
-        return value.item()
-    return value
 
 
 __all__ = ["TrainFile", "free_folder", "load_training_config", "train"]
