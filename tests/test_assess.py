@@ -212,6 +212,9 @@ def test_bad_assessments_are_one_message_each_and_write_nothing(workdir):
         ((str(good), str(multi)), "multi.yaml: objectives are several values: give --pick"),
         ((str(good), str(seg)), "seg.yaml: objective.type is a segmentation objective"),
         (("nope.yaml",), "nope.yaml"),
+        ((str(good), "--references", str(write(workdir / "refs.yaml", "references:\n  - {label: fixed, params: {C: 2.0}, "
+                                                 "study: syn-nope}\n"))),
+         "refs.yaml: references[0].study must name one of the assessed studies (syn-hand), got 'syn-nope'"),
     ]
     from typer.testing import CliRunner
 

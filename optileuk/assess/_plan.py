@@ -160,37 +160,21 @@ def _same_data(studies: list[Study]) -> list[Problem]:
 def read_references(path: Path, studies: list[Study]) -> list[Approach]:
     """``references:`` of a YAML file (a comparison file works): label, params, note, and ``study`` (which
     assessed study's objective it takes; default: the first)."""
+    from optileuk.compare import parse_references
+
     data = read_yaml(path, what="references file")
-    src = str(path)
     specs = data.get("references") if isinstance(data, dict) else None
-    if not isinstance(specs, list) or not specs:
-        raise ConfigError([Problem(src, "references", "must be a non-empty list of {label, params, note, study}", specs)])
+    if not specs:
+        raise ConfigError([Problem(str(path), "references", "must be a non-empty list of {label, params, note, study}",
+                                   specs)])
     by_name = {st.name: st for st in studies}
-    problems, out, seen = [], [], set()
-    for i, spec in enumerate(specs):
-        where = f"references[{i}]"
-        if not isinstance(spec, dict):
-            problems.append(Problem(src, where, "must be a mapping with label and params", spec))
-            continue
-        extra = sorted(set(spec) - {"label", "params", "note", "study"})
-        if extra:
-            problems.append(Problem(src, f"{where}.{extra[0]}", "is not a key of a reference (valid keys: label, params, "
-                                    "note, study)"))
-        label, params = spec.get("label"), spec.get("params") or {}
-        study = by_name.get(spec.get("study", studies[0].name))
-        if not isinstance(label, str) or not label.replace("-", "").replace("_", "").isalnum() or label in seen:
-            problems.append(Problem(src, f"{where}.label", "must be a unique name of letters, digits, '-' and '_'", label))
-        if not isinstance(params, dict):
-            problems.append(Problem(src, f"{where}.params", "must be a mapping of parameter names to values", params))
-        if study is None:
-            problems.append(Problem(src, f"{where}.study", f"must name one of the assessed studies "
-                                    f"({', '.join(by_name)})", spec.get("study")))
-        seen.add(label)
-        if not problems:
-            out.append(Approach(label, study.path, _raw(study.path), dict(params), str(spec.get("note") or "")))
-    if problems:
-        raise ConfigError(problems)
-    return out
+    refs = parse_references(path, specs, set(), study=True)
+    unknown = [(i, r.study) for i, r in enumerate(refs) if r.study is not None and r.study not in by_name]
+    if unknown:
+        raise ConfigError([Problem(str(path), f"references[{i}].study", f"must name one of the assessed studies "
+                                   f"({', '.join(by_name)})", name) for i, name in unknown])
+    return [Approach(r.label, by_name[r.study or studies[0].name].path, _raw(by_name[r.study or studies[0].name].path),
+                     dict(r.params), r.note) for r in refs]
 
 
 def _raw(path: Path) -> dict[str, Any]:

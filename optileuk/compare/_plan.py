@@ -86,6 +86,7 @@ class Reference:
     label: str
     params: dict[str, Any]
     note: str = ""
+    study: str | None = None  # optileuk assess: the study whose objective it takes (default: the first)
 
 
 @dataclass
@@ -114,7 +115,7 @@ def plan_comparison(paths: list[Path], *, seeds: int | None = None, name: str | 
             raise ConfigError([Problem(str(paths[0]), "optimizers", "is required in a comparison file (a list of "
                                        "optimizers); or give two or more study files", )])
         entries, n_seeds, base = _from_comparison_file(paths[0], data, seeds, name)
-        references = _references(paths[0], data.get("references"), {e[0] for e in entries})
+        references = parse_references(paths[0], data.get("references"), {e[0] for e in entries})
     else:
         entries, n_seeds, base = _from_study_files(paths, seeds, name)
         references = []
@@ -189,24 +190,26 @@ def _from_comparison_file(path: Path, data: dict, seeds: int | None, name: str |
     return entries, seeds or n_seeds, base
 
 
-def _references(path: Path, specs: Any, labels: set[str]) -> list[Reference]:
+def parse_references(path: Path, specs: Any, labels: set[str], *, study: bool = False) -> list[Reference]:
     """The ``references:`` list of a comparison file (shape only; the parameters are checked against
-    the objective by :func:`_reference_problems`)."""
+    the objective by :func:`_reference_problems`). ``study``: a reference may name the study whose
+    objective it takes (``optileuk assess``)."""
     if specs is None:
         return []
     src = str(path)
+    keys = ("label", "params", "note", "study") if study else ("label", "params", "note")
     if not isinstance(specs, list):
-        raise ConfigError([Problem(src, "references", "must be a list of {label, params, note}", specs)])
+        raise ConfigError([Problem(src, "references", f"must be a list of {{{', '.join(keys)}}}", specs)])
     problems, out, seen = [], [], set()
     for i, spec in enumerate(specs):
         where = f"references[{i}]"
         if not isinstance(spec, dict):
             problems.append(Problem(src, where, "must be a mapping with label and params", spec))
             continue
-        extra = sorted(set(spec) - {"label", "params", "note"})
+        extra = sorted(set(spec) - set(keys))
         if extra:
-            problems.append(Problem(src, f"{where}.{extra[0]}", "is not a key of a reference (valid keys: label, "
-                                    "params, note)"))
+            problems.append(Problem(src, f"{where}.{extra[0]}", f"is not a key of a reference (valid keys: "
+                                    f"{', '.join(keys)})"))
         label, params, note = spec.get("label"), spec.get("params"), spec.get("note", "")
         if not isinstance(label, str) or not _LABEL.match(label):
             problems.append(Problem(src, f"{where}.label", "is required and must contain only letters, digits, "
@@ -223,7 +226,7 @@ def _references(path: Path, specs: Any, labels: set[str]) -> list[Reference]:
         if not isinstance(note, str):
             problems.append(Problem(src, f"{where}.note", "must be a string", note))
         if not problems:
-            out.append(Reference(label, dict(params), note))
+            out.append(Reference(label, dict(params), note, spec.get("study")))
     if problems:
         raise ConfigError(problems)
     return out
