@@ -1,5 +1,5 @@
 """Every optimizer beats random search (median best of 5 seeds, 10-D), at equal budgets: 600 evaluations,
-and 40 for Gaussian-process BO (whose own cost grows with the study).
+and 30 for Gaussian-process BO (whose own cost grows with the study).
 
 Uses the same code as ``benchmarks/optimizer_quality.py``, whose tables are in docs/benchmarks.md.
 """
@@ -35,8 +35,8 @@ def test_optimizers_beat_random(optimizer, function, random_medians):
 
 @pytest.mark.slow
 def test_gp_beats_random_at_a_small_budget():
+    """On the sphere only: each GP candidate costs a model fit (docs/benchmarks.md has Rastrigin too)."""
     gp, rnd = quality.SMALL["gp"], quality.SMALL["random"]
-    for function in ("sphere", "rastrigin"):
-        mine = statistics.median(quality.best_values(gp, function, SEEDS, 40))
-        base = statistics.median(quality.best_values(rnd, function, SEEDS, 40))
-        assert mine < base, (function, mine, base)
+    mine = statistics.median(quality.best_values(gp, "sphere", SEEDS, 30))
+    base = statistics.median(quality.best_values(rnd, "sphere", SEEDS, 30))
+    assert mine < base, (mine, base)

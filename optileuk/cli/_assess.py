@@ -47,7 +47,7 @@ def pooled_table(s: dict[str, Any]) -> Table:
     table = Table(title=f"{s['assessment']}: pooled held-out figures over {s['outer']} outer parts "
                         f"({s['data']['images']} items, each scored once by a model that never saw it)",
                   title_justify="left")
-    table.add_column("approach")
+    table.add_column("approach", overflow="fold")
     for c in cols:
         table.add_column(f"{c.replace('_', ' ')} [95% CI]")
     table.add_column("optimism")
@@ -71,7 +71,7 @@ def parts_table(s: dict[str, Any]) -> Table:
     table.add_column("items")
     labels = s["ranking"]
     for label in labels:
-        table.add_column(label)
+        table.add_column(label, overflow="fold")
     for i in range(s["outer"]):
         rows = [s["approaches"][lab]["parts"][i] for lab in labels]
         cells = [f"{r['heldout']:.3f}" + ("" if r["inner"] is None else f" ({r['inner']:.3f})") for r in rows]
