@@ -7,7 +7,8 @@ part is scored once. The held-out predictions of the K parts are pooled: every i
 once, by a model that never saw it. Approaches share the parts, so their differences are paired.
 
 Example:
-    >>> summary = assess([Path("studies/real_pipeline_pso.yaml"), Path("studies/real_handcrafted_tpe.yaml")])  # doctest: +SKIP
+    >>> studies = [Path("studies/real_pipeline_pso.yaml"), Path("studies/real_handcrafted_tpe.yaml")]
+    >>> summary = assess(studies, k=5)  # doctest: +SKIP
     >>> summary["verdict"]  # doctest: +SKIP
 """
 
@@ -67,8 +68,8 @@ def summarise(plan: Plan, results: dict[tuple[str, int], dict], audit_result: di
                                "seconds": sum(sum((r.get("seconds") or {}).values()) for r in parts)}
         ext = results.get((a.label, -1))
         if ext is not None:
-            approaches[a.label]["external"] = {"data": ext["external"], "images": ext["images"], "params": ext["params"],
-                                               "metrics": ext["heldout"]}
+            approaches[a.label]["external"] = {"data": ext["external"], "images": ext["images"],
+                                               "params": ext["params"], "metrics": ext["heldout"]}
     pairs = compare(pooled, task, len(classes))
     names = [str(p) for p in (plan.ds.paths or [f"#{i}" for i in range(len(plan.ds))])]
     return {

@@ -38,7 +38,8 @@ def size_features(ds: Dataset) -> np.ndarray:
     """Height, width, aspect, log area and the file format (one-hot) of each image."""
     h = np.array([im.shape[0] for im in ds.images], float)
     w = np.array([im.shape[1] for im in ds.images], float)
-    fmt = [Path(p).suffix.lower() if ds.paths and "." in Path(p).name else "array" for p in (ds.paths or [""] * len(ds))]
+    fmt = [Path(p).suffix.lower() if ds.paths and "." in Path(p).name else "array"
+           for p in (ds.paths or [""] * len(ds))]
     kinds = sorted(set(fmt))
     onehot = np.array([[f == k for k in kinds] for f in fmt], float)
     return np.column_stack([h, w, h / w, np.log(h * w), onehot])

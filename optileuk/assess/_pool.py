@@ -45,7 +45,8 @@ def paired_mean_difference(a: np.ndarray, b: np.ndarray, *, seed: int = 0) -> di
     d = np.asarray(a, float) - np.asarray(b, float)
     draw = np.random.default_rng(seed).integers(0, len(d), size=(N_BOOT, len(d)))
     means = d[draw].mean(1)
-    return {"difference": float(d.mean()), "ci95": [float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))]}
+    return {"difference": float(d.mean()),
+            "ci95": [float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))]}
 
 
 def _ordered(results: list[dict]) -> list[dict]:
@@ -87,7 +88,8 @@ def part_rows(results: list[dict], task: str) -> list[dict[str, Any]]:
         held = r["heldout"].get(key)
         rows.append({"part": r["part"], "items": len(r["index"]), "heldout": held, "inner": inner,
                      "optimism": None if inner is None or held is None else float(inner - held),
-                     "params": r["params"], "seconds": r.get("seconds"), "trials": (r.get("inner") or {}).get("trials")})
+                     "params": r["params"], "seconds": r.get("seconds"),
+                     "trials": (r.get("inner") or {}).get("trials")})
     return rows
 
 

@@ -19,7 +19,8 @@ def audit_table(a: dict[str, Any], title: str) -> Table:
         table.add_column(col)
     chance = a.get("chance")
     for name, r in a["shortcuts"].items():
-        verdict = "[red]SHORTCUT[/red]" if r["flag"] else "near chance" if r["ci95"][0] <= chance + 0.05 else "below the alarm"
+        verdict = ("[red]SHORTCUT[/red]" if r["flag"] else "near chance" if r["ci95"][0] <= chance + 0.05
+                   else "below the alarm")
         table.add_row(r["sees"], f"{r['balanced_accuracy']:.3f}{_ci(r['ci95'])}", verdict)
     dup = a["duplicates"]
     sizes = "; ".join(f"{c}: {s['height'][1]}x{s['width'][1]} ({s['height'][0]}-{s['height'][2]} high)"

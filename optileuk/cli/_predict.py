@@ -47,7 +47,8 @@ def predict_cli(run_dir: Path, inputs: list[str], output: Path, *, gallery: bool
     for name, m in (summary.metrics or {}).items():
         if name == "classification":
             ci = m.get("balanced_accuracy_ci95")
-            out.print(f"against the inputs' classes ({m['n_test']} images): balanced accuracy {m['balanced_accuracy']:.4f}"
+            out.print(f"against the inputs' classes ({m['n_test']} images): balanced accuracy "
+                      f"{m['balanced_accuracy']:.4f}"
                       + (f" (95% CI {ci[0]:.3f} to {ci[1]:.3f})" if ci else "") + f", accuracy {m['accuracy']:.4f}, "
                       f"macro-F1 {m['macro_f1']:.4f}")
         elif name == "segmentation":

@@ -24,7 +24,8 @@ from optileuk.features import handcrafted_features
 from optileuk.features._cells import CELL_FEATURES, measure_cell
 from optileuk.objectives._augment import BatchAugment
 from optileuk.objectives._model import FittedModel, mask_labels
-from optileuk.objectives._segmentation import cluster, cluster_key, darkness, kmeans_labels, nucleus_mask, pixel_features
+from optileuk.objectives._segmentation import (cluster, cluster_key, darkness, kmeans_labels, nucleus_mask,
+                                               pixel_features)
 from optileuk.objectives._torch import fit, image_tensor, load_weights, predict, seeded
 
 

@@ -181,7 +181,8 @@ class _CmaEsSampler(optuna.samplers.CmaEsSampler):
             large = self.base_popsize * self.inc ** self.large_restarts
             u = self._cma_rng.rng.uniform()
             self.regime = "small"
-            self._popsize = max(self.base_popsize, math.floor(self.base_popsize * (0.5 * large / self.base_popsize) ** (u ** 2)))
+            small = math.floor(self.base_popsize * (0.5 * large / self.base_popsize) ** (u ** 2))
+            self._popsize = max(self.base_popsize, small)
         self.restarts += 1
         self._attr_prefix = f"{self._base_prefix}restart{self.restarts}:"  # generations of this run only
         self.optimizer = None

@@ -100,7 +100,8 @@ def run_batch(model, read: Read, *, images_out: bool = True, thumbs: bool = Fals
     return sorted(results, key=lambda r: r.index)
 
 
-def apply_batch(model, items: Sequence[Item], start: int, *, images_out: bool = True, thumbs: bool = False) -> list[Result]:
+def apply_batch(model, items: Sequence[Item], start: int, *, images_out: bool = True,
+                thumbs: bool = False) -> list[Result]:
     """Read, prepare and run one batch."""
     return run_batch(model, read_batch(model, items, start), images_out=images_out, thumbs=thumbs)
 

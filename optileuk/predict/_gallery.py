@@ -45,7 +45,9 @@ function apply(){
   cards.sort((a,b)=>order==='input'?(+a.dataset.i)-(+b.dataset.i):
     (order==='asc'?1:-1)*((+a.dataset.conf)-(+b.dataset.conf)));
   let shown=0;
-  for(const c of cards){const on=cls==='*'||c.dataset.pred===cls; c.style.display=on?'':'none'; if(on)shown++; box.appendChild(c);}
+  for(const c of cards){
+    const on=cls==='*'||c.dataset.pred===cls; c.style.display=on?'':'none'; if(on)shown++; box.appendChild(c);
+  }
   document.getElementById('shown').textContent=shown;
 }
 """
@@ -103,5 +105,6 @@ def _confusion(metrics: dict[str, Any] | None, classes: list[str]) -> str:
                    f'rows: truth, columns: predicted)</p><table class="cm" id="confusion"><tr><th></th>{head}</tr>'
                    f"{rows}</table>")
     if seg:
-        out.append(f'<p>Masks against the truth: Dice {seg["dice"]:.3f}, IoU {seg["iou"]:.3f} ({seg["n_test"]} images)</p>')
+        out.append(f'<p>Masks against the truth: Dice {seg["dice"]:.3f}, IoU {seg["iou"]:.3f} '
+                   f'({seg["n_test"]} images)</p>')
     return "".join(out)

@@ -99,7 +99,8 @@ def assessment_section(s: dict[str, Any], ai: int) -> str:
                      *(_ci(a["pooled"], c) for c in cols),
                      "–" if a["optimism"] is None else f"{a['optimism']:+.3f}", f"{a['seconds']:.0f}"])
     out = [f'<section id="a{ai}" data-kind="assessment"><h2>Assessment {html.escape(s["assessment"])}</h2>',
-           f'<p>{s["outer"]} outer parts of {html.escape(str(s["data"]["name"]))} ({s["data"]["images"]} items, parts of '
+           f'<p>{s["outer"]} outer parts of {html.escape(str(s["data"]["name"]))} '
+           f'({s["data"]["images"]} items, parts of '
            f'{", ".join(map(str, s["data"]["part_sizes"]))}; seed {s["seed"]}): every item scored once by a model '
            "searched and trained without it; intervals are bootstrap 95% over the pooled items.</p>",
            _table(["approach", *(f"{c.replace('_', ' ')} [95% CI]" for c in cols), "optimism", "seconds"], rows),
