@@ -114,12 +114,15 @@ def main() -> None:
     ap.add_argument("--small-evals", type=int, default=60)
     ap.add_argument("--crosscheck", action="store_true", help="also nevergrad's PSO, DE, TwoPointsDE, OnePlusOne, CMA")
     ap.add_argument("--parts", nargs="+", default=["main", "small", "gp-cost"])
+    ap.add_argument("--only", nargs="+", default=None, help="only these rows of the main table")
     args = ap.parse_args()
     warnings.simplefilter("ignore")
     seeds = list(range(args.seeds))
     if "main" in args.parts:
         print(f"median (min-max) best value after {args.evals} evaluations, seeds {seeds}, box [-5.12, 5.12]^D\n")
-        table({**OPTIMIZERS, **(CROSSCHECK if args.crosscheck else {})}, args.functions, args.dims, seeds, args.evals)
+        rows = {**OPTIMIZERS, **(CROSSCHECK if args.crosscheck else {})}
+        rows = {k: v for k, v in rows.items() if not args.only or k in args.only}
+        table(rows, args.functions, args.dims, seeds, args.evals)
     if "small" in args.parts:
         print(f"\nmedian (min-max) best value after {args.small_evals} evaluations (10 of them random starts for "
               f"gp and tpe), seeds {seeds}\n")

@@ -253,3 +253,11 @@ def test_a_killed_run_continues_exactly_as_a_straight_one(tmp_path, optimizer, t
     b = optuna.load_study(study_name="resumed", storage=f"sqlite:///{tmp_path}/straight.db").trials
     assert len(a) == len(b) == trials and [t.params for t in a] == [t.params for t in b]
     assert [t.value for t in a] == [t.value for t in b]
+
+
+def test_cmaes_takes_its_population_from_the_dimension_when_none_is_given():
+    entry, _ = OPTIMIZERS.resolve("cmaes")
+    opt = entry.build(_box(), entry.make_config({}), seed=0, max_generations=3)
+    rec = Recorder()
+    opt.step(rec)
+    assert opt.population_size == 4 + int(3 * np.log(10)) == len(rec.seen[0])

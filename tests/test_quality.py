@@ -1,5 +1,6 @@
 """Every optimizer beats random search (median best of 5 seeds, 10-D), at equal budgets: 600 evaluations,
-and 30 for Gaussian-process BO (whose own cost grows with the study).
+and 30 for Gaussian-process BO (whose own cost grows with the study). ``qmc`` is a random baseline
+itself: measured, it does not beat random search's median here (docs/benchmarks.md), so it is not asserted.
 
 Uses the same code as ``benchmarks/optimizer_quality.py``, whose tables are in docs/benchmarks.md.
 """
@@ -27,7 +28,7 @@ def random_medians():
 
 @pytest.mark.slow
 @pytest.mark.parametrize("function", ["rastrigin", "sphere"])
-@pytest.mark.parametrize("optimizer", ["pso", "ga", "ssa", "sca", "tpe", "cmaes", "qmc", "nevergrad NGOpt"])
+@pytest.mark.parametrize("optimizer", ["pso", "ga", "ssa", "sca", "tpe", "cmaes", "nevergrad NGOpt"])
 def test_optimizers_beat_random(optimizer, function, random_medians):
     median = statistics.median(quality.best_values(optimizer, function, SEEDS, 600))
     assert median < random_medians[function], (optimizer, function, median, random_medians[function])

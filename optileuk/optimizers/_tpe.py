@@ -106,7 +106,7 @@ class TPEOptimizer(Optimizer):
                                                         distributions=self._dists, values=np.ravel(value).tolist()))
 
     def step(self, evaluate) -> None:
-        trials = [self._study.ask(self._dists) for _ in range(self.config.population)]
+        trials = [self._study.ask(self._dists) for _ in range(self.population_size)]
         values = np.asarray(evaluate(np.array([self._vector(t.params) for t in trials])), dtype=float)
         values = values.reshape(len(trials), self.objectives) if self.objectives > 1 else as_minimise(values)
         for t, v in zip(trials, values):
