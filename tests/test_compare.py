@@ -18,7 +18,7 @@ import optuna
 import pytest
 from scipy import stats
 
-from conftest import _service_missing, dump_dom, optileuk_exe, run_cli, write
+from conftest import ROOT, _service_missing, dump_dom, optileuk_exe, run_cli, write
 from optileuk.report import holm
 
 LABELS = ["pso", "ga", "tpe", "random"]
@@ -386,3 +386,19 @@ def test_a_comparison_on_dask_workers_runs_one_run_at_a_time(workdir, box_space)
     for label in LABELS:
         trials = optuna.load_study(study_name=f"sphere.{label}.s0", storage=storage).trials
         assert len(trials) == 8 and all(t.user_attrs["worker"].endswith(":cpu") for t in trials)
+
+
+def test_the_shipped_segmentation_comparison_with_cmaes_and_gp_reports_in_chromium(workdir):
+    """studies/compare_segmentation.yaml as shipped (CMA-ES and GP beside ours), shortened: every
+    optimizer is a run, and its report draws every one of them."""
+    r = run_cli("compare", str(ROOT / "studies" / "compare_segmentation.yaml"), "--seeds", "1", "--trials", "4",
+                "--storage", f"sqlite:///{workdir}/c.db", "-q", cwd=workdir, timeout=600)
+    assert r.returncode == 0, r.stderr
+    names = set(optuna.get_all_study_names(f"sqlite:///{workdir}/c.db"))
+    assert {f"segmentation.{lab}.s0" for lab in ("pso", "ga", "ssa", "sca", "tpe", "cmaes", "gp")} <= names
+    assert run_cli("report", "--storage", f"sqlite:///{workdir}/c.db", "-o", "r.html", cwd=workdir).returncode == 0
+    dom = dump_dom(workdir / "r.html", workdir / "chrome")
+    curves = re.split(r'<div class="figure" data-kind="', dom)[1:]
+    best = next(html for html in curves if html.startswith("best-so-far"))
+    for label in ("cmaes", "gp", "pso", "tpe"):
+        assert re.search(rf'class="legendtext"[^>]*>{label}\b', best), label
