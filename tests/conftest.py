@@ -98,7 +98,8 @@ def redis_url():
         import redis
     except ImportError as exc:
         _service_missing("Redis client", str(exc))
-    url = os.environ.get("OPTILEUK_TEST_REDIS", "redis://127.0.0.1:6379/13")
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")  # tests side by side (pytest -n): a database each
+    url = os.environ.get("OPTILEUK_TEST_REDIS", f"redis://127.0.0.1:6379/{13 - int(worker[2:] or 0) % 13}")
     try:
         client = redis.Redis.from_url(url, socket_connect_timeout=3)
         client.flushdb()

@@ -46,7 +46,7 @@ _DROP = object()
 
 # (study file text, search-space text, the key path shown, the rule shown)
 MALFORMED = {
-    "unknown optimizer": (_with(optimizer__name="bees"), GOOD_SPACE, "optimizer.name", "must be one of ga, mealpy:<Module>.<Class>, nsga2, nsga3, optuna_nsga2, pso"),
+    "unknown optimizer": (_with(optimizer__name="bees"), GOOD_SPACE, "optimizer.name", "must be one of cmaes, ga, gp, mealpy:<Module>.<Class>, nevergrad[:<name>], nsga2, nsga3, optuna:<SamplerName>, optuna_nsga2, pso"),
     "unknown objective": (_with(objective__type="magic"), GOOD_SPACE, "objective.type", "must be one of analytic"),
     "unknown top-level key": (_with(colour="red"), GOOD_SPACE, "colour", "is not a known key (valid keys: name,"),
     "low > high": (yaml.safe_dump(GOOD), "parameters:\n  x: {type: float, low: 3, high: 1}\n", "parameters.x", "low must be < high, got low=3.0, high=1.0"),

@@ -171,7 +171,7 @@ def test_dknn_multi_objective_in_plain_optuna_and_in_the_runner(workdir):
         """)
     r = run_cli("run", "mo.yaml", cwd=workdir)
     assert r.returncode == 2 and "optimizer.name optimizes one value; with 2 objectives use a multi-objective " \
-        "optimizer (nsga2, nsga3, optuna_nsga2, random, tpe), got 'pso'" in r.stderr, r.stderr
+        "optimizer (gp, nsga2, nsga3, optuna_nsga2, qmc, random, tpe), got 'pso'" in r.stderr, r.stderr
 
 
 def test_segmentation_seconds_per_image_is_the_pipeline_cost_not_the_cache_lookup():

@@ -325,7 +325,8 @@ def test_async_resume_after_an_interruption_takes_the_stored_results(workdir, bo
 def test_async_is_refused_for_optimizers_that_evaluate_whole_generations(workdir, box_space):
     path = study_file(workdir, box_space, optimizer="{name: ssa, population: 6}", extra="runner: {mode: async}")
     with pytest.raises(ConfigError, match=r"runner.mode async needs an optimizer that makes one candidate at a time "
-                                          r"\(ga, optuna_nsga2, pso, pso_ring, random, tpe\); 'ssa' evaluates whole generations"):
+                                          r"\(cmaes, ga, gp, nevergrad, optuna_nsga2, pso, pso_ring, qmc, random, tpe\); 'ssa' evaluates whole "
+                                          r"generations"):
         load_study(path)
 
 
