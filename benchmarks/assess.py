@@ -2,7 +2,7 @@
 
 The same assessment twice from fresh storages, one after the other on this machine (whole
 commands, process start included): ``--outer 5`` of a study whose candidates train networks
-(``dknn`` on the embedded synthetic crops, TPE, a few trials per part) and of the fast shipped
+(``dknn`` on 600 embedded synthetic crops, TPE, 8 trials of 8 epochs per part) and of the fast shipped
 real baseline (``studies/real_handcrafted_tpe.yaml``, 40 SVM candidates per part). Printed: wall
 times, the speed-up, and the pooled balanced accuracy of each (the workers run torch with one
 thread each, the single process with every core, so network results may differ in the last digits).
@@ -28,8 +28,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def dknn_study(folder: Path, trials: int) -> Path:
     data = {"name": "bench-dknn", "seed": 0,
-            "objective": {"type": "dknn", "dataset": {"type": "synthetic", "n_per_class": 60},
-                          "defaults": {"epochs": 6}},
+            "objective": {"type": "dknn", "dataset": {"type": "synthetic", "n_per_class": 150},
+                          "defaults": {"epochs": 8}},
             "search_space": {"parameters": {"rank1": {"type": "int", "low": 0, "high": 4},
                                             "lr": {"type": "float", "low": 1e-3, "high": 1e-2, "log": True}}},
             "optimizer": {"name": "tpe", "population": 1, "n_startup_trials": 2}, "budget": {"trials": trials}}
@@ -53,7 +53,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--outer", type=int, default=5)
-    ap.add_argument("--trials", type=int, default=6)
+    ap.add_argument("--trials", type=int, default=8)
     ap.add_argument("--only", choices=["dknn", "handcrafted"], default=None)
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="optileuk-assess-bench-"))
