@@ -72,7 +72,7 @@ def run_direct(study, cost: float, evals: int) -> float:
 
 
 def run_runner(study, cost: float, storage_url: str, public_path: bool = False) -> float:
-    from optileuk.runner import _records
+    from optileuk.storage import _write as _records
 
     obj = patched_objective(study, cost)
     study.objective = lambda: obj

@@ -59,7 +59,7 @@ def rates(url: str, name: str) -> tuple[int, float, float]:
     trials' start and completion times."""
     import numpy as np
 
-    from optileuk.runner._read import finished_columns
+    from optileuk.storage import finished_columns
     from optileuk.storage import open_storage
 
     storage = open_storage(url)

@@ -33,6 +33,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from optileuk.errors import DataError
 from optileuk.plain import jsonable
+from optileuk.registry import OBJECTIVES
 
 FORMAT = "optileuk-model"
 VERSION = 1
@@ -205,9 +206,7 @@ def _estimators(path: Path) -> dict[str, Any]:
 def load(folder: str | Path, device: str = "auto"):
     """The fitted model of a bundle, ready to apply (``device``: where networks run; ``auto`` = CUDA
     when present). Everything is verified first (:func:`check`); files are read as data only."""
-    from optileuk.data._stain import StainNormaliser
-    from optileuk.registry import OBJECTIVES
-
+    from optileuk.data import StainNormaliser
     folder = Path(folder)
     meta = check(folder)
     kind = meta.objective.get("type")

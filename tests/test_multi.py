@@ -54,7 +54,7 @@ class Two:
 def _hv(points, ref=(60.0, 60.0)):
     import moocore
 
-    from optileuk.runner._read import nondominated
+    from optileuk.storage import nondominated
 
     p = np.asarray(points)
     p = p[np.all(p < ref, axis=1)]

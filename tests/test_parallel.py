@@ -23,7 +23,7 @@ from optuna.trial import TrialState
 from conftest import optileuk_exe, run_cli, write
 from optileuk.config import load_study
 from optileuk.errors import ConfigError
-from optileuk.runner._dask import device_slots
+from optileuk.runner.cluster import device_slots
 from optileuk.storage import open_storage
 
 SPACE = "parameters:\n  x0: {type: float, low: -5, high: 5}\n  x1: {type: float, low: -5, high: 5}\n"
@@ -322,7 +322,7 @@ def test_one_worker_per_gpu_each_pinned_to_its_device(workdir):
 def test_local_workers_start_with_their_own_threads_device_and_glibc_defaults(workdir):
     """Dask's nanny sets MALLOC_TRIM_THRESHOLD_ in workers (torch training ran 2.1x slower), and writes
     its settings into the driver's environment, where a second cluster used to pick them up."""
-    from optileuk.runner._dask import SPAWN_VARS, DaskExecutor, ObjectiveSpec
+    from optileuk.runner.cluster import SPAWN_VARS, DaskExecutor, ObjectiveSpec
 
     st = load_study(study(workdir, "env", runner="workers: 2"), storage="memory")
     spec = ObjectiveSpec(st.objective_cls, st.objective_config, st.space, 0)
@@ -338,7 +338,7 @@ def test_local_workers_start_with_their_own_threads_device_and_glibc_defaults(wo
 
 
 def test_each_worker_prepares_the_objective_once_and_keeps_it(workdir):
-    from optileuk.runner._dask import DaskExecutor, ObjectiveSpec
+    from optileuk.runner.cluster import DaskExecutor, ObjectiveSpec
     from optileuk.runner._executors import Job
 
     st = load_study(study(workdir, "once", runner="workers: 2"), storage="memory")
@@ -372,7 +372,7 @@ def dask_setup(worker):
         os.write(2, b"CUDA error: out of memory (simulated)\\n")
         os._exit(5)
     if where == "plugin":  # dies while it sets up optileuk's plugin (out of memory preparing the data)
-        from optileuk.runner import _dask
+        from optileuk.runner import cluster as _dask
 
         real = _dask.ObjectiveHost.setup
 
@@ -398,12 +398,12 @@ def test_a_worker_killed_while_the_cluster_starts_is_started_again(workdir, wher
     completes with exactly its budget on both workers, no candidate twice, no traceback."""
     url = {"sqlite": f"sqlite:///{workdir}/optileuk.db", "journal": f"journal://{workdir}/optileuk.log"}.get(kind) \
         or request.getfixturevalue("redis_url")
-    path = study(workdir, "crashy", trials=24, sleep=0.1)
+    path = study(workdir, "crashy", trials=32, sleep=0.25)  # 8 s on one worker: longer than a restart on a busy machine
     r = run_cli("run", str(path), "--storage", url, cwd=workdir, env=_crashing(workdir, where), timeout=300)
     assert r.returncode == 0, r.stderr
     assert (workdir / "crashed").exists()  # a worker did die
     assert "Traceback" not in r.stderr and "never retrieved" not in r.stderr, r.stderr
-    trials = check_complete(url, "crashy", 24)
+    trials = check_complete(url, "crashy", 32)
     assert len({t.user_attrs["worker"] for t in trials}) == 2, "the worker was not started again"
 
 
@@ -415,3 +415,33 @@ def test_a_worker_that_can_never_start_is_one_message_and_exit_1(workdir):
     assert last.startswith("error: no local Dask worker could be started (2 slot(s), 3 tries each)"), last
     assert "CUDA error: out of memory (simulated)" in r.stderr and "__main__" not in last
     assert trials_of(f"sqlite:///{workdir}/optileuk.db", "doomed") == []
+
+
+def test_an_objective_that_batches_sends_one_task_per_worker_with_the_same_values(workdir):
+    """feature_selection scores a population in one evaluate_many call: on Dask a generation goes as
+    one task per worker slot (trials of one task share their worker and seconds), values as inline."""
+    from optileuk.runner import Runner
+
+    def fs_study(name: str, runner: str):
+        return write(workdir / f"{name}.yaml", f"""
+            name: {name}
+            seed: 0
+            objective: {{type: feature_selection, trunk_epochs: 1, widths: [8, 16],
+                         dataset: {{type: synthetic, n_per_class: 12, size: 32, smears: 8}},
+                         split: {{test_size: 0.2, folds: 2}}}}
+            search_space: {{parameters: {{features: {{type: mask, length: auto}}}}}}
+            optimizer: {{name: ga, population: 8}}
+            budget: {{trials: 16}}
+            {runner}
+            """)
+
+    url = f"sqlite:///{workdir / 'b.db'}"
+    inline = Runner(load_study(fs_study("inline", ""), storage=url)).run()
+    dask = Runner(load_study(fs_study("dask", "runner: {workers: 2}"), storage=url)).run()
+    assert (inline.trials, dask.trials) == (16, 16)
+    by_key = lambda ts: {(t.user_attrs["generation"], t.user_attrs["index"]): t.value for t in ts}  # noqa: E731
+    assert by_key(trials_of(url, "dask")) == pytest.approx(by_key(trials_of(url, "inline")))
+    for gen in (1, 2):
+        tasks = {(t.user_attrs["worker"], t.user_attrs["seconds"]) for t in trials_of(url, "dask")
+                 if t.user_attrs["generation"] == gen}
+        assert len(tasks) <= 2, tasks  # 8 candidates in at most 2 tasks (2 worker slots)

@@ -20,7 +20,7 @@ from optileuk.errors import ConfigError, DataError
 from optileuk.features._cells import CELL_FEATURES, GROUPS, lobes, measure_cell
 from optileuk.objectives import make
 from optileuk.objectives import _pipeline
-from optileuk.objectives._final import bootstrap_ci
+from optileuk.metrics import bootstrap_ci
 from optileuk.runner import Runner
 
 ROOT = Path(__file__).resolve().parents[1]

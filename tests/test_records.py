@@ -10,8 +10,8 @@ import pytest
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 from optuna.trial import FrozenTrial, TrialState
 
-from optileuk.runner import TrialWriter
-from optileuk.runner._records import _bulk_capable
+from optileuk.storage import TrialWriter
+from optileuk.storage._write import _bulk_capable
 from optileuk.storage import open_storage
 
 

@@ -14,7 +14,8 @@ from optileuk.errors import ConfigError
 from optileuk.objectives import Objective, Score
 from optileuk.objectives._analytic import AnalyticConfig
 from optileuk.registry import OBJECTIVES
-from optileuk.runner import STATE_KEY, RunFailed, Runner
+from optileuk.runner import RunFailed, Runner
+from optileuk.storage import STATE_KEY
 from optileuk.storage import open_storage
 
 

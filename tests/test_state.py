@@ -23,8 +23,9 @@ from conftest import optileuk_exe, run_cli, write
 from optileuk import plain
 from optileuk.config import load_study
 from optileuk.runner import Runner
-from optileuk.runner import _lease, _read
-from optileuk.runner._common import STATE_KEY
+from optileuk.runner import _lease
+from optileuk.storage import _read
+from optileuk.storage import STATE_KEY
 from optileuk.runner._lease import LEASE_KEY, Lease, LeaseHeld, LeaseLost
 from optileuk.storage import open_storage
 
@@ -313,7 +314,8 @@ def test_list_export_and_report_give_the_same_answers_without_reading_every_tria
         raise AssertionError("read every trial")
 
     monkeypatch.setattr(optuna.storages.RDBStorage, "get_all_trials", refuse)
-    from optileuk.cli._inspect import export_config, list_table
+    from optileuk.cli._inspect import list_table
+    from optileuk.export import export_config
 
     out = export_config("st", url, top=3)
     assert out["trial"] == best[0].number and [e["trial"] for e in out["top"]] == [t.number for t in best[:3]]

@@ -22,10 +22,12 @@ from typing import Any, Callable
 import numpy as np
 
 from optileuk.assess._audit import audit
-from optileuk.assess._plan import PART_ATTR, RESULT_ATTR, SUMMARY_ATTR, Approach, Job, Plan, plan_assessment
 from optileuk.assess._pool import compare, part_rows, pool, primary, stability, verdict
 from optileuk.assess._run import run_dask, run_inline
 from optileuk.errors import DataError
+from optileuk.plain import jsonable
+from optileuk.assess._plan import (PART_ATTR, RESULT_ATTR, SUMMARY_ATTR, Approach, Job, Plan, load_dataset_arg,
+                                   plan_assessment)
 
 
 def run_plan(plan: Plan, *, workers: int | None = None, scheduler: str | None = None,
@@ -97,7 +99,6 @@ def store_summary(plan: Plan, summary: dict[str, Any]) -> None:
     """Keep the summary (without the per-item predictions) as the study ``<base>.assess``: the report's section."""
     import optuna
 
-    from optileuk.plain import jsonable
     from optileuk.storage import open_storage
 
     storage = open_storage(plan.storage)
@@ -125,11 +126,9 @@ def assess(paths: list[Path], *, k: int = 5, seed: int | None = None, storage: s
     summary["seconds"] = time.perf_counter() - start
     store_summary(plan, summary)
     if output is not None:
-        from optileuk.plain import jsonable
-
         Path(output).write_text(json.dumps(jsonable(summary), indent=1) + "\n")
     return summary
 
 
-__all__ = ["Approach", "Job", "PART_ATTR", "Plan", "RESULT_ATTR", "SUMMARY_ATTR", "assess", "audit",
+__all__ = ["Approach", "Job", "PART_ATTR", "Plan", "RESULT_ATTR", "SUMMARY_ATTR", "assess", "audit", "load_dataset_arg",
            "plan_assessment", "run_plan", "summarise"]

@@ -77,7 +77,7 @@ def cross_validate(X: np.ndarray, labels: np.ndarray, parts: list[np.ndarray], n
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
-    from optileuk.objectives._final import bootstrap_ci
+    from optileuk.metrics import bootstrap_ci
 
     pred = np.zeros(len(labels), dtype=np.int64)
     for part in parts:

@@ -17,8 +17,8 @@ from typing import Any
 import numpy as np
 
 from optileuk.config import Study, load_study, study_from_dict
-from optileuk.config._load import read_yaml
 from optileuk.errors import ConfigError, DataError, Problem
+from optileuk.validation import read_yaml
 
 RUNNER_INLINE_KEYS = ("mode", "max_consecutive_failures", "flush_seconds", "reuse_duplicates")
 PART_ATTR = "optileuk.assess.part"  # user attr of every study assess makes (the report leaves them out of comparisons)
@@ -194,7 +194,7 @@ def plan_assessment(paths: list[Path], *, k: int = 5, seed: int | None = None, s
     import os
 
     from optileuk.data import load_dataset
-    from optileuk.data._splits import outer_parts
+    from optileuk.data import outer_parts
 
     if not paths:
         raise ConfigError([Problem("", "STUDY", "give one or more study files to assess")])
@@ -250,7 +250,7 @@ def load_dataset_arg(spec: str, group_pattern: str | None = None):
 
     path = Path(spec).expanduser()
     if path.is_file() and path.suffix.lower() in (".yaml", ".yml"):
-        from optileuk.predict._inputs import dataset_spec
+        from optileuk.predict import dataset_spec
 
         cfg = dataset_spec(path)
     elif path.is_dir():

@@ -55,7 +55,7 @@ def _ordered(results: list[dict]) -> list[dict]:
 
 def pool(results: list[dict], task: str, classes: list[str]) -> dict[str, Any]:
     """One approach's parts pooled: the figure with its interval, and the arrays it comes from."""
-    from optileuk.objectives._final import classification_metrics, mean_ci
+    from optileuk.metrics import classification_metrics, mean_ci
 
     parts = _ordered(results)
     index = np.concatenate([r["index"] for r in parts]).astype(int)

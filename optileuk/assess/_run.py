@@ -43,7 +43,7 @@ def _stored(storage, name: str) -> dict[str, Any] | None:
 
 def _search(job: Job, study, objective, on_progress) -> tuple[dict[str, Any], dict[str, Any]]:
     """Run (or resume) the inner search; the best config as ``optileuk export`` gives it."""
-    from optileuk.cli._inspect import export_config
+    from optileuk.export import export_config
     from optileuk.runner import Runner
 
     runner = Runner(study, objective=objective)
@@ -86,7 +86,7 @@ def run_job(job: Job, *, on_progress: Callable | None = None) -> dict[str, Any]:
 
 def score_part(job: Job, objective, params: dict[str, Any]) -> dict[str, Any]:
     """Train on the other parts, score the held-out part once (``train_final``)."""
-    from optileuk.objectives._final import mask_scores
+    from optileuk.metrics import mask_scores
 
     final = objective.train_final(params)
     pred = final.predictions
@@ -105,7 +105,7 @@ def score_part(job: Job, objective, params: dict[str, Any]) -> dict[str, Any]:
 def score_external(job: Job, objective, params: dict[str, Any]) -> dict[str, Any]:
     """Fit on all the data, apply the model to the external set (classes matched by name)."""
     from optileuk.assess._plan import load_external
-    from optileuk.objectives._final import classification_metrics, mask_scores, segmentation_metrics
+    from optileuk.metrics import classification_metrics, mask_scores, segmentation_metrics
 
     fitted = objective.fit_final(params)
     model = fitted.model
@@ -147,7 +147,7 @@ def run_dask(jobs: Sequence[Job], on_done: Callable[[Job, dict], None], *, worke
              scheduler: str | None, on_cluster: Callable[[str], None] | None = None) -> None:
     """The jobs side by side on Dask workers (a local cluster of ``workers`` processes, or the cluster at
     ``scheduler``); each runs its inner search inline in its worker."""
-    from optileuk.runner._dask import cpu_cluster, results
+    from optileuk.runner.cluster import cpu_cluster, results
 
     with cpu_cluster(workers, scheduler, on_cluster) as client:
         futures = {client.submit(_job_task, job, pure=False): job for job in jobs}

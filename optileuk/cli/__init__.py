@@ -11,7 +11,8 @@ from typing import Callable, Optional
 import typer
 from rich.console import Console
 
-from optileuk.errors import OptileukError
+from optileuk.errors import ConfigError, OptileukError
+from optileuk.registry import OPTIMIZERS
 from optileuk.storage import DEFAULT_STORAGE
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
@@ -107,7 +108,7 @@ def report(
     from optileuk.report import write_report
 
     groups = write_report(storage, output, prefix=prefix, target=target)
-    from optileuk.report._assess import assessments
+    from optileuk.report import assessments
     from optileuk.storage import open_existing
 
     n = len(assessments(open_existing(storage), prefix))
@@ -237,8 +238,6 @@ def dashboard(
 @app.command()
 def optimizers() -> None:
     """List the registered optimizers (built-ins and plug-ins)."""
-    from optileuk.registry import OPTIMIZERS
-
     for name in OPTIMIZERS.names():
         obj = OPTIMIZERS.resolve(name) or OPTIMIZERS.resolve(name + ":x")
         takes = obj is not None and getattr(obj[0], "takes_argument", False)
@@ -266,7 +265,6 @@ def data_preview(
     """Write sample images, their masks and a contact sheet (sheet.png) to a folder."""
     from optileuk.cli._data import write_preview
     from optileuk.data import SyntheticData, load_dataset
-    from optileuk.errors import ConfigError
 
     if study is not None:
         from optileuk.config import load_study

@@ -7,6 +7,8 @@ from typing import Any
 
 from rich.console import Console
 from rich.table import Table
+from optileuk.errors import ConfigError, Problem
+from optileuk.plain import jsonable
 
 
 def _ci(ci) -> str:
@@ -134,8 +136,6 @@ def assess_cli(studies: list[Path], *, k: int, storage, seed, name, pick, refere
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from optileuk.assess import assess
-    from optileuk.errors import ConfigError, Problem
-
     if workers and scheduler:
         raise ConfigError([Problem("", "--workers", "starts a local cluster; --scheduler names another one (give one "
                                    "of them)", workers)])
@@ -182,8 +182,8 @@ def audit_cli(dataset: str, *, k: int, seed: int, group_pattern, output, out: Co
     import json
 
     from optileuk.assess import audit
-    from optileuk.assess._plan import load_dataset_arg
-    from optileuk.data._splits import outer_parts
+    from optileuk.assess import load_dataset_arg
+    from optileuk.data import outer_parts
 
     import warnings
 
@@ -200,7 +200,5 @@ def audit_cli(dataset: str, *, k: int, seed: int, group_pattern, output, out: Co
     a = audit(ds, parts, seed=seed)
     print_audit(a, out, err, f"shortcut audit of {ds.name} ({len(ds)} images, {k} outer parts, seed {seed})")
     if output is not None:
-        from optileuk.plain import jsonable
-
         Path(output).write_text(json.dumps(jsonable(a), indent=1) + "\n")
         err.print(f"wrote {output}")

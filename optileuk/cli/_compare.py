@@ -11,7 +11,8 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
-from optileuk.compare import RunResult, check_references, execute, plan_comparison, prepare, run_threads, score_references
+from optileuk.compare import (RunResult, check_references, execute, plan_comparison, prepare, run_threads,
+                              score_references)
 from optileuk.errors import ConfigError, Problem
 from optileuk.runner import RunFailed
 from optileuk.storage import redact
@@ -78,8 +79,8 @@ def ranking_table(url: str, base: str) -> Table:
 
     group = next(g for g in collect(open_storage(url), url, base + ".") if g.base == base)
     r = rank(group)
-    from optileuk.cli._inspect import value_meaning
-    from optileuk.runner._common import STUDY_ATTR
+    from optileuk.export import value_meaning
+    from optileuk.storage import STUDY_ATTR
 
     meaning = "" if group.multi else value_meaning(group.runs[0].user_attrs.get(STUDY_ATTR))[0]
     what = "final hypervolume" if group.multi else "final best" + (f" ({meaning})" if meaning else "")

@@ -19,7 +19,7 @@ class _Rate(ProgressColumn):
 def predict_cli(run_dir: Path, inputs: list[str], output: Path, *, gallery: bool, overlays: bool, strict: bool,
                 batch_size: int, device: str, workers: int | None, scheduler: str | None, quiet: bool, out: Console,
                 err: Console) -> None:
-    from optileuk.objectives._torch import resolve_device
+    from optileuk.objectives import resolve_device
     from optileuk.predict import predict
 
     resolve_device(device)  # a device this machine does not have: one message before anything is read

@@ -10,7 +10,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from optileuk.config import load_study
-from optileuk.objectives._base import preparing
+from optileuk.objectives import preparing
 from optileuk.runner import Runner, Summary
 
 

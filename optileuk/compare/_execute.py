@@ -21,7 +21,8 @@ from optuna.trial import TrialState
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
 
 from optileuk.compare._plan import Plan, Reference, Run, reference_name
-from optileuk.errors import OptileukError
+from optileuk.errors import ConfigError, OptileukError, Problem
+from optileuk.storage import FINGERPRINT_KEY, STUDY_ATTR, TrialWriter, open_storage, redact, study_counts
 
 _OBJECTIVES: dict[str, Any] = {}  # per process: prepared objectives shared by its runs
 
@@ -106,7 +107,6 @@ def prepare(plan: Plan) -> None:
     objective; a study of the same name made with other settings is refused here.
     """
     from optileuk.runner import Runner
-    from optileuk.storage import open_storage
 
     storage = open_storage(plan.storage)
     for run in plan.runs:
@@ -138,10 +138,6 @@ def _reference_fingerprint(study, ref: Reference) -> str:
 def _stored_reference(storage, plan: Plan, ref: Reference) -> int | None:
     """The id of the reference's study when it is stored (``None``: not yet); a study of that name
     scored with other parameters, objective or data seed is refused, like a run's."""
-    from optileuk.errors import ConfigError, Problem
-    from optileuk.runner._common import FINGERPRINT_KEY
-    from optileuk.storage import redact
-
     first, name = plan.first(), reference_name(plan.base, ref.label)
     try:
         study_id = storage.get_study_id_from_name(name)
@@ -157,8 +153,6 @@ def _stored_reference(storage, plan: Plan, ref: Reference) -> int | None:
 def check_references(plan: Plan) -> None:
     """Refuse, before anything is written, references whose stored studies do not match the plan."""
     if plan.references:
-        from optileuk.storage import open_storage
-
         storage = open_storage(plan.storage)
         for ref in plan.references:
             _stored_reference(storage, plan, ref)
@@ -174,9 +168,7 @@ def score_references(plan: Plan, threads: int = 0) -> list[ReferenceResult]:
     trained with 2 differ; a reference must be trained like the runs' candidates to compare with them."""
     import optuna
 
-    from optileuk.runner._common import FINGERPRINT_KEY, STUDY_ATTR
-    from optileuk.runner._outcome import run_objective
-    from optileuk.storage import open_storage
+    from optileuk.runner import run_objective
 
     if not plan.references:
         return []
@@ -208,8 +200,10 @@ def score_references(plan: Plan, threads: int = 0) -> list[ReferenceResult]:
         if outcome.error:
             attrs["error"] = outcome.error
         done = outcome.state == TrialState.COMPLETE
-        study.add_trial(optuna.trial.create_trial(state=outcome.state if outcome.state != TrialState.PRUNED else TrialState.FAIL,
-                                                  value=outcome.value if done else None, user_attrs=attrs))
+        writer = TrialWriter(storage, study._study_id)  # the runs' writer: the same path into the tables
+        writer.add(optuna.trial.create_trial(state=outcome.state if outcome.state != TrialState.PRUNED else TrialState.FAIL,
+                                             value=outcome.value if done else None, user_attrs=attrs))
+        writer.flush()
         out.append(ReferenceResult(ref.label, name, outcome.value if done else None, outcome.seconds,
                                    None if done else outcome.error))
     return out
@@ -217,18 +211,14 @@ def score_references(plan: Plan, threads: int = 0) -> list[ReferenceResult]:
 
 class _Counter:
     """Finished trials of the comparison, for the progress bar: one grouped count per poll
-    (:func:`optileuk.runner._read.study_counts`), no trial is read."""
+    (:func:`optileuk.storage.study_counts`), no trial is read."""
 
     def __init__(self, plan: Plan):
-        from optileuk.storage import open_storage
-
         self.storage = open_storage(plan.storage)
         self.names = [run.name for run in plan.runs]
         self.ids: dict[str, int] = {}
 
     def update(self, names=()) -> int:
-        from optileuk.runner._read import study_counts
-
         if any(n not in self.ids for n in self.names):
             self.ids = {fs.study_name: fs._study_id for fs in self.storage.get_all_studies()}
         ids, counts = self.ids, study_counts(self.storage)

@@ -38,8 +38,8 @@ from pathlib import Path
 from typing import Any
 
 from optileuk.config import Study, load_study, study_from_dict
-from optileuk.config._load import read_yaml
 from optileuk.errors import ConfigError, Problem
+from optileuk.validation import read_yaml
 
 NAME = re.compile(r"^(?P<base>.+)\.(?P<label>[A-Za-z0-9_\-]+)\.s(?P<seed>\d+)$")
 REF_NAME = re.compile(r"^(?P<base>.+)\.(?P<label>[A-Za-z0-9_\-]+)\.ref$")
@@ -245,7 +245,7 @@ def _reference_problems(path: Path, references: list[Reference], study: Study) -
             continue
         space = SearchSpace.from_dict({"parameters": {k: _point(v) for k, v in ref.params.items()}})
         try:
-            messages = study.objective().check_space(space)
+            messages = study.objective().space_problems(space)
         except ConfigError as exc:
             messages = [p.rule for p in exc.problems]
         out += [Problem(str(path), f"references[{i}].params", m, ref.params) for m in messages]

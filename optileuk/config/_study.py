@@ -21,9 +21,11 @@ from typing import Any, Literal, Optional, Union
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from optileuk.config._load import join, problems_from, read_yaml, validate
 from optileuk.errors import ConfigError, Problem
-from optileuk.storage import DEFAULT_STORAGE
+from optileuk.registry import OBJECTIVES, OPTIMIZERS
+from optileuk.space import SearchSpace
+from optileuk.storage import DEFAULT_STORAGE, redact
+from optileuk.validation import join, problems_from, read_yaml, validate
 
 
 class _Strict(BaseModel):
@@ -193,8 +195,6 @@ class Study:
 
     def raw(self) -> dict[str, Any]:
         """The study as plain data (stored with the study, used by ``export``)."""
-        from optileuk.storage import redact
-
         data = self.file.model_dump(mode="json")
         data["storage"] = redact(data["storage"])  # study attrs are served by dashboards: no password
         data["search_space"] = self.space.to_dict()
@@ -232,9 +232,6 @@ def load_study(path: str | Path, *, trials: int | None = None, seed: int | None 
 
 def study_from_dict(data: dict[str, Any], path: Path) -> Study:
     """Validate study data (a parsed file, or the copy stored with a study for its workers)."""
-    from optileuk.registry import OBJECTIVES, OPTIMIZERS
-    from optileuk.space import SearchSpace
-
     src = str(path)
     problems: list[Problem] = []
     file, errs = validate(StudyFile, data, src)
@@ -245,18 +242,7 @@ def study_from_dict(data: dict[str, Any], path: Path) -> Study:
                                 file.runner.scheduler))
 
     # The plug-ins and the space are checked even when the top level has problems elsewhere.
-    space = None
-    ss = data.get("search_space")
-    try:
-        if isinstance(ss, str):
-            ss_path = (path.parent / ss) if not Path(ss).is_absolute() else Path(ss)
-            if not ss_path.is_file():
-                raise ConfigError([Problem(src, "search_space", f"must name an existing YAML file (looked for {ss_path})", ss)])
-            space = SearchSpace.from_file(ss_path)
-        elif isinstance(ss, dict):
-            space = SearchSpace.from_dict(ss, source=src, prefix=("search_space",))
-    except ConfigError as exc:
-        problems += exc.problems
+    space = _space(data.get("search_space"), path, problems)
 
     opt_entry = opt_cfg = None
     spec = data.get("optimizer")
@@ -286,7 +272,7 @@ def study_from_dict(data: dict[str, Any], path: Path) -> Study:
             problems += missing
         if obj_cfg is not None and space is not None and not missing:
             try:
-                for msg in obj_cls(obj_cfg, space=space).check_space(space):
+                for msg in obj_cls(obj_cfg, space=space).space_problems(space):
                     problems.append(Problem(src, "search_space", msg))
             except ConfigError as exc:  # the objective's own checks, attributed to this file
                 problems += [Problem(src, p.path, p.rule, p.value) for p in exc.problems]
@@ -299,10 +285,24 @@ def study_from_dict(data: dict[str, Any], path: Path) -> Study:
     return Study(path, file, space, opt_name, opt_entry, opt_cfg, obj_type, obj_cls, obj_cfg)
 
 
+def _space(ss: Any, path: Path, problems: list[Problem]) -> SearchSpace | None:
+    """The study's ``search_space`` (a file beside the study file, or inline); its problems added to ``problems``."""
+    src = str(path)
+    try:
+        if isinstance(ss, str):
+            ss_path = (path.parent / ss) if not Path(ss).is_absolute() else Path(ss)
+            if not ss_path.is_file():
+                raise ConfigError([Problem(src, "search_space", f"must name an existing YAML file (looked for {ss_path})", ss)])
+            return SearchSpace.from_file(ss_path)
+        if isinstance(ss, dict):
+            return SearchSpace.from_dict(ss, source=src, prefix=("search_space",))
+    except ConfigError as exc:
+        problems += exc.problems
+    return None
+
+
 def _objectives_problems(file: StudyFile, obj_cls, obj_type: str, opt_entry, opt_name: str, src: str) -> list[Problem]:
     """``objectives``: values the objective reports, once each; several need a multi-objective optimizer."""
-    from optileuk.registry import OPTIMIZERS
-
     out = []
     names = obj_cls.value_names()
     for i, n in enumerate(file.objectives):

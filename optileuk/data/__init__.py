@@ -17,11 +17,15 @@ from optileuk.data._config import (
     RealismConfig,
     SyntheticData,
 )
+from optileuk.data._cache import cached, cached_arrays
 from optileuk.data._dataset import Dataset
 from optileuk.data._generate import synthetic
-from optileuk.data._loaders import DataWarning, load_all_idb1, load_all_idb2, load_cnmc, load_folders, load_pairs, read_image
+from optileuk.data._splits import Fold, SplitConfig, Splits, make_splits, outer_parts
+from optileuk.data._stain import Stain, StainNormaliser, stain_jitter_od
 from optileuk.errors import DataError
-from optileuk.data._splits import Fold, SplitConfig, Splits, make_splits
+from optileuk.data._loaders import (IMAGE_EXT, ChannelsError, DataWarning, as_rgb, image_mask_pairs, load_all_idb1,
+                                    load_all_idb2, load_cnmc, load_folders, load_pairs, read_image, read_labels,
+                                    read_mask)
 
 _LOADERS = {"synthetic": synthetic, "folders": load_folders, "all_idb1": load_all_idb1, "all_idb2": load_all_idb2,
             "cnmc": load_cnmc, "pairs": load_pairs}
@@ -67,6 +71,19 @@ def drop_small_classes(ds: Dataset, min_per_class: int) -> Dataset:
     return replace(out, labels=renumber[out.labels], classes=[ds.classes[i] for i in keep])
 
 
-__all__ = ["AllIdb1Data", "AllIdb2Data", "CnmcData", "DataWarning", "Dataset", "DatasetConfig",
-           "Fold", "FoldersData", "PairsData", "RealismConfig", "SplitConfig", "Splits", "SyntheticData",
-           "drop_small_classes", "load_dataset", "make_splits", "read_image", "synthetic"]
+_GEOMETRY = ("Resize", "from_square", "square_image", "to_square")  # torch: imported when first asked for
+
+
+def __getattr__(name: str):
+    if name in _GEOMETRY:
+        from optileuk.data import _geometry
+
+        return getattr(_geometry, name)
+    raise AttributeError(f"module 'optileuk.data' has no attribute {name!r}")
+
+
+__all__ = ["AllIdb1Data", "AllIdb2Data", "ChannelsError", "CnmcData", "DataWarning", "Dataset", "DatasetConfig",
+           "Fold", "FoldersData", "IMAGE_EXT", "PairsData", "RealismConfig", "Resize", "SplitConfig", "Splits", "Stain",
+           "StainNormaliser", "SyntheticData", "as_rgb", "cached", "cached_arrays", "drop_small_classes",
+           "from_square", "image_mask_pairs", "load_dataset", "make_splits", "outer_parts", "read_image",
+           "read_labels", "read_mask", "square_image", "stain_jitter_od", "synthetic", "to_square"]

@@ -327,7 +327,7 @@ def load_cnmc(cfg: CnmcData) -> Dataset:
 
 
 # ---- image / mask pairs ---------------------------------------------------------------------------
-def _pairs(root: Path, mask_dir: str = "masks") -> list[tuple[Path, Path | None]]:
+def image_mask_pairs(root: Path, mask_dir: str = "masks") -> list[tuple[Path, Path | None]]:
     if (root / "images").is_dir():
         mdir = root / mask_dir
         if not mdir.is_dir():
@@ -347,7 +347,7 @@ def _pairs(root: Path, mask_dir: str = "masks") -> list[tuple[Path, Path | None]
     return out
 
 
-def _read_labels(path: Path) -> dict[str, str]:
+def read_labels(path: Path) -> dict[str, str]:
     """``{image stem: class}`` from a CSV whose first two columns are image (stem or file name) and class."""
     import csv
 
@@ -370,14 +370,14 @@ def _read_labels(path: Path) -> dict[str, str]:
 
 def load_pairs(cfg: PairsData) -> Dataset:
     root = _folder(cfg.path, "image/mask")
-    pairs = _pairs(root, cfg.mask_dir)
+    pairs = image_mask_pairs(root, cfg.mask_dir)
     if not pairs:
         raise DataError(f"{root}: no images (expected images/ + masks/, or x.png beside x_mask.png)")
     files = [p for pair in pairs for p in pair if p is not None]
     labels_path = root / cfg.labels if cfg.labels else root / "labels.csv"
     if cfg.labels and not labels_path.is_file():
         raise DataError(f"{labels_path}: labels file not found (labels)")
-    label_of = _read_labels(labels_path) if labels_path.is_file() else None
+    label_of = read_labels(labels_path) if labels_path.is_file() else None
     if label_of is not None:
         files.append(labels_path)
 

@@ -16,6 +16,7 @@ import warnings
 from typing import Literal, Sequence
 
 import numpy as np
+from optileuk.errors import DataError
 
 Stain = Literal["none", "reinhard", "macenko"]
 STAIN_METHODS = ("none", "reinhard", "macenko")
@@ -59,8 +60,6 @@ class StainNormaliser:
         try:
             self._norm.fit(target)
         except (np.linalg.LinAlgError, ValueError, IndexError) as exc:
-            from optileuk.errors import DataError
-
             raise DataError(f"stain: {method} cannot be fitted to the reference ({type(exc).__name__}: {exc}); "
                             "the reference images hold too few stained pixels (stain_reference)") from None
 

@@ -31,7 +31,7 @@ def handcrafted(image: np.ndarray, size: int = 64, resize: str = "stretch") -> n
     if resize == "stretch":
         img = transform.resize(image, (size, size), anti_aliasing=True, preserve_range=False)  # float [0,1]
     else:
-        from optileuk.data._geometry import square_image
+        from optileuk.data import square_image
 
         img = square_image(image, size, resize).astype(np.float64)
     hsv = color.rgb2hsv(img)

@@ -14,7 +14,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 from torch.nn import functional as F
 
-from optileuk.data._stain import stain_jitter_od
+from optileuk.data import stain_jitter_od
 
 
 def _draw(gen: torch.Generator, *shape: int) -> torch.Tensor:

@@ -9,12 +9,18 @@ import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, ClassVar, Mapping, Sequence
+from typing import Annotated, Any, Callable, ClassVar, Mapping, Sequence
 
 import optuna
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
+from optileuk.errors import ConfigError, Problem
 from optileuk.space import SearchSpace
+
+Device = Annotated[str, Field(pattern=r"^(auto|cpu|cuda(:\d+)?|mps)$",
+                              description="auto (CUDA when present, else the CPU), cpu, cuda, cuda:<i> or mps")]
+"""The ``device`` field of objectives that run torch; checked against this machine by
+:meth:`Objective.space_problems` (at load time, not mid-run)."""
 
 
 class ObjectiveConfig(BaseModel):
@@ -40,8 +46,6 @@ class ObjectiveConfig(BaseModel):
 
     def file_problems(self, src: str) -> list:
         """Problems with files the config names, checked at load time (nothing is created before)."""
-        from optileuk.errors import Problem
-
         out = []
         ref = getattr(self, "stain_reference", None)
         if isinstance(ref, str) and not Path(ref).expanduser().is_file():
@@ -52,6 +56,17 @@ class ObjectiveConfig(BaseModel):
             out.append(Problem(src, "objective.weights", "must name a local file (weights file not found; weights are "
                                "never downloaded; relative paths are read from the study file's folder)", weights))
         return out
+
+
+class ClassifiesCells:
+    """Mixin of objectives that classify cells (``class X(ClassifiesCells, Objective)``): the metrics
+    their trials record (computed by :func:`optileuk.metrics.scores`) and what their value means."""
+
+    METRICS: ClassVar[tuple[str, ...]] = ("balanced_accuracy", "accuracy", "macro_f1")
+
+    @classmethod
+    def value_meaning(cls, config: Any = None) -> str:
+        return "1 - balanced accuracy"
 
 
 @dataclass
@@ -107,6 +122,7 @@ class Objective(ABC):
     # the same config always scores the same (seeded): ``runner.reuse_duplicates: auto`` then reuses a
     # complete trial's value for a candidate equal to it; plug-ins are assumed not to be unless they say so
     deterministic: ClassVar[bool] = False
+    batches: ClassVar[bool] = False  # evaluate_many is faster than evaluate one by one (the inline executor uses it)
     # the fitted model class train_final returns (optileuk.objectives._model.FittedModel), None: no final model
     Model: ClassVar[type | None] = None
 
@@ -120,8 +136,6 @@ class Objective(ABC):
         self.config = config if isinstance(config, self.Config) else self.Config.model_validate(dict(config or {}))
         problems = self.config.file_problems("")
         if problems:
-            from optileuk.errors import ConfigError
-
             raise ConfigError(problems)
         self.seed = seed
         self.objectives = list(objectives) if objectives else None
@@ -177,6 +191,12 @@ class Objective(ABC):
         return [f"parameter '{n}' is not used by the {name} objective (it uses: {', '.join(known)})"
                 for n in space.params if n not in known]
 
+    def space_problems(self, space: SearchSpace) -> list[str]:
+        """What is wrong with ``space`` for this objective (the device checked first): what a study
+        file's loader reports."""
+        self.check_device()
+        return self.check_space(space)
+
     def check_device(self) -> None:
         """Fail at load time (not mid-run) when the configured device does not exist here."""
         device = getattr(self.config, "device", None)
@@ -205,13 +225,16 @@ class Objective(ABC):
     def evaluate(self, config: Mapping[str, Any], *, trial: optuna.trial.BaseTrial | None = None) -> Score:
         """Score one configuration. ``trial`` (when given) receives intermediate reports."""
 
+    def evaluate_many(self, configs: Sequence[Mapping[str, Any]]) -> list[Score]:
+        """Score several configurations; objectives that do it faster together than one by one (e.g.
+        one distance matrix for a population of feature masks) override it and set ``batches``."""
+        return [self.evaluate(c) for c in configs]
+
     def fit_final(self, params: Mapping[str, Any], *, on_step=None):
         """Fit ``params`` on the whole search part (everything but the test split; all the data when
         ``split.test_size`` is 0) and return a :class:`~optileuk.objectives._final.Fitted` holding
         the :class:`~optileuk.objectives._model.FittedModel`. ``on_step(done, total, what)`` drives
         a progress bar."""
-        from optileuk.errors import ConfigError, Problem
-
         raise ConfigError([Problem("", "objective.type", "has no final model to train (optileuk train works for "
                                    "dknn, unet_plr, segmentation, handcrafted, feature_selection and pipeline)",
                                    type(self).__name__)])
@@ -228,8 +251,6 @@ class Objective(ABC):
             require_test(data.splits.test)
         fitted = self.fit_final(params, on_step=on_step)
         if data is None:  # a plug-in objective without the shared data part
-            from optileuk.errors import ConfigError, Problem
-
             raise ConfigError([Problem("", "objective.type", "has no prepared images to score a final model on",
                                        type(self).__name__)])
         common = dict(training_data=data.fingerprint(), facts=fitted.facts, metrics=fitted.metrics)

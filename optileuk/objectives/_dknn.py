@@ -24,18 +24,16 @@ from typing import Any, Mapping, Optional
 import numpy as np
 import torch
 from pydantic import Field
-from sklearn.metrics import accuracy_score, balanced_accuracy_score, f1_score
 from torch.nn import functional as F
 
-from optileuk.data import DatasetConfig, SplitConfig, SyntheticData
-from optileuk.objectives._augment import TrainAugment
+from optileuk.data import DatasetConfig, Resize, SplitConfig, Stain, SyntheticData
 from optileuk.errors import ConfigError, Problem
-from optileuk.data._geometry import Resize
-from optileuk.data._stain import Stain
+from optileuk.metrics import bootstrap_ci, scores
 from optileuk.models import DKNN
-from optileuk.objectives._base import Objective, ObjectiveConfig, Score
+from optileuk.objectives._augment import TrainAugment
+from optileuk.objectives._base import ClassifiesCells, Device, Objective, ObjectiveConfig, Score
+from optileuk.objectives._final import Fitted
 from optileuk.objectives._inputs import INPUT_KEYS, check_defaults, check_sizes, prepare_images, with_inputs
-from optileuk.objectives._final import Fitted, bootstrap_ci
 from optileuk.objectives._model import NetModel, Prediction
 from optileuk.objectives._torch import fit, image_tensor, n_params, predict, resolve_device, seeded
 
@@ -57,7 +55,7 @@ class DknnConfig(ObjectiveConfig):
     stain_reference: Optional[str] = Field(None, description="image file to normalise to (default: search-part images)")
     widths: list[int] = Field(default_factory=lambda: [16, 32, 64], min_length=1)
     hidden: int = Field(256, ge=2)
-    device: str = Field("auto", pattern=r"^(auto|cpu|cuda(:\d+)?|mps)$")
+    device: Device = "auto"
     defaults: dict[str, Any] = Field(default_factory=dict, description="values of parameters not searched")
 
 
@@ -73,17 +71,12 @@ def parse_shape(text: Any, where: str = "shape1") -> tuple[int, int, int, int] |
         raise ConfigError([Problem("", where, "must be 'auto' or 'm1xm2xn1xn2' (four positive integers)", text)]) from None
 
 
-class DknnObjective(Objective):
+class DknnObjective(ClassifiesCells, Objective):
     deterministic = True  # seeded: the same config scores the same
     Config = DknnConfig
     config: DknnConfig
     primary = "error"
     VALUES = {"head_params": "minimize", "head_macs": "minimize", "params": "minimize", "train_seconds": "minimize"}
-    METRICS = ("balanced_accuracy", "accuracy", "macro_f1")
-
-    @classmethod
-    def value_meaning(cls, config=None) -> str:
-        return "1 - balanced accuracy"
 
     def __init__(self, config=None, *, space=None, seed=0, objectives=None):
         super().__init__(config, space=space, seed=seed, objectives=objectives)
@@ -98,7 +91,6 @@ class DknnObjective(Objective):
         return with_inputs({**DEFAULTS, "hidden": self.config.hidden}, self.config, config)
 
     def check_space(self, space) -> list[str]:
-        self.check_device()
         out = self.unused(space, (*DEFAULTS, "hidden", *INPUT_KEYS), "dknn")
         for name, allowed in CHOICES.items():
             bad = [c for c in (getattr(space.params.get(name), "choices", None) or []) if c not in allowed]
@@ -146,17 +138,16 @@ class DknnObjective(Objective):
 
         def val_error(epoch: int) -> float:
             pred = predict(model, xva, device).argmax(1).numpy()
-            return 1.0 - balanced_accuracy_score(yva, pred)
+            return 1.0 - scores(yva, pred, len(classes))["balanced_accuracy"]
 
         epochs = fit(model, xtr, ytr, loss_fn=F.cross_entropy, epochs=int(p["epochs"]), batch_size=int(p["batch_size"]),
                      lr=float(p["lr"]), weight_decay=float(p["weight_decay"]), device=device, seed=self.seed,
                      on_epoch=val_error, trial=trial if len(self.directions) == 1 else None,
                      augment=self.config.augment.batch(), one_cycle=p["schedule"] == "onecycle")
         pred = predict(model, xva, device).argmax(1).numpy()
-        bal = balanced_accuracy_score(yva, pred)
-        attrs = {"accuracy": float(accuracy_score(yva, pred)), "balanced_accuracy": float(bal),
-                 "macro_f1": float(f1_score(yva, pred, average="macro")),
-                 **{f"{k}_ci95": v for k, v in bootstrap_ci(yva, pred, len(classes), n_boot=1000, seed=self.seed).items()},
+        m = scores(yva, pred, len(classes))
+        bal = m["balanced_accuracy"]
+        attrs = {**m, **{f"{k}_ci95": v for k, v in bootstrap_ci(yva, pred, len(classes), n_boot=1000, seed=self.seed).items()},
                  "head_params": model.head_parameters(), "head_macs": model.head_macs(),
                  "params": n_params(model), "epochs_trained": epochs, "device": str(device),
                  "train_seconds": time.perf_counter() - start, "split": "validation (hold-out of the search part)"}

@@ -21,18 +21,16 @@ import torch
 from pydantic import Field
 from torch.nn import functional as F
 
-from optileuk.data import DatasetConfig, SplitConfig, SyntheticData
-from optileuk.data._cache import cached
+from optileuk.data import DatasetConfig, Resize, SplitConfig, Stain, SyntheticData, cached
 from optileuk.errors import ConfigError, Problem
 from optileuk.features import FEATURE_NAMES, handcrafted_features
+from optileuk.metrics import fold_scores
 from optileuk.models import DKNN
 from optileuk.objectives._augment import TrainAugment
-from optileuk.objectives._base import Objective, ObjectiveConfig, Score, prepare_step
-from optileuk.data._geometry import Resize
-from optileuk.data._stain import Stain
-from optileuk.objectives._inputs import load_trunk, prepare_images, selection_mask
-from optileuk.objectives._final import Fitted, bootstrap_ci
+from optileuk.objectives._base import ClassifiesCells, Device, Objective, ObjectiveConfig, Score, prepare_step
+from optileuk.objectives._final import Fitted
 from optileuk.objectives._handcrafted import build_classifier, classify
+from optileuk.objectives._inputs import load_trunk, prepare_images, selection_mask
 from optileuk.objectives._model import FittedModel
 from optileuk.objectives._torch import fit, image_tensor, load_weights, resolve_device, seeded
 
@@ -49,7 +47,7 @@ class FeatureSelectionConfig(ObjectiveConfig):
     stain: Stain = Field("none", description="stain normalisation before features (none | reinhard | macenko)")
     stain_reference: Optional[str] = Field(None, description="image file to normalise to (default: search-part images)")
     widths: list[int] = Field(default_factory=lambda: [16, 32, 64], min_length=1)
-    device: str = Field("auto", pattern=r"^(auto|cpu|cuda(:\d+)?|mps)$")
+    device: Device = "auto"
     classifier: Literal["knn", "svm", "logreg"] = "knn"
     n_neighbors: int = Field(5, ge=1)
     alpha: float = Field(0.99, ge=0, le=1)
@@ -75,23 +73,12 @@ def knn_predict_many(xtr: torch.Tensor, ytr: torch.Tensor, xva: torch.Tensor, ma
     return torch.cat(out)
 
 
-def _metrics(y: np.ndarray, pred: np.ndarray, n_classes: int) -> tuple[float, float, float]:
-    """Accuracy, balanced accuracy and macro-F1 from one confusion matrix (as scikit-learn defines
-    them over the classes present in ``y`` or ``pred``)."""
-    cm = np.bincount(y * n_classes + pred, minlength=n_classes * n_classes).reshape(n_classes, n_classes)
-    tp, true, predicted = np.diag(cm), cm.sum(1), cm.sum(0)
-    present = true > 0
-    recall = tp[present] / true[present]
-    labels = (true + predicted) > 0
-    f1 = np.where(true + predicted > 0, 2 * tp / np.maximum(true + predicted, 1), 0.0)[labels]
-    return float(tp.sum() / cm.sum()), float(recall.mean()), float(f1.mean())
-
-
-class FeatureSelectionObjective(Objective):
+class FeatureSelectionObjective(ClassifiesCells, Objective):
     deterministic = True  # seeded: the same config scores the same
     Config = FeatureSelectionConfig
     config: FeatureSelectionConfig
     primary = "fitness"  # alpha * error + (1 - alpha) * share kept
+    batches = True  # one KNN distance computation per fold for a whole population of masks
     VALUES = {"error": "minimize", "selected_share": "minimize"}  # 1 - balanced accuracy; features kept / all
     METRICS = ("balanced_accuracy", "accuracy", "macro_f1", "selected_share")
 
@@ -105,7 +92,6 @@ class FeatureSelectionObjective(Objective):
         self._folds = None
 
     def check_space(self, space) -> list[str]:
-        self.check_device()
         name = self.config.mask_param
         out = []
         if name not in space.params or space.params[name].type != "mask":
@@ -180,14 +166,11 @@ class FeatureSelectionObjective(Objective):
                                "selected_share": 0.0,
                                "accuracy": 0.0, "macro_f1": 0.0, "note": "no feature selected: worst fitness"})
         ys = [f[3] for f in self._folds]
-        per_fold = [_metrics(y, p, self.n_classes) for y, p in zip(ys, preds_per_fold)]
-        acc, bal, f1 = (float(np.mean([m[i] for m in per_fold])) for i in range(3))
+        m = fold_scores(ys, preds_per_fold, self.n_classes, seed=self.seed)
         a = self.config.alpha
-        value = a * (1 - bal) + (1 - a) * n_sel / self.n_features
-        ci = bootstrap_ci(np.concatenate(ys), np.concatenate(preds_per_fold), self.n_classes, n_boot=1000, seed=self.seed)
-        return Score(value, {"selected": n_sel, "total": self.n_features, "balanced_accuracy": bal, "error": 1 - bal,
+        value = a * (1 - m["balanced_accuracy"]) + (1 - a) * n_sel / self.n_features
+        return Score(value, {"selected": n_sel, "total": self.n_features, **m, "error": 1 - m["balanced_accuracy"],
                              "selected_share": n_sel / self.n_features,
-                             "accuracy": acc, "macro_f1": f1, **{f"{k}_ci95": v for k, v in ci.items()},
                              "split": f"{len(self._folds)}-fold CV, search part"})
 
     def _mask(self, config: Mapping[str, Any]) -> np.ndarray:

@@ -21,16 +21,13 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import RobustScaler, StandardScaler
 from sklearn.svm import SVC
 
-from optileuk.data import DatasetConfig, SplitConfig, SyntheticData
-from optileuk.data._cache import cached
+from optileuk.data import DatasetConfig, Resize, SplitConfig, Stain, SyntheticData, cached
 from optileuk.features import FEATURE_NAMES, handcrafted_features
-from optileuk.objectives._base import Objective, ObjectiveConfig, Score
-from optileuk.data._geometry import Resize
-from optileuk.data._stain import Stain
+from optileuk.metrics import fold_scores
+from optileuk.objectives._base import ClassifiesCells, Objective, ObjectiveConfig, Score
+from optileuk.objectives._final import Fitted, class_scores
 from optileuk.objectives._inputs import prepare_images
-from optileuk.objectives._final import Fitted, class_scores, fold_scores
 from optileuk.objectives._model import FittedModel, Prediction
-
 
 
 class HandcraftedConfig(ObjectiveConfig):
@@ -73,13 +70,8 @@ def build_classifier(config: Mapping[str, Any], default: str, seed: int):
     return Pipeline([("scale", scaler), ("classify", clf)])
 
 
-class HandcraftedObjective(Objective):
+class HandcraftedObjective(ClassifiesCells, Objective):
     deterministic = True  # seeded: the same config scores the same
-    METRICS = ("balanced_accuracy", "accuracy", "macro_f1")
-
-    @classmethod
-    def value_meaning(cls, config=None) -> str:
-        return "1 - balanced accuracy"
     Config = HandcraftedConfig
     config: HandcraftedConfig
 

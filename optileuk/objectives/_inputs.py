@@ -9,8 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from optileuk.data import Dataset, Splits, load_dataset, make_splits, read_image
-from optileuk.data._stain import StainNormaliser
+from optileuk.data import Dataset, Splits, StainNormaliser, load_dataset, make_splits, read_image
 from optileuk.errors import ConfigError, DataError, Problem
 
 INPUT_KEYS = ("image_size", "resize", "stain")  # searchable; defaults are the objective's keys of the same names

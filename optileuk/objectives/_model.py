@@ -23,8 +23,7 @@ from typing import Any, ClassVar, Iterable, Sequence
 
 import numpy as np
 
-from optileuk.data._loaders import as_rgb
-from optileuk.data._stain import StainNormaliser
+from optileuk.data import StainNormaliser, as_rgb
 from optileuk.errors import DataError
 
 NUCLEUS, CELL = 2, 1  # mask labels: 0 background, 1 cytoplasm (or a whole cell), 2 nucleus

@@ -35,22 +35,18 @@ import numpy as np
 import torch
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
-from optileuk.data import DatasetConfig, SplitConfig, SyntheticData
-from optileuk.data._cache import cached_arrays
-from optileuk.data._geometry import Resize
-from optileuk.data._stain import Stain
+from optileuk.data import DatasetConfig, Resize, SplitConfig, Stain, SyntheticData, cached_arrays
 from optileuk.errors import ConfigError, Problem
-from optileuk.features import FEATURE_NAMES
-from optileuk.features._cells import CELL_FEATURES, GROUPS, measure_cell
-from optileuk.objectives._base import Objective, ObjectiveConfig, Score
-from optileuk.objectives._final import Fitted, fold_scores
+from optileuk.features import CELL_FEATURES, FEATURE_NAMES, GROUPS, measure_cell
+from optileuk.metrics import fold_scores
+from optileuk.objectives._base import ClassifiesCells, Device, Objective, ObjectiveConfig, Score
+from optileuk.objectives._final import Fitted
 from optileuk.objectives._handcrafted import CLASSIFIER_DEFAULTS, build_classifier
 from optileuk.objectives._inputs import check_defaults, load_trunk, prepare_images, selection_mask
+from optileuk.objectives._segmentation import DEFAULTS as SEG_DEFAULTS, cluster, cluster_key
+from optileuk.objectives._torch import resolve_device
 from optileuk.objectives._pipeline_model import (PipelineModel, cell_clusters, classical_masks, compact, image_features,
                                                  square_u8, train_segmenter, trunk_features, unet_masks)
-from optileuk.objectives._segmentation import DEFAULTS as SEG_DEFAULTS
-from optileuk.objectives._segmentation import cluster, cluster_key
-from optileuk.objectives._torch import resolve_device
 
 SEGMENT = {**{k: SEG_DEFAULTS[k] for k in ("colour_space", "blur_sigma", "method", "k", "nucleus_rank", "T", "max_iter",
                                            "epsilon", "threshold_offset", "opening", "closing")},
@@ -92,18 +88,13 @@ class PipelineConfig(ObjectiveConfig):
     weights: Optional[str] = Field(None, description="local state_dict of a DKNN whose trunk gives deep features")
     widths: list[int] = Field(default_factory=lambda: [16, 32, 64], min_length=1, description="trunk widths of weights")
     trunk_size: int = Field(32, ge=8, le=512, description="input side of the trunk of weights")
-    device: str = Field("auto", pattern=r"^(auto|cpu|cuda(:\d+)?|mps)$")
+    device: Device = "auto"
     mask_param: str = "features"
     defaults: dict[str, Any] = Field(default_factory=dict, description="values of parameters not searched")
 
 
-class PipelineObjective(Objective):
+class PipelineObjective(ClassifiesCells, Objective):
     deterministic = True  # seeded: the same config scores the same
-    METRICS = ("balanced_accuracy", "accuracy", "macro_f1")
-
-    @classmethod
-    def value_meaning(cls, config=None) -> str:
-        return "1 - balanced accuracy"
     Config = PipelineConfig
     config: PipelineConfig
 
@@ -122,7 +113,6 @@ class PipelineObjective(Objective):
                 **{k: v for k, v in candidate.items() if k != self.config.mask_param}}
 
     def check_space(self, space) -> list[str]:
-        self.check_device()
         name = self.config.mask_param
         out = self.unused(space, (*DEFAULTS, *INPUTS, name), "pipeline")
         if name in space.params and space.params[name].type != "mask":

@@ -19,14 +19,13 @@ from scipy import ndimage
 from skimage import morphology
 from torch.nn import functional as F
 
-from optileuk.data._geometry import from_square, square_image, to_square
-from optileuk.features import handcrafted_features
-from optileuk.features._cells import CELL_FEATURES, measure_cell
+from optileuk.data import from_square, square_image, to_square
+from optileuk.features import CELL_FEATURES, handcrafted_features, measure_cell
 from optileuk.objectives._augment import BatchAugment
 from optileuk.objectives._model import FittedModel, mask_labels
+from optileuk.objectives._torch import fit, image_tensor, load_weights, predict, seeded
 from optileuk.objectives._segmentation import (cluster, cluster_key, darkness, kmeans_labels, nucleus_mask,
                                                pixel_features)
-from optileuk.objectives._torch import fit, image_tensor, load_weights, predict, seeded
 
 
 def square_u8(image: np.ndarray, size: int, resize: str) -> np.ndarray:

@@ -36,11 +36,11 @@ from scipy import ndimage
 from skimage import color, filters, morphology
 from sklearn.cluster import KMeans
 
-from optileuk.data import DatasetConfig, SplitConfig, SyntheticData
+from optileuk.data import DatasetConfig, SplitConfig, SyntheticData, from_square, square_image
+from optileuk.metrics import mask_scores
 from optileuk.objectives._base import Objective, ObjectiveConfig, Score
-from optileuk.data._geometry import from_square, square_image
+from optileuk.objectives._final import Fitted
 from optileuk.objectives._inputs import prepare_images
-from optileuk.objectives._final import Fitted, mask_scores
 from optileuk.objectives._model import CELL, NUCLEUS, FittedModel, Prediction
 
 DEFAULTS = {"colour_space": "lab", "blur_sigma": 1.0, "method": "kmeans", "k": 3, "nucleus_rank": 0, "T": 0.02,

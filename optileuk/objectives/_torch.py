@@ -10,8 +10,8 @@ import optuna
 import torch
 from torch import nn
 
-from optileuk.data._geometry import to_square
-from optileuk.errors import ConfigError, Problem
+from optileuk.data import to_square
+from optileuk.errors import ConfigError, DataError, Problem
 
 
 def resolve_device(name: str) -> torch.device:
@@ -151,8 +151,6 @@ def n_params(model: nn.Module) -> int:
 def load_weights(module: nn.Module, tensors: dict[str, torch.Tensor], prefix: str) -> None:
     """Load the ``prefix``-named tensors of a bundle into ``module`` (every one of its weights must be
     there, with its shape: a bundle that does not fit the architecture it describes is refused)."""
-    from optileuk.errors import DataError
-
     state = {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
     try:
         module.load_state_dict(state, strict=True)

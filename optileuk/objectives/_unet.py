@@ -28,14 +28,12 @@ import numpy as np
 import torch
 from pydantic import Field
 
-from optileuk.data import DatasetConfig, SplitConfig, SyntheticData
-from optileuk.data._geometry import Resize, from_square
-from optileuk.data._stain import Stain
+from optileuk.data import DatasetConfig, Resize, SplitConfig, Stain, SyntheticData, from_square
 from optileuk.models import UNetPLR
 from optileuk.objectives._augment import BatchAugment
-from optileuk.objectives._base import Objective, ObjectiveConfig, Score
-from optileuk.objectives._inputs import INPUT_KEYS, check_sizes, prepare_images, with_inputs
+from optileuk.objectives._base import Device, Objective, ObjectiveConfig, Score
 from optileuk.objectives._final import Fitted
+from optileuk.objectives._inputs import INPUT_KEYS, check_sizes, prepare_images, with_inputs
 from optileuk.objectives._model import CELL, NUCLEUS, NetModel, Prediction
 from optileuk.objectives._torch import (fit, image_tensor, mask_tensor, n_params, predict, resolve_device,
                                         seeded, target_of)
@@ -55,7 +53,7 @@ class UNetConfig(ObjectiveConfig):
     resize: Resize = Field("pad", description="how images of other sizes and shapes become image_size squares")
     stain: Stain = Field("none", description="stain normalisation (searchable as stain)")
     stain_reference: Optional[str] = Field(None, description="image file to normalise to (default: search-part images)")
-    device: str = Field("auto", pattern=r"^(auto|cpu|cuda(:\d+)?|mps)$")
+    device: Device = "auto"
     defaults: dict[str, Any] = Field(default_factory=dict)
 
 
@@ -77,7 +75,6 @@ class UNetObjective(Objective):
 
     # ---- checks ---------------------------------------------------------------------------------
     def check_space(self, space) -> list[str]:
-        self.check_device()
         out = self.unused(space, (*DEFAULTS, *INPUT_KEYS), "unet_plr")
         d = space.params.get("depth")
         depth = int(getattr(d, "high", None) or max(getattr(d, "choices", None) or [0])) if d is not None else \

@@ -249,7 +249,6 @@ class GPOptimizer(SamplerOptimizer):
     supports_async = True
     multi_objective = True  # several values: expected hypervolume improvement
 
-
     def _sampler(self):
         c = self.config
         with _quiet_experimental():
@@ -269,7 +268,6 @@ class QMCOptimizer(SamplerOptimizer):
     config: QMCConfig
     supports_async = True
     multi_objective = True  # it does not look at the values
-
 
     def _sampler(self):
         c = self.config
@@ -311,7 +309,6 @@ class AnySamplerOptimizer(SamplerOptimizer):
     Config = AnySamplerConfig
     config: AnySamplerConfig
     supports_async = True
-
 
     def _sampler(self):
         cls = getattr(optuna.samplers, self.config.algorithm)

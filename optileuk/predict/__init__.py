@@ -15,7 +15,7 @@ from typing import Any, Callable, Sequence
 
 from optileuk.errors import ConfigError, Problem
 from optileuk.predict._apply import apply_dask, apply_inline
-from optileuk.predict._inputs import Item, check_inputs, collect
+from optileuk.predict._inputs import Item, check_inputs, collect, dataset_spec
 from optileuk.predict._write import Writer, metrics
 
 
@@ -91,4 +91,4 @@ def _finish(writer: Writer, run_dir, gallery: bool, seconds: float, where: str) 
     return PredictSummary(writer.out, n, n - len(writer.skipped), len(writer.skipped), seconds, written, scores, where)
 
 
-__all__ = ["Item", "PredictSummary", "collect", "predict"]
+__all__ = ["Item", "PredictSummary", "collect", "dataset_spec", "predict"]

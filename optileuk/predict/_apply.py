@@ -10,7 +10,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from optileuk.data._loaders import ChannelsError
+from optileuk.data import ChannelsError
 from optileuk.errors import DataError
 from optileuk.predict._inputs import Item
 
@@ -151,7 +151,7 @@ def _host_class():
 
         def model(self):
             from optileuk.bundle import load
-            from optileuk.runner._dask import DEVICE_ENV
+            from optileuk.runner.cluster import DEVICE_ENV
 
             with self._lock:
                 if self._model is None:
@@ -179,7 +179,7 @@ def apply_dask(run_dir: str, device: str, items: Sequence[Item], *, batch_size: 
     ``scheduler``; each worker loads the bundle once (a worker plugin)."""
     import hashlib
 
-    from optileuk.runner._dask import cpu_cluster, register, results
+    from optileuk.runner.cluster import cpu_cluster, register, results
 
     with cpu_cluster(workers, scheduler, on_start) as client:
         name = "optileuk-model-" + hashlib.sha256(f"{run_dir}:{device}".encode()).hexdigest()[:12]

@@ -16,7 +16,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from optileuk.data._loaders import IMAGE_EXT, _pairs, _read_labels, read_image, read_mask
+from optileuk.data import IMAGE_EXT, image_mask_pairs, read_image, read_labels, read_mask
 from optileuk.errors import ConfigError, DataError, Problem
 
 
@@ -53,9 +53,9 @@ def _stem(rel: Path) -> str:
 def _from_folder(root: Path, classes: Sequence[str]) -> list[Item]:
     if (root / "images").is_dir():  # image/mask pairs (masks/ optional), labels.csv optional
         masks = (root / "masks").is_dir()
-        pairs = _pairs(root) if masks else [(p, None) for p in sorted((root / "images").iterdir())
+        pairs = image_mask_pairs(root) if masks else [(p, None) for p in sorted((root / "images").iterdir())
                                               if p.is_file() and p.suffix.lower() in IMAGE_EXT]
-        labels = _read_labels(root / "labels.csv") if (root / "labels.csv").is_file() else {}
+        labels = read_labels(root / "labels.csv") if (root / "labels.csv").is_file() else {}
         return [Item(img.name, img.stem, path=img, truth=labels.get(img.stem), mask_path=mask) for img, mask in pairs]
     subs = sorted(d for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
     if subs and classes and all(d.name in classes for d in subs):  # class folders: the folder is the truth
@@ -69,7 +69,7 @@ def dataset_spec(path: Path):
     ``objective.dataset`` too), its relative paths read from the file's folder."""
     from pydantic import TypeAdapter, ValidationError
 
-    from optileuk.config._load import problems_from, read_yaml
+    from optileuk.validation import problems_from, read_yaml
     from optileuk.data import DatasetConfig
 
     data = read_yaml(path, what="dataset spec")

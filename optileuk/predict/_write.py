@@ -109,7 +109,7 @@ def confidence(scores: np.ndarray, probabilities: bool) -> float:
 
 def metrics(writer: Writer) -> dict[str, Any] | None:
     """Scores against the truth the inputs carry (class folders, labels.csv, masks), as train writes them."""
-    from optileuk.objectives._final import classification_metrics, segmentation_metrics
+    from optileuk.metrics import classification_metrics, segmentation_metrics
 
     model, items = writer.model, writer.items
     done = [r for r in writer.ordered if r.ok]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from optileuk.report._assess import assessments
 from optileuk.report._collect import Group, RunData, collect
 from optileuk.report._stats import Ranking, holm, rank
 
@@ -15,8 +16,6 @@ def write_report(url: str, output, *, prefix: str | None = None, target: float |
     from optileuk.report._html import render
     from optileuk.storage import open_existing
 
-    from optileuk.report._assess import assessments
-
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     storage = open_existing(url)
     found = assessments(storage, prefix)
@@ -25,4 +24,4 @@ def write_report(url: str, output, *, prefix: str | None = None, target: float |
     return groups
 
 
-__all__ = ["Group", "Ranking", "RunData", "collect", "holm", "rank", "write_report"]
+__all__ = ["Group", "assessments", "Ranking", "RunData", "collect", "holm", "rank", "write_report"]

@@ -13,7 +13,7 @@ from optileuk.report._html import _colour, _figure, _layout, _table
 
 def assessments(storage, prefix: str | None = None) -> list[dict[str, Any]]:
     """The summaries ``optileuk assess`` stored (the studies ``<base>.assess``)."""
-    from optileuk.assess._plan import SUMMARY_ATTR
+    from optileuk.assess import SUMMARY_ATTR
 
     out = []
     for fs in storage.get_all_studies():

@@ -9,10 +9,9 @@ import numpy as np
 from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial
 
-from optileuk.compare._plan import NAME, REF_NAME
+from optileuk.compare import NAME, REF_NAME
 from optileuk.errors import StorageError
-from optileuk.runner._read import Columns, best_trials, finished_columns
-from optileuk.storage import redact
+from optileuk.storage import Columns, best_trials, finished_columns, redact
 
 
 @dataclass
@@ -53,7 +52,7 @@ class RunData:
         NaN before the first complete trial."""
         import moocore
 
-        from optileuk.runner._read import nondominated
+        from optileuk.storage import nondominated
 
         c, out = self.columns, np.full(self.n, np.nan)
         front = np.empty((0, len(self.directions)))
@@ -190,7 +189,7 @@ class Group:
 
     @property
     def config(self) -> dict[str, Any]:
-        from optileuk.runner import STUDY_ATTR
+        from optileuk.storage import STUDY_ATTR
 
         return self.runs[0].user_attrs.get(STUDY_ATTR) or {}
 
@@ -201,7 +200,7 @@ def collect(storage, url: str, prefix: str | None = None, *, allow_empty: bool =
     Studies named ``<base>.<optimizer>.s<seed>`` (as ``optileuk compare`` names them) form one
     group per base; any other study is a group of one run.
     """
-    from optileuk.assess._plan import PART_ATTR
+    from optileuk.assess import PART_ATTR
     from optileuk.compare import REFERENCE_ATTR
 
     groups: dict[str, Group] = {}

@@ -127,7 +127,7 @@ IMPORTANCE_TRIALS = 2000  # fANOVA on at most this many complete trials (evenly 
 
 
 def importance_figure(storage, run: RunData) -> tuple[go.Figure | None, str]:
-    from optileuk.runner._read import read_trials
+    from optileuk.storage import read_trials
 
     c = run.columns
     complete = [int(n) for n, s in zip(c.number, c.state) if s == "COMPLETE"]
@@ -191,7 +191,7 @@ def pareto_figure(group: Group) -> go.Figure:
 
 
 def _pareto(points: np.ndarray, directions: list[str]) -> np.ndarray:
-    from optileuk.runner._read import nondominated
+    from optileuk.storage import nondominated
 
     return points[nondominated(points, directions)]
 

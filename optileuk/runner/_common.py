@@ -1,18 +1,8 @@
-"""Names and errors shared by the runner's modules (kept below them so imports never circle)."""
+"""Errors shared by the runner's modules (kept below them so imports never circle)."""
 
 from __future__ import annotations
 
-from optuna.trial import TrialState
-
 from optileuk.errors import OptileukError
-
-STATE_KEY = "optileuk:state"  # study system attr: the optimizer's saved state
-FINGERPRINT_KEY = "optileuk:fingerprint"  # study system attr: what the study was made from
-STUDY_ATTR = "optileuk.study"  # study user attr: the validated study file, as data
-MASKS_ATTR = "optileuk.mask_lengths"  # study user attr: lengths bound to length: auto masks
-TOLD_KEY = "optileuk:told"  # trial system attr: the value the optimizer was given (failed/pruned)
-STALE_KEY = "optileuk:stale"  # trial system attr: failed by a later run (left unfinished by an old one)
-FINISHED = (TrialState.COMPLETE, TrialState.FAIL, TrialState.PRUNED)
 
 
 class RunFailed(OptileukError):

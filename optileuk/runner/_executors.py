@@ -86,7 +86,7 @@ class InlineExecutor(Executor):
 
     Work is done lazily in :meth:`next_done`, so the runner can stop between two candidates
     (timeouts). Jobs queued together without a pruner go through the objective's vectorised
-    ``evaluate_many`` when it has one (e.g. batched KNN distances for a whole population).
+    ``evaluate_many`` when it ``batches`` (e.g. batched KNN distances for a whole population).
     """
 
     def __init__(self, objective):
@@ -112,7 +112,7 @@ class InlineExecutor(Executor):
     def next_done(self) -> tuple[Job, Outcome]:
         if self._ready:
             return self._ready.popleft()
-        if len(self._queue) > 1 and hasattr(self.objective, "evaluate_many") and all(p is None for _, p in self._queue):
+        if len(self._queue) > 1 and getattr(self.objective, "batches", False) and all(p is None for _, p in self._queue):
             jobs = [job for job, _ in self._queue]
             self._queue.clear()
             self._ready.extend(zip(jobs, run_objective_many(self.objective, [j.config for j in jobs])))

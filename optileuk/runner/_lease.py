@@ -28,7 +28,7 @@ from typing import Any
 from optuna.storages import BaseStorage, InMemoryStorage
 
 from optileuk.errors import OptileukError
-from optileuk.runner._read import rdb_of
+from optileuk.storage import rdb_of
 
 LEASE_KEY = "optileuk:lease"
 BEAT_S = 10.0  # seconds between two renewals

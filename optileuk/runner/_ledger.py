@@ -2,7 +2,7 @@
 
 :class:`Ledger` turns each finished candidate into an Optuna trial (params with their
 distributions, user attrs, the pruner's attrs, the value the optimizer was told), hands it to the
-batched :class:`~optileuk.runner._records.TrialWriter`, and keeps the counts, the best and worst
+batched :class:`~optileuk.storage.TrialWriter`, and keeps the counts, the best and worst
 values, the consecutive-failure check and the pruner's history.
 """
 
@@ -15,12 +15,12 @@ from typing import Any, Callable
 import numpy as np
 from optuna.trial import FrozenTrial, TrialState
 
-from optileuk.runner._common import TOLD_KEY, RunFailed
+from optileuk.runner._common import RunFailed
 from optileuk.runner._executors import Job
 from optileuk.runner._outcome import Outcome, PruneContext, history_entry
 from optileuk.runner._past import Duplicates, Past
-from optileuk.runner._records import TrialWriter
 from optileuk.runner._trials import penalty_from
+from optileuk.storage import TOLD_KEY, TrialWriter
 
 
 @dataclass

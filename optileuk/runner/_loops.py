@@ -20,21 +20,12 @@ import numpy as np
 from optuna.storages import BaseStorage
 
 from optileuk import plain
-
-from optileuk.runner._common import STATE_KEY
 from optileuk.runner._executors import Executor, Job
 from optileuk.runner._ledger import Ledger
 from optileuk.runner._past import Past
-from optileuk.runner._records import TrialWriter
+from optileuk.runner._stop import Stop, StopRules
 from optileuk.runner._trials import pack_state
-
-
-class _Stop(Exception):
-    """The run stops in the middle of a generation (``reason``: budget or timeout)."""
-
-    def __init__(self, reason: str):
-        super().__init__(reason)
-        self.reason = reason
+from optileuk.storage import STATE_KEY, TrialWriter
 
 
 class StateSaver:
@@ -81,12 +72,8 @@ class RunParts:
     ledger: Ledger
     past: Past
     saver: StateSaver
-    budget: Any  # config.Budget
-    deadline: float | None  # perf_counter time at which a timeout stops the run
+    stop: StopRules
     objectives: int = 1  # values per candidate
-
-    def out_of_time(self) -> bool:
-        return self.deadline is not None and time.perf_counter() >= self.deadline
 
     def __post_init__(self) -> None:
         self._box = self.space.box
@@ -95,6 +82,23 @@ class RunParts:
         """The job for a box point: decoded (always a valid config) and recorded as it will be stored."""
         config = self.space.decode(self._box.clip(np.asarray(x, dtype=float)))
         return Job(key, config, self.space.record(config), token, dict(info or {}))
+
+    def stored_value(self, job: Job) -> Any:
+        """The value told for ``job`` by a trial that finished before a crash (counted as reused), or
+        ``None``: it is evaluated again."""
+        old = self.past.match(job.key, job.record)
+        if old is None:
+            return None
+        self.ledger.reused_one()
+        return self.past.told(old)
+
+    def next_done(self) -> tuple[Job, Any]:
+        """The next finished job and its outcome; past the timeout, with none finished, the jobs in
+        flight are cancelled (evaluated again on resume) and the run stops."""
+        if self.stop.out_of_time() and not self.executor.ready:
+            self.executor.cancel()
+            raise Stop("timeout")
+        return self.executor.next_done()
 
 
 class GenerationalLoop:
@@ -109,12 +113,9 @@ class GenerationalLoop:
         p = self.p
         try:
             while True:
-                if p.budget.generations is not None and self.generation >= p.budget.generations:
-                    return "budget"
-                if p.ledger.room() == 0:
-                    return "budget"
-                if p.out_of_time():
-                    return "timeout"
+                reason = p.stop.before_generation(self.generation)
+                if reason:
+                    return reason
                 self._batch = 0
                 p.optimizer.step(self._evaluate)
                 self.generation += 1
@@ -123,7 +124,7 @@ class GenerationalLoop:
                                  plain.encode(p.optimizer.state_dict()))
                 if p.saver.due():
                     self._save()
-        except _Stop as stop:
+        except Stop as stop:
             return stop.reason
         finally:
             self._save()  # only whole generations are saved: a cut one is replayed on resume
@@ -141,10 +142,9 @@ class GenerationalLoop:
         todo: list[tuple[int, Job]] = []
         for i, row in enumerate(x):
             job = p.job((gen, self._batch, i), row)
-            old = p.past.match(job.key, job.record)
-            if old is not None:  # finished before a crash: its stored value, not a new evaluation
-                values[i] = p.past.told(old)
-                p.ledger.reused_one()
+            told = p.stored_value(job)  # finished before a crash: its stored value, not a new evaluation
+            if told is not None:
+                values[i] = told
             else:
                 todo.append((i, job))
         # Rounds: a candidate equal to a complete trial takes its value (runner.reuse_duplicates); of
@@ -163,22 +163,16 @@ class GenerationalLoop:
                     continue
                 keys.add(key)
                 jobs.append(job)
-            if not jobs and p.ledger.converged():
-                raise _Stop("converged (every candidate of the last "
-                            f"{p.ledger.CONVERGED_AFTER} equalled a complete trial)")
-            room = p.ledger.room()
-            cut = room is not None and len(jobs) > room
-            if cut:
-                jobs = jobs[:room]
+            converged = None if jobs else p.stop.converged()
+            if converged:
+                raise Stop(converged)
+            jobs, cut = p.stop.cut(jobs)
             p.executor.submit(jobs, p.ledger.prune_context())
             while p.executor.in_flight:
-                if p.out_of_time() and not p.executor.ready:
-                    p.executor.cancel()
-                    raise _Stop("timeout")
-                job, outcome = p.executor.next_done()
+                job, outcome = p.next_done()
                 values[job.key[2]] = p.ledger.record(job, outcome, gen)
             if cut:  # the budget ends inside this generation: it is not told, and replayed on resume
-                raise _Stop("budget")
+                raise Stop("budget")
             todo = waiting
         return values
 
@@ -212,10 +206,9 @@ class AsyncLoop:
             pending = p.optimizer.pending()
             for ticket, token, info in saved["flight"]:
                 job = p.job(("ask", ticket), pending[token], token, info)
-                old = p.past.match(job.key, job.record)
-                if old is not None:
-                    p.optimizer.tell(token, p.past.told(old))
-                    p.ledger.reused_one()
+                told = p.stored_value(job)
+                if told is not None:
+                    p.optimizer.tell(token, told)
                 else:
                     self.flight[ticket] = (token, info)
                     again.append(job)
@@ -229,21 +222,19 @@ class AsyncLoop:
     def run(self) -> str:
         p = self.p
         try:
-            room = p.ledger.room()
-            p.executor.submit(self._resubmit if room is None else self._resubmit[:room], p.ledger.prune_context())
+            p.executor.submit(p.stop.cut(self._resubmit)[0], p.ledger.prune_context())
             while True:
                 stopped = self._refill()
                 if p.executor.in_flight == 0:
                     return stopped or "budget"
-                if p.out_of_time() and not p.executor.ready:
-                    p.executor.cancel()  # still pending in the saved state: evaluated on resume
-                    return "timeout"
-                job, outcome = p.executor.next_done()
+                job, outcome = p.next_done()  # past the timeout: still pending in the saved state
                 told = p.ledger.record(job, outcome, self.generation)
                 del self.flight[job.key[1]]
                 p.optimizer.tell(job.token, told)
                 if p.saver.due():
                     self._save()
+        except Stop as stop:
+            return stop.reason
         finally:
             self._save()
 
@@ -251,14 +242,9 @@ class AsyncLoop:
         """Ask until every slot is busy; the reason to stop asking, if any."""
         p = self.p
         while p.executor.in_flight < p.executor.slots:
-            room = p.ledger.room()
-            if room is not None and room <= p.executor.in_flight:
-                return "budget"
-            limit = p.budget.generations
-            if limit is not None and p.ledger.done + p.executor.in_flight >= limit * self.population:
-                return "budget"
-            if p.out_of_time():
-                return "timeout"
+            reason = p.stop.before_ask(p.executor.in_flight)
+            if reason:
+                return reason
             asked = p.optimizer.ask()
             if asked is None:  # e.g. every particle is in flight
                 return None
@@ -268,8 +254,9 @@ class AsyncLoop:
             told = p.ledger.duplicate(job.record)
             if told is not None:  # equal to a complete trial: told its value at once (runner.reuse_duplicates)
                 p.optimizer.tell(token, told)
-                if p.ledger.converged():
-                    return f"converged (every candidate of the last {p.ledger.CONVERGED_AFTER} equalled a complete trial)"
+                converged = p.stop.converged()
+                if converged:
+                    return converged
                 continue
             self.flight[ticket] = (token, info)
             p.executor.submit([job], p.ledger.prune_context())

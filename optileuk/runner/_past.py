@@ -2,7 +2,7 @@
 
 A run saves, with the optimizer's state, how many trials the study held at that moment and the
 counts the run needs (candidates done, best and worst values). A resumed run reads only the trials
-stored after that save (:mod:`optileuk.runner._read`): the rest of the study is summed up in the
+stored after that save (:mod:`optileuk.storage`): the rest of the study is summed up in the
 saved state, so resuming a study of 100,000 trials reads a generation's worth. A study without a
 saved state (a first run, a rebuilt state) or with a pruner (which compares a candidate with every
 earlier trial) reads all of them.
@@ -23,9 +23,8 @@ import optuna
 from optuna.storages import BaseStorage
 from optuna.trial import FrozenTrial, TrialState
 
-from optileuk.runner._common import FINISHED, STALE_KEY
-from optileuk.runner._read import read_trials
 from optileuk.runner._trials import oriented, told_value, trial_key
+from optileuk.storage import FINISHED, STALE_KEY, read_trials
 
 STALE_REASON = "left unfinished by an interrupted earlier run; failed when the study was resumed"
 

@@ -18,20 +18,18 @@ import numpy as np
 import optuna
 from optuna.storages import BaseStorage
 
-from optileuk.config import Study
 from optileuk import plain
+from optileuk.config import Study
 from optileuk.errors import ConfigError, Problem, StorageError
-from optileuk.storage import redact
-from optileuk.runner._common import FINGERPRINT_KEY, MASKS_ATTR, STATE_KEY, STUDY_ATTR
 from optileuk.runner._executors import Executor, InlineExecutor
+from optileuk.runner._lease import Lease
 from optileuk.runner._ledger import Ledger, Progress
 from optileuk.runner._loops import AsyncLoop, GenerationalLoop, RunParts, StateSaver
-from optileuk.runner._lease import Lease
 from optileuk.runner._past import Duplicates, Past
-from optileuk.runner._read import best_trials, pareto_front
-from optileuk.runner._records import TrialWriter
+from optileuk.runner._stop import StopRules
 from optileuk.runner._trials import config_for_display, fingerprint, unpack_state
-from optileuk.storage import open_storage
+from optileuk.storage import (FINGERPRINT_KEY, MASKS_ATTR, STATE_KEY, STUDY_ATTR, TrialWriter, best_trials,
+                              open_storage, pareto_front, redact)
 
 __all__ = ["Progress", "Runner", "Summary"]
 
@@ -100,11 +98,11 @@ class Runner:
             objective = self._objective or (st.objective(cpu) if cpu is not None else st.objective())
             r = st.file.runner
             if r.scheduler:  # reachable, before anything is written
-                from optileuk.runner._dask import connect
+                from optileuk.runner.cluster import connect
 
                 connect(r.scheduler, str(st.path)).close()
             elif r.distributed:
-                from optileuk.runner._dask import check_slots, device_slots
+                from optileuk.runner.cluster import check_slots, device_slots
 
                 check_slots(device_slots(r.devices, r.trials_per_device, r.workers), str(st.path))
             objective.prepare()
@@ -148,19 +146,7 @@ class Runner:
         objective, space, storage, ostudy = self.prepare()._prepared
         budget = st.file.budget
         population = getattr(st.optimizer_config, "population", None) or 1  # every built-in config has one
-        hint = budget.generations or (-(-budget.trials // population) if budget.trials else None)
-        opt = st.optimizer.build(space.box, st.optimizer_config, seed=st.file.seed, max_generations=hint,
-                                 objectives=len(st.directions))
-        run_state, opt_state = self._read_state(storage, ostudy) or (None, None)  # as it is now
-        if opt_state is not None:
-            try:
-                opt.load_state_dict(opt_state)
-            except Exception as exc:  # data, but not this optimizer's state (edited, or damaged)
-                raise StorageError(
-                    f"{st.path}: study '{st.name}' in {redact(self.storage_url)} holds an optimizer state that does not fit "
-                    f"{st.optimizer_name} ({type(exc).__name__}: {exc}). To go on, run the same command with "
-                    "--rebuild-state: the optimizer is rebuilt by replaying the study's stored trials (none is "
-                    "evaluated again)") from None
+        opt, run_state = self._optimizer(space, storage, ostudy, population)
         signs = [1.0 if d == "minimize" else -1.0 for d in st.directions]
         sign = np.array(signs) if st.multi else signs[0]
         lease = self._lease(storage, ostudy).acquire()
@@ -179,8 +165,8 @@ class Runner:
                             prune=(pruner.model_dump(), st.name, st.direction) if pruner else None,
                             on_progress=self.on_progress, duplicates=Duplicates(space, past) if reuse else None)
             generation = int(run_state.get("generation", 0)) if run_state else 0
-            complete = ((budget.trials is not None and ledger.done >= budget.trials)
-                        or (budget.generations is not None and run_state is not None and generation >= budget.generations))
+            stop = StopRules(budget, ledger, None if budget.timeout is None else t0 + budget.timeout, max(population, 1))
+            complete = stop.complete(generation, resumed=run_state is not None)
             if complete:  # nothing to run: no workers started, the summary says so
                 stopped_by, where = "budget (already complete)", "nothing (already complete)"
                 if st.file.runner.mode == "async":
@@ -191,8 +177,7 @@ class Runner:
                     if self.on_executor:
                         self.on_executor(executor.describe())
                     saver = StateSaver(storage, ostudy._study_id, writer, self.state_every, ledger, past.stored, lease)
-                    parts = RunParts(space, opt, executor, ledger, past, saver, budget,
-                                     None if budget.timeout is None else t0 + budget.timeout, len(st.directions))
+                    parts = RunParts(space, opt, executor, ledger, past, saver, stop, len(st.directions))
                     if st.file.runner.mode == "async":
                         loop = AsyncLoop(parts, run_state, population)
                     else:
@@ -209,11 +194,29 @@ class Runner:
         summary.extra["already_complete"] = complete
         return summary
 
+    def _optimizer(self, space, storage, ostudy, population: int) -> tuple[Any, dict | None]:
+        """The study's optimizer with the state saved in the study loaded, and the run's saved position."""
+        st, budget = self.study, self.study.file.budget
+        hint = budget.generations or (-(-budget.trials // population) if budget.trials else None)
+        opt = st.optimizer.build(space.box, st.optimizer_config, seed=st.file.seed, max_generations=hint,
+                                 objectives=len(st.directions))
+        run_state, opt_state = self._read_state(storage, ostudy) or (None, None)  # as it is now
+        if opt_state is not None:
+            try:
+                opt.load_state_dict(opt_state)
+            except Exception as exc:  # data, but not this optimizer's state (edited, or damaged)
+                raise StorageError(
+                    f"{st.path}: study '{st.name}' in {redact(self.storage_url)} holds an optimizer state that does not fit "
+                    f"{st.optimizer_name} ({type(exc).__name__}: {exc}). To go on, run the same command with "
+                    "--rebuild-state: the optimizer is rebuilt by replaying the study's stored trials (none is "
+                    "evaluated again)") from None
+        return opt, run_state
+
     def _executor(self, objective, space) -> Executor:
         r = self.study.file.runner
         if not r.distributed:
             return InlineExecutor(objective)
-        from optileuk.runner._dask import DaskExecutor, ObjectiveSpec, device_slots
+        from optileuk.runner.cluster import DaskExecutor, ObjectiveSpec, device_slots
 
         st = self.study
         spec = ObjectiveSpec(st.objective_cls, st.objective_config, st.space, st.objective_seed, st.file.objectives)

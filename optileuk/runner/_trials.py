@@ -10,7 +10,7 @@ import numpy as np
 from optuna.trial import FrozenTrial, TrialState
 
 from optileuk import plain
-from optileuk.runner._common import TOLD_KEY
+from optileuk.storage import TOLD_KEY
 
 
 def fingerprint(study, space) -> str:

@@ -13,9 +13,9 @@ from optuna.distributions import BaseDistribution
 from pydantic import TypeAdapter, ValidationError
 
 from optileuk.box import Box
-from optileuk.config._load import join, problems_from, read_yaml
 from optileuk.errors import ConfigError, Problem
 from optileuk.space._params import PARAM_TYPES, MaskParam, Param
+from optileuk.validation import join, problems_from, read_yaml
 
 
 class SearchSpace:

@@ -25,9 +25,10 @@ import numpy as np
 import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
-from optileuk.config._load import read_yaml, validate
 from optileuk.errors import ConfigError, Problem
 from optileuk.plain import jsonable
+from optileuk.registry import OBJECTIVES
+from optileuk.validation import read_yaml, validate
 
 
 class TrainFile(BaseModel):
@@ -53,8 +54,6 @@ class TrainFile(BaseModel):
 
 def load_training_config(path: Path, rank: int = 1):
     """Validate a training config; return ``(file, objective, params)``."""
-    from optileuk.registry import OBJECTIVES
-
     src = str(path)
     data = read_yaml(path, what="training config")
     if not isinstance(data, dict):
@@ -85,7 +84,7 @@ def load_training_config(path: Path, rank: int = 1):
         problems += cfg.file_problems(src)
         split = getattr(cfg, "split", None)
         if split is not None and split.test_size == 0:
-            from optileuk.objectives._final import NO_TEST
+            from optileuk.objectives import NO_TEST
 
             problems.append(Problem(src, "objective.split.test_size", NO_TEST, 0))
     if cfg is None or problems:

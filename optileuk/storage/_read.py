@@ -6,7 +6,7 @@ list``, ``export`` and ``report`` must not do on a study of 100,000 trials, so o
 storage (SQLite, PostgreSQL, MySQL) they ask only for what they need with SQLAlchemy Core queries
 on Optuna's own tables: counts and best values per study, the trials after a trial number, the
 K best trials, or a few columns of every trial. The schema version is checked against the one this
-code was written for (as the batched :class:`~optileuk.runner._records.TrialWriter` does); any
+code was written for (as the batched :class:`~optileuk.storage.TrialWriter` does); any
 other storage (journal files, Redis, in memory: they hold every trial in memory anyway) or another
 schema version takes Optuna's public API.
 

@@ -15,6 +15,7 @@ and only the driver writes finished trials, so it is stored once.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import logging
 import os
@@ -34,7 +35,7 @@ from optuna.trial import TrialState
 from optileuk.errors import ConfigError, OptileukError, Problem
 from optileuk.runner._common import RunFailed
 from optileuk.runner._executors import Executor, Job
-from optileuk.runner._outcome import Outcome, PruneContext, evaluate_candidate
+from optileuk.runner._outcome import Outcome, PruneContext, evaluate_candidate, run_objective_many
 
 DEVICE_ENV = "OPTILEUK_DEVICE"  # a worker's device (cpu, cuda:0, ...): set per local worker, or by hand
 LOCAL_ENV = "OPTILEUK_LOCAL_WORKER"  # set on the driver's own workers: Ctrl+C is the driver's to handle
@@ -136,8 +137,17 @@ class ObjectiveHost(WorkerPlugin):
 
     def evaluate(self, config: dict[str, Any], prune: PruneContext | None) -> Outcome:
         outcome = evaluate_candidate(self.objective(), config, prune)
-        outcome.attrs.setdefault("worker", f"{socket.gethostname()}:{os.getpid()}:{self.device or 'default'}")
+        outcome.attrs.setdefault("worker", self._where())
         return outcome
+
+    def evaluate_many(self, configs: list[dict[str, Any]]) -> list[Outcome]:
+        outcomes = run_objective_many(self.objective(), configs)
+        for outcome in outcomes:
+            outcome.attrs.setdefault("worker", self._where())
+        return outcomes
+
+    def _where(self) -> str:
+        return f"{socket.gethostname()}:{os.getpid()}:{self.device or 'default'}"
 
 
 def _large_allocations_without_mmap() -> None:
@@ -165,6 +175,14 @@ def evaluate_task(host: str, config: dict[str, Any], prune: PruneContext | None)
     if plugin is None:
         raise RuntimeError(f"worker has no optileuk plugin '{host}' (is optileuk installed on it?)")
     return plugin.evaluate(config, prune)
+
+
+def evaluate_batch_task(host: str, configs: list[dict[str, Any]]) -> list[Outcome]:
+    """The Dask task of an objective that ``batches``: several candidates in one ``evaluate_many`` call."""
+    plugin = get_worker().plugins.get(host)
+    if plugin is None:
+        raise RuntimeError(f"worker has no optileuk plugin '{host}' (is optileuk installed on it?)")
+    return plugin.evaluate_many(configs)
 
 
 def _local_cluster(slots: Sequence[str], listen: str | None):
@@ -349,7 +367,9 @@ def register(client, plugin, name: str, attempts: int = START_ATTEMPTS) -> None:
 
 
 class DaskExecutor(Executor):
-    """Candidates as Dask tasks, one per candidate, returned as they finish.
+    """Candidates as Dask tasks, one per candidate, returned as they finish. For an objective that
+    ``batches`` (scores a population faster in one call), jobs submitted together without a pruner
+    go as one task per worker slot, each evaluating its share with ``evaluate_many``.
 
     Args:
         spec: how workers build the objective.
@@ -365,7 +385,8 @@ class DaskExecutor(Executor):
         self.spec, self.name, self.slot_list = spec, name, list(slots)
         self.scheduler, self.listen, self.source = scheduler, listen, source
         self.cluster = self.client = None
-        self._jobs: dict[str, Job] = {}
+        self._jobs: dict[str, list[Job]] = {}  # future key -> its job(s)
+        self._back: collections.deque[tuple[Job, Outcome]] = collections.deque()  # returned by a batch, not yet taken
         self._done = None
         self._prune: tuple[PruneContext | None, Any] = (None, None)
         self._resources: dict[str, int] | None = None
@@ -458,19 +479,28 @@ class DaskExecutor(Executor):
 
     @property
     def in_flight(self) -> int:
-        return len(self._jobs)
+        return sum(len(jobs) for jobs in self._jobs.values()) + len(self._back)
 
     @property
     def ready(self) -> bool:
-        return self._done is not None and self._done.has_ready()
+        return bool(self._back) or (self._done is not None and self._done.has_ready())
 
     def submit(self, jobs: Sequence[Job], prune: PruneContext | None = None) -> None:
         if self._local is not None:
             self._local.heal()  # a local worker that died while starting is started again
+        if prune is None and len(jobs) > 1 and getattr(self.spec.cls, "batches", False):
+            n = min(len(jobs), self.slots)
+            for i in range(n):
+                share = list(jobs[i::n])
+                fut = self.client.submit(evaluate_batch_task, self.name, [j.config for j in share], pure=False,
+                                         resources=self._resources)
+                self._jobs[fut.key] = share
+                self._done.add(fut)
+            return
         arg = self._prune_arg(prune)
         for job in jobs:
             fut = self.client.submit(evaluate_task, self.name, job.config, arg, pure=False, resources=self._resources)
-            self._jobs[fut.key] = job
+            self._jobs[fut.key] = [job]
             self._done.add(fut)
 
     def _prune_arg(self, prune: PruneContext | None):
@@ -482,13 +512,22 @@ class DaskExecutor(Executor):
         return self._prune[1]
 
     def next_done(self) -> tuple[Job, Outcome]:
-        fut = next(self._done)
-        job = self._jobs.pop(fut.key)
-        return job, self._outcome(fut)
+        if not self._back:
+            fut = next(self._done)
+            jobs = self._jobs.pop(fut.key)
+            outcomes = self._outcomes(fut, len(jobs))
+            self._back.extend(zip(jobs, outcomes))
+        return self._back.popleft()
 
-    def _outcome(self, fut) -> Outcome:
+    def _outcomes(self, fut, n: int) -> list[Outcome]:
+        """The outcome of each of the future's ``n`` jobs (one task of one job, or a batch)."""
         if fut.status == "finished":
-            return fut.result()
+            result = fut.result()
+            return result if isinstance(result, list) else [result]
+        failed = self._failure(fut)
+        return [Outcome(failed.state, None, {}, failed.error) for _ in range(n)]
+
+    def _failure(self, fut) -> Outcome:
         exc = fut.exception()
         if isinstance(exc, OptileukError):
             raise exc  # a user error (bad data path on a worker, ...): the run stops with its message
@@ -506,6 +545,7 @@ class DaskExecutor(Executor):
             except Exception:
                 pass
         self._jobs.clear()
+        self._back.clear()
         self._done = as_completed(loop=self.client.loop)
 
 

@@ -22,7 +22,8 @@ from optuna.distributions import distribution_to_json
 from optuna.storages import BaseStorage, RDBStorage
 from optuna.trial import FrozenTrial, TrialState
 
-from optileuk.runner._read import rdb_of
+from optileuk.storage._read import rdb_of
+
 
 class TrialWriter:
     """Buffer of finished trials for one study; ``add`` and ``flush``.

@@ -67,18 +67,17 @@ _RULES = {
 }
 
 
+_BOUNDS = {"greater_than_equal": (">=", "ge"), "greater_than": (">", "gt"), "less_than_equal": ("<=", "le"),
+           "less_than": ("<", "lt")}
+
+
 def _rule(err: dict[str, Any]) -> str:
     kind, ctx = err["type"], err.get("ctx") or {}
     if kind in _RULES:
         return _RULES[kind]
-    if kind == "greater_than_equal":
-        return f"must be >= {ctx['ge']}"
-    if kind == "greater_than":
-        return f"must be > {ctx['gt']}"
-    if kind == "less_than_equal":
-        return f"must be <= {ctx['le']}"
-    if kind == "less_than":
-        return f"must be < {ctx['lt']}"
+    if kind in _BOUNDS:
+        op, key = _BOUNDS[kind]
+        return f"must be {op} {ctx[key]}"
     if kind in ("literal_error", "enum"):
         return f"must be one of {ctx.get('expected', '')}".rstrip()
     if kind == "too_short":
