@@ -445,3 +445,16 @@ def test_an_objective_that_batches_sends_one_task_per_worker_with_the_same_value
         tasks = {(t.user_attrs["worker"], t.user_attrs["seconds"]) for t in trials_of(url, "dask")
                  if t.user_attrs["generation"] == gen}
         assert len(tasks) <= 2, tasks  # 8 candidates in at most 2 tasks (2 worker slots)
+
+
+def test_a_cpu_only_driver_does_not_import_torch_to_count_gpus():
+    """devices: auto on a machine without a GPU driver: the slots are the CPU's, torch stays unloaded
+    (importing it cost the driver of a CPU-only study 1.4 s of its start)."""
+    from optileuk.runner.cluster import _GPU_NODES
+
+    if any(os.path.exists(p) for p in _GPU_NODES) or not sys.platform.startswith("linux"):
+        pytest.skip("a GPU driver is here: torch is asked")
+    code = ("import sys; from optileuk.runner.cluster import device_slots; "
+            "print(device_slots('auto', 1, 2), 'torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "['cpu', 'cpu'] False"

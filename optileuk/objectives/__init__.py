@@ -18,7 +18,6 @@ from typing import Any, Mapping
 from optileuk.errors import ConfigError, Problem
 from optileuk.objectives._analytic import AnalyticObjective
 from optileuk.objectives._base import ClassifiesCells, Device, Objective, ObjectiveConfig, Score, preparing
-from optileuk.objectives._inputs import Prepared, prepare_images
 from optileuk.registry import OBJECTIVES
 
 
@@ -37,6 +36,10 @@ def __getattr__(name: str):
         from optileuk.objectives._torch import resolve_device
 
         return resolve_device
+    if name in ("Prepared", "prepare_images"):  # the data part (scikit-learn): imported when first asked for
+        from optileuk.objectives import _inputs
+
+        return getattr(_inputs, name)
     if name == "NO_TEST":
         from optileuk.objectives._final import NO_TEST
 
