@@ -326,8 +326,8 @@ def test_weights_are_read_from_the_study_files_folder(tmp_path, monkeypatch):
 
 
 @pytest.mark.parametrize("objective, message", [
-    ("{type: pipeline, weights: nofile.pt}", "error: s.yaml: objective.weights must name a local file (weights file "
-     "not found; weights are never downloaded; relative paths are read from the study file's folder), got "),
+    ("{type: pipeline, weights: nofile.pt}", "error: s.yaml: objective.weights must name a local file or run folder "
+     "(weights file not found; weights are never downloaded; relative paths are read from the study file's folder), got "),
     ("{type: pipeline, split: {test_size: 0.2, test_fold: 5}}",
      "error: s.yaml: objective.split.test_fold must be below 5 (test_size 0.2 makes 5 parts), got 5"),
     ("{type: pipeline, segmenter: unet, unet: {image_size: 100}}",

@@ -14,7 +14,7 @@ from typing import Annotated, Any, Callable, ClassVar, Mapping, Sequence
 import optuna
 from pydantic import BaseModel, ConfigDict, Field
 
-from optileuk.errors import ConfigError, Problem
+from optileuk.errors import ConfigError, DataError, Problem
 from optileuk.space import SearchSpace
 
 Device = Annotated[str, Field(pattern=r"^(auto|cpu|cuda(:\d+)?|mps)$",
@@ -29,7 +29,8 @@ class ObjectiveConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     def anchored(self, base: "Path") -> "ObjectiveConfig":
-        """This config with relative file paths (``dataset.path``, ``stain_reference``, ``weights``) made absolute
+        """This config with relative file paths (``dataset.path``, ``stain_reference``, ``weights``,
+        ``trunk.weights``) made absolute
         against ``base``, the folder of the file that names them (the study file, the training config)."""
         def fix(value: str) -> str:
             p = Path(value).expanduser()
@@ -42,6 +43,9 @@ class ObjectiveConfig(BaseModel):
         for key in ("stain_reference", "weights"):
             if isinstance(getattr(self, key, None), str):
                 update[key] = fix(getattr(self, key))
+        trunk = getattr(self, "trunk", None)
+        if isinstance(getattr(trunk, "weights", None), str):
+            update["trunk"] = trunk.model_copy(update={"weights": fix(trunk.weights)})
         return self.model_copy(update=update) if update else self
 
     def file_problems(self, src: str) -> list:
@@ -52,10 +56,26 @@ class ObjectiveConfig(BaseModel):
             out.append(Problem(src, "objective.stain_reference", "must name an existing image file "
                                "(relative paths are read from the study file's folder)", ref))
         weights = getattr(self, "weights", None)
-        if isinstance(weights, str) and not Path(weights).expanduser().is_file():
-            out.append(Problem(src, "objective.weights", "must name a local file (weights file not found; weights are "
-                               "never downloaded; relative paths are read from the study file's folder)", weights))
+        if isinstance(weights, str):
+            out += self._weights_problems(src, weights)
         return out
+
+    def _weights_problems(self, src: str, weights: str) -> list:
+        """A ``weights`` trunk that is missing, unreadable or does not fit ``widths`` / the input size."""
+        from optileuk.objectives._inputs import trunk_mismatch
+        from optileuk.objectives._trunk import read_trunk
+
+        p = Path(weights).expanduser()
+        if not p.exists():
+            return [Problem(src, "objective.weights", "must name a local file or run folder (weights file not found; weights are "
+                            "never downloaded; relative paths are read from the study file's folder)", weights)]
+        try:
+            trunk = read_trunk(p)
+        except DataError as exc:
+            return [Problem(src, "objective.weights", str(exc), weights)]
+        size_key = "trunk_size" if hasattr(self, "trunk_size") else "image_size"
+        return [Problem(src, key, rule, value) for key, rule, value in
+                trunk_mismatch(trunk, getattr(self, size_key), getattr(self, "widths"), size_key)]
 
 
 class ClassifiesCells:

@@ -14,11 +14,17 @@ validation split (reported after every epoch, so pruners work). Multi-objective 
 (``objectives: [error, head_params]``) add ``head_params`` (parameters of the Kronecker head),
 ``head_macs`` (multiply-adds of the head per image), ``params`` (of the whole network) or
 ``train_seconds``; Optuna does not prune those.
+
+With ``trunk: {weights: <trunk file or run folder>, freeze: true|false|N}`` the network starts from
+a pretrained trunk (its widths, activation and input size come from the file) and only the head is
+new: frozen (``true``), fine-tuned with the head at ``lr_scale`` times its rate (``false``), or
+frozen for the first N epochs. ``freeze`` and ``trunk_lr_scale`` are then searchable too.
 """
 
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import Any, Mapping, Optional
 
 import numpy as np
@@ -36,10 +42,13 @@ from optileuk.objectives._final import Fitted
 from optileuk.objectives._inputs import INPUT_KEYS, check_defaults, check_sizes, prepare_images, with_inputs
 from optileuk.objectives._model import NetModel, Prediction
 from optileuk.objectives._torch import fit, image_tensor, n_params, predict, resolve_device, seeded
+from optileuk.objectives._trunk import ARCH_KEYS, TRUNK_FILE, TrunkConfig, frozen_epochs, read_trunk, save_trunk
 
 SCHEDULES = ("onecycle", "constant")
 ACTIVATIONS = ("prelu", "relu")
 CHOICES = {"activation": ACTIVATIONS, "schedule": SCHEDULES}  # categorical parameters and what they can be
+TRUNK_PARAMS = ("freeze", "trunk_lr_scale")  # searchable with a pretrained trunk only
+FIXED_BY_TRUNK = ("activation", "prelu_mode", "kron_conv_rank", "image_size")  # the trunk file's
 DEFAULTS = {"rank1": 2, "rank2": 1, "shape1": "auto", "kron_conv_rank": 0, "activation": "prelu", "prelu_mode": "channel",
             "prelu_init": 0.25, "lr": 3e-3, "weight_decay": 1e-3, "batch_size": 64, "epochs": 20, "dropout": 0.2,
             "schedule": "onecycle"}
@@ -55,8 +64,27 @@ class DknnConfig(ObjectiveConfig):
     stain_reference: Optional[str] = Field(None, description="image file to normalise to (default: search-part images)")
     widths: list[int] = Field(default_factory=lambda: [16, 32, 64], min_length=1)
     hidden: int = Field(256, ge=2)
+    trunk: Optional[TrunkConfig] = Field(None, description="start from a pretrained trunk (optileuk train of a dknn)")
     device: Device = "auto"
     defaults: dict[str, Any] = Field(default_factory=dict, description="values of parameters not searched")
+
+    def file_problems(self, src: str) -> list:
+        """The trunk is read (header and tensors) at load time: a missing, unreadable or mismatched
+        file is refused before anything runs."""
+        out = super().file_problems(src)
+        if self.trunk is None:
+            return out
+        try:
+            trunk = read_trunk(self.trunk.weights)
+        except Exception as exc:
+            return out + [Problem(src, "objective.trunk.weights", str(exc), self.trunk.weights)]
+        if trunk.image_size is not None and trunk.image_size != self.image_size:
+            out.append(Problem(src, "objective.image_size", f"must be the trunk's input size {trunk.image_size} "
+                               f"({trunk.path} was trained on {trunk.image_size} px images)", self.image_size))
+        if "widths" in self.model_fields_set and list(self.widths) != list(trunk.architecture["widths"]):
+            out.append(Problem(src, "objective.widths", f"must be the trunk's widths {trunk.architecture['widths']} "
+                               f"(or left out: they come from {trunk.path})", self.widths))
+        return out
 
 
 def parse_shape(text: Any, where: str = "shape1") -> tuple[int, int, int, int] | None:
@@ -80,23 +108,51 @@ class DknnObjective(ClassifiesCells, Objective):
 
     def __init__(self, config=None, *, space=None, seed=0, objectives=None):
         super().__init__(config, space=space, seed=seed, objectives=objectives)
-        check_defaults(self.config.defaults, (*DEFAULTS, "hidden"), "dknn")
+        check_defaults(self.config.defaults, (*DEFAULTS, "hidden", *self._trunk_params()), "dknn")
         bad = [Problem("", f"objective.defaults.{name}", f"must be {' or '.join(allowed)}", self.config.defaults[name])
                for name, allowed in CHOICES.items()
                if name in self.config.defaults and self.config.defaults[name] not in allowed]
         if bad:
             raise ConfigError(bad)
 
+    def _trunk_params(self) -> tuple[str, ...]:
+        return TRUNK_PARAMS if self.config.trunk is not None else ()
+
+    @property
+    def trunk(self):
+        """The pretrained trunk (read once), or ``None``."""
+        if self.config.trunk is None:
+            return None
+        if getattr(self, "_trunk", None) is None:
+            self._trunk = read_trunk(self.config.trunk.weights)
+        return self._trunk
+
+    def widths(self) -> list[int]:
+        return list(self.trunk.architecture["widths"]) if self.trunk is not None else list(self.config.widths)
+
     def params(self, config: Mapping[str, Any]) -> dict[str, Any]:
-        return with_inputs({**DEFAULTS, "hidden": self.config.hidden}, self.config, config)
+        base = {**DEFAULTS, "hidden": self.config.hidden}
+        t = self.config.trunk
+        if t is not None:
+            base.update(freeze=t.freeze, trunk_lr_scale=t.lr_scale)
+        p = with_inputs(base, self.config, config)
+        if t is not None:  # the trunk's tensors fix these
+            p.update({k: self.trunk.architecture[k] for k in ARCH_KEYS if k != "widths"})
+        return p
 
     def check_space(self, space) -> list[str]:
-        out = self.unused(space, (*DEFAULTS, "hidden", *INPUT_KEYS), "dknn")
+        out = self.unused(space, (*DEFAULTS, "hidden", *INPUT_KEYS, *TRUNK_PARAMS), "dknn")
+        if self.config.trunk is None:
+            out += [f"parameter '{n}' needs objective.trunk (a pretrained trunk to freeze or fine-tune)"
+                    for n in TRUNK_PARAMS if n in space.params]
+        else:
+            out += [f"parameter '{n}' is fixed by objective.trunk ({self.config.trunk.weights}); leave it out"
+                    for n in FIXED_BY_TRUNK if n in space.params]
         for name, allowed in CHOICES.items():
             bad = [c for c in (getattr(space.params.get(name), "choices", None) or []) if c not in allowed]
             if bad:
                 out.append(f"{name} can be {' or '.join(allowed)} only (got {bad[0]!r})")
-        return out + check_sizes(space, self.config.image_size, 2 ** len(self.config.widths), "2**len(objective.widths)")
+        return out + check_sizes(space, self.config.image_size, 2 ** len(self.widths()), "2**len(objective.widths)")
 
     def prepare(self) -> None:
         if self._data is not None:
@@ -122,7 +178,17 @@ class DknnObjective(ClassifiesCells, Objective):
         return self._views[key]
 
     def build(self, params: Mapping[str, Any], n_classes: int) -> DKNN:
-        return build_dknn(architecture(self.params(params), self.config.widths, n_classes))
+        """The candidate's network; with a trunk, its pretrained weights loaded."""
+        net = build_dknn(architecture(self.params(params), self.widths(), n_classes))
+        if self.trunk is not None:
+            self.trunk.load_into(net.trunk)
+        return net
+
+    def pretrained(self, model: DKNN, p: Mapping[str, Any]) -> tuple | None:
+        """``fit``'s ``pretrained`` argument: the trunk, its frozen epochs and its rate scale."""
+        if self.trunk is None:
+            return None
+        return model.trunk, frozen_epochs(p["freeze"], int(p["epochs"])), float(p["trunk_lr_scale"])
 
     def evaluate(self, config: Mapping[str, Any], *, trial=None) -> Score:
         self.prepare()
@@ -143,7 +209,8 @@ class DknnObjective(ClassifiesCells, Objective):
         epochs = fit(model, xtr, ytr, loss_fn=F.cross_entropy, epochs=int(p["epochs"]), batch_size=int(p["batch_size"]),
                      lr=float(p["lr"]), weight_decay=float(p["weight_decay"]), device=device, seed=self.seed,
                      on_epoch=val_error, trial=trial if len(self.directions) == 1 else None,
-                     augment=self.config.augment.batch(), one_cycle=p["schedule"] == "onecycle")
+                     augment=self.config.augment.batch(), one_cycle=p["schedule"] == "onecycle",
+                     pretrained=self.pretrained(model, p))
         pred = predict(model, xva, device).argmax(1).numpy()
         m = scores(yva, pred, len(classes))
         bal = m["balanced_accuracy"]
@@ -170,9 +237,9 @@ class DknnObjective(ClassifiesCells, Objective):
         fit(model, image_tensor(train.images, size, resize), torch.from_numpy(train.labels), loss_fn=F.cross_entropy,
             epochs=epochs, batch_size=int(p["batch_size"]), lr=float(p["lr"]), weight_decay=float(p["weight_decay"]),
             device=device, seed=self.seed, on_epoch=(lambda e: on_step(e + 1, epochs, "epochs")) if on_step else None,
-            augment=c.augment.batch(), one_cycle=p["schedule"] == "onecycle")
+            augment=c.augment.batch(), one_cycle=p["schedule"] == "onecycle", pretrained=self.pretrained(model, p))
         fitted = DknnModel({"image_size": size, "resize": resize,
-                            "architecture": architecture(p, c.widths, len(ds.classes))},
+                            "architecture": architecture(p, self.widths(), len(ds.classes))},
                            classes=ds.classes, stain=stained.normaliser(p["stain"]), seed=self.seed,
                            device=c.device, net=model)
         return Fitted(fitted, facts={"train_images": len(train), "search_images": len(splits.search),
@@ -218,6 +285,11 @@ class DknnModel(NetModel):
 
     def describe(self):
         return {"input": {"image_size": self.spec["image_size"], "resize": self.spec["resize"]}}
+
+    def save_extras(self, folder, *, training_data=None) -> None:
+        """``trunk.safetensors``: the trained trunk, for ``trunk: {weights: <this run folder>}``."""
+        save_trunk(self.net, self.spec["architecture"], int(self.spec["image_size"]), Path(folder) / TRUNK_FILE,
+                   classes=list(self.classes), trained_on=training_data)
 
 
 DknnObjective.Model = DknnModel  # what train_final fits and optileuk predict applies

@@ -33,13 +33,14 @@ from optileuk.objectives._handcrafted import build_classifier, classify
 from optileuk.objectives._inputs import load_trunk, prepare_images, selection_mask
 from optileuk.objectives._model import FittedModel
 from optileuk.objectives._torch import fit, image_tensor, load_weights, resolve_device, seeded
+from optileuk.objectives._trunk import trunk_net, trunk_spec
 
 
 class FeatureSelectionConfig(ObjectiveConfig):
     dataset: DatasetConfig = Field(default_factory=lambda: SyntheticData(type="synthetic"))
     split: SplitConfig = SplitConfig(test_size=0.2, folds=3)
     features: list[Literal["deep", "handcrafted"]] = Field(default_factory=lambda: ["deep", "handcrafted"], min_length=1)
-    weights: Optional[str] = Field(None, description="local state_dict of a DKNN to take the trunk from (no training)")
+    weights: Optional[str] = Field(None, description="a trunk file, a dknn run folder (optileuk train) or a DKNN state_dict to take the trunk from (no training)")
     trunk_epochs: int = Field(8, ge=1)
     augment: TrainAugment = Field(TrainAugment(), description="training-only augmentation of the trunk, on the device")
     image_size: int = Field(32, ge=8, le=512)
@@ -216,7 +217,7 @@ class FeatureSelectionObjective(ClassifiesCells, Objective):
                 image_tensor(images, c.image_size, c.resize), ds.labels[search], len(ds.classes), self.seed,
                 (lambda e: on_step(e + 1, c.trunk_epochs, "trunk epochs")) if on_step else None)
         spec = {"features": list(c.features), "image_size": c.image_size, "resize": c.resize,
-                "trunk": {"n_classes": len(ds.classes), "image_size": c.image_size, "widths": list(c.widths)}}
+                "trunk": trunk_spec(net, len(ds.classes), c.image_size) if net is not None else None}
         model = FeatureSelectionModel(spec, classes=ds.classes, stain=data.stained.normaliser(c.stain), seed=self.seed,
                                       device=c.device, net=net)
         x = model.raw_features(images)
@@ -244,8 +245,7 @@ class FeatureSelectionModel(FittedModel):
                  classifier=None):
         super().__init__(spec, classes=classes, stain=stain, seed=seed, device=device)
         if net is None and "deep" in spec["features"]:
-            t = spec["trunk"]
-            net = DKNN(t["n_classes"], image_size=t["image_size"], widths=tuple(t["widths"]), ranks=(2, 1))
+            net = trunk_net(spec["trunk"])
         self.net, self.mu, self.sd, self.mask, self.classifier = net, mu, sd, mask, classifier
 
     def raw_features(self, images: list[np.ndarray]) -> np.ndarray:

@@ -119,16 +119,30 @@ def selection_mask(value, n: int, name: str) -> np.ndarray:
     return mask
 
 
-def load_trunk(weights: str, n_classes: int, image_size: int, widths):
-    """A DKNN whose trunk comes from the local ``state_dict`` file ``weights`` (never downloaded)."""
-    import torch
+def trunk_mismatch(trunk, image_size: int, widths, size_key: str) -> list[tuple[str, str, Any]]:
+    """(key, rule, value) for each way a trunk read from a file does not fit the objective's settings."""
+    out = []
+    if list(trunk.architecture["widths"]) != list(widths):
+        out.append(("objective.widths", f"must be the trunk's widths {trunk.architecture['widths']} ({trunk.path})",
+                    list(widths)))
+    if trunk.image_size is not None and trunk.image_size != image_size:
+        out.append((f"objective.{size_key}", f"must be the trunk's input size {trunk.image_size} ({trunk.path} was "
+                    f"trained on {trunk.image_size} px images)", image_size))
+    return out
 
+
+def load_trunk(weights: str, n_classes: int, image_size: int, widths, size_key: str = "image_size"):
+    """A DKNN whose trunk comes from the local trunk file, run folder or DKNN ``state_dict``
+    ``weights`` (never downloaded, never unpickled), its architecture as the file says."""
     from optileuk.models import DKNN
+    from optileuk.objectives._trunk import read_trunk
 
-    net = DKNN(n_classes, image_size=image_size, widths=tuple(widths), ranks=(2, 1))
-    try:
-        state = torch.load(Path(weights).expanduser(), map_location="cpu", weights_only=True)
-        net.trunk.load_state_dict({k.removeprefix("trunk."): v for k, v in state.items() if k.startswith("trunk.")})
-    except Exception as exc:
-        raise DataError(f"{weights}: not a DKNN state_dict with matching trunk widths {list(widths)} ({exc})") from None
+    trunk = read_trunk(weights)
+    bad = trunk_mismatch(trunk, image_size, widths, size_key)
+    if bad:
+        raise ConfigError([Problem("", key, rule, value) for key, rule, value in bad])
+    a = trunk.architecture
+    net = DKNN(n_classes, image_size=image_size, widths=tuple(widths), ranks=(2, 1), activation=a["activation"],
+               prelu_mode=a["prelu_mode"], kron_conv_rank=a["kron_conv_rank"])
+    trunk.load_into(net.trunk)
     return net

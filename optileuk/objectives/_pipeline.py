@@ -45,6 +45,7 @@ from optileuk.objectives._handcrafted import CLASSIFIER_DEFAULTS, build_classifi
 from optileuk.objectives._inputs import check_defaults, load_trunk, prepare_images, selection_mask
 from optileuk.objectives._segmentation import DEFAULTS as SEG_DEFAULTS, cluster, cluster_key
 from optileuk.objectives._torch import resolve_device
+from optileuk.objectives._trunk import trunk_spec
 from optileuk.objectives._pipeline_model import (PipelineModel, cell_clusters, classical_masks, compact, image_features,
                                                  square_u8, train_segmenter, trunk_features, unet_masks)
 
@@ -85,7 +86,7 @@ class PipelineConfig(ObjectiveConfig):
     stain_reference: Optional[str] = Field(None, description="image file to normalise to (default: search-part images)")
     segmenter: Literal["classical", "unet"] = "classical"
     unet: UNetSegmenter = UNetSegmenter()
-    weights: Optional[str] = Field(None, description="local state_dict of a DKNN whose trunk gives deep features")
+    weights: Optional[str] = Field(None, description="a trunk file, a dknn run folder (optileuk train) or a DKNN state_dict whose trunk gives deep features")
     widths: list[int] = Field(default_factory=lambda: [16, 32, 64], min_length=1, description="trunk widths of weights")
     trunk_size: int = Field(32, ge=8, le=512, description="input side of the trunk of weights")
     device: Device = "auto"
@@ -246,7 +247,7 @@ class PipelineObjective(ClassifiesCells, Objective):
 
     def _trunk(self):
         c = self.config
-        return load_trunk(c.weights, len(self._data.ds.classes), c.trunk_size, c.widths).eval()
+        return load_trunk(c.weights, len(self._data.ds.classes), c.trunk_size, c.widths, "trunk_size").eval()
 
     def _deep_features(self, stain: str) -> np.ndarray:
         c = self.config
@@ -288,8 +289,8 @@ class PipelineObjective(ClassifiesCells, Objective):
         if on_step:
             on_step(1, 3, "segmenter ready")
         spec = {"image_size": c.image_size, "resize": c.resize, "segmenter": c.segmenter, "unet": c.unet.model_dump(),
-                "trunk": {"n_classes": len(ds.classes), "image_size": c.trunk_size, "widths": list(c.widths)}
-                if c.weights else None, "params": {k: p[k] for k in DEFAULTS},
+                "trunk": trunk_spec(self._trunk(), len(ds.classes), c.trunk_size) if c.weights else None,
+                "params": {k: p[k] for k in DEFAULTS},
                 "columns": [int(i) for i in np.flatnonzero(cols)], "feature_names": self.feature_names}
         model = PipelineModel(spec, classes=ds.classes, stain=data.stained.normaliser(p["stain"]), seed=self.seed,
                               device=c.device, segmenter=segmenter, trunk=self._trunk() if c.weights else None)

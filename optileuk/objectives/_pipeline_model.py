@@ -24,6 +24,7 @@ from optileuk.features import CELL_FEATURES, handcrafted_features, measure_cell
 from optileuk.objectives._augment import BatchAugment
 from optileuk.objectives._model import FittedModel, mask_labels
 from optileuk.objectives._torch import fit, image_tensor, load_weights, predict, seeded
+from optileuk.objectives._trunk import trunk_net
 from optileuk.objectives._segmentation import (cluster, cluster_key, darkness, kmeans_labels, nucleus_mask,
                                                pixel_features)
 
@@ -171,15 +172,12 @@ class PipelineModel(FittedModel):
 
     @classmethod
     def restore(cls, spec, *, classes, stain, seed, device, tensors, arrays, estimators):
-        from optileuk.models import DKNN
-
         segmenter = trunk = None
         if spec["segmenter"] == "unet":
             segmenter = segmenter_net(spec["unet"])
             load_weights(segmenter, tensors, "segmenter.")
         if spec.get("trunk"):
-            t = spec["trunk"]
-            trunk = DKNN(t["n_classes"], image_size=t["image_size"], widths=tuple(t["widths"]), ranks=(2, 1))
+            trunk = trunk_net(spec["trunk"])
             load_weights(trunk, tensors, "trunk.")
         model = cls(spec, classes=classes, stain=stain, seed=seed, device=device, segmenter=segmenter, trunk=trunk,
                     classifier=estimators["classifier"])

@@ -60,21 +60,37 @@ def seeded(seed: int) -> Iterator[None]:
         yield
 
 
-def adam(model: nn.Module, lr: float, weight_decay: float) -> torch.optim.Adam:
-    """Adam with weight decay on weights only: no decay on PReLU slopes, biases or norms."""
-    decay, keep = [], []
+def adam(model: nn.Module, lr: float, weight_decay: float, part: nn.Module | None = None,
+         part_scale: float = 1.0) -> torch.optim.Adam:
+    """Adam with weight decay on weights only: no decay on PReLU slopes, biases or norms. ``part``
+    (a pretrained trunk) learns at ``part_scale`` times ``lr``."""
+    inside = {id(p) for p in part.parameters()} if part is not None else set()
+    groups: dict[tuple[bool, bool], list] = {(False, False): [], (False, True): [], (True, False): [], (True, True): []}
     for module in model.modules():
         for name, p in module.named_parameters(recurse=False):
             no_decay = isinstance(module, (nn.PReLU, nn.BatchNorm2d)) or name == "bias"
-            (keep if no_decay else decay).append(p)
-    return torch.optim.Adam([{"params": decay, "weight_decay": weight_decay},
-                             {"params": keep, "weight_decay": 0.0}], lr=lr)
+            groups[(id(p) in inside, no_decay)].append(p)
+    out = [{"params": groups[(False, False)], "weight_decay": weight_decay},
+           {"params": groups[(False, True)], "weight_decay": 0.0}]
+    if part is not None:
+        out += [{"params": groups[(True, False)], "weight_decay": weight_decay, "lr": lr * part_scale},
+                {"params": groups[(True, True)], "weight_decay": 0.0, "lr": lr * part_scale}]
+    return torch.optim.Adam(out, lr=lr)
+
+
+def _freeze(module: nn.Module, frozen: bool) -> None:
+    """A frozen module takes no gradient and keeps its batch-norm statistics (eval mode)."""
+    for p in module.parameters():
+        p.requires_grad_(not frozen)
+    if frozen:
+        module.eval()
 
 
 def fit(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, loss_fn: Callable, epochs: int, batch_size: int,
         lr: float, weight_decay: float, device: torch.device, seed: int,
         on_epoch: Callable[[int], float | None] | None = None, trial: optuna.trial.BaseTrial | None = None,
-        augment: Callable | None = None, patience: int | None = None, one_cycle: bool = False) -> int:
+        augment: Callable | None = None, patience: int | None = None, one_cycle: bool = False,
+        pretrained: tuple[nn.Module, int, float] | None = None) -> int:
     """Seeded mini-batch training. ``on_epoch(epoch)`` returns a validation error to report.
 
     With a ``trial``, the error is reported after each epoch and Optuna's pruner is asked;
@@ -83,25 +99,36 @@ def fit(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, loss_fn: Callable
     error has not improved for that many epochs and the model keeps its best epoch's weights
     (early stopping; with ``one_cycle``, the one-cycle learning-rate schedule over ``epochs``,
     epochs without improvement count from mid-training, after the rate's peak).
-    Returns the number of epochs trained.
+    ``pretrained = (module, frozen_epochs, lr_scale)``: a pretrained part (a trunk) frozen for the
+    first ``frozen_epochs`` (no gradient, batch-norm statistics kept), then fine-tuned at
+    ``lr_scale`` times the rate. Returns the number of epochs trained.
     """
     with seeded(seed):
-        return _fit(model, x, y, loss_fn=loss_fn, epochs=epochs, batch_size=batch_size, lr=lr,
-                    weight_decay=weight_decay, device=device, seed=seed, on_epoch=on_epoch, trial=trial,
-                    augment=augment, patience=patience, one_cycle=one_cycle)
+        try:
+            return _fit(model, x, y, loss_fn=loss_fn, epochs=epochs, batch_size=batch_size, lr=lr,
+                        weight_decay=weight_decay, device=device, seed=seed, on_epoch=on_epoch, trial=trial,
+                        augment=augment, patience=patience, one_cycle=one_cycle, pretrained=pretrained)
+        finally:
+            if pretrained is not None:
+                for p in pretrained[0].parameters():
+                    p.requires_grad_(True)
 
 
 def _fit(model, x, y, *, loss_fn, epochs, batch_size, lr, weight_decay, device, seed, on_epoch, trial,
-         augment=None, patience=None, one_cycle=False) -> int:
+         augment=None, patience=None, one_cycle=False, pretrained=None) -> int:
     gen = torch.Generator().manual_seed(seed)
     model.to(device)
-    opt = adam(model, lr, weight_decay)
+    part, frozen_for, scale = pretrained if pretrained is not None else (None, 0, 1.0)
+    opt = adam(model, lr, weight_decay, part, scale)
     n = len(x)
     steps = sum(1 for s in range(0, n, batch_size) if not (min(batch_size, n - s) < 2 <= n))
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=max(1, epochs * steps)) if one_cycle else None
+    max_lr = lr if part is None else [g["lr"] for g in opt.param_groups]
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=max_lr, total_steps=max(1, epochs * steps)) if one_cycle else None
     best, best_state, since = float("inf"), None, 0
     for epoch in range(epochs):
         model.train()
+        if part is not None:
+            _freeze(part, epoch < frozen_for)
         order = torch.randperm(n, generator=gen)
         for start in range(0, n, batch_size):
             idx = order[start:start + batch_size]

@@ -138,6 +138,9 @@ def train(config: str | Path, run_dir: str | Path | None = None, *, rank: int = 
 
     bundle.save(final.model, out, objective=used["objective"], params=used["params"], training_data=final.training_data,
                 metrics={k: v for k, v in metrics.items() if k not in ("facts",)})
+    save_extras = getattr(final.model, "save_extras", None)
+    if save_extras is not None:  # e.g. a dknn's trunk.safetensors, for other objectives to start from
+        save_extras(out, training_data=final.training_data)
     return out, metrics
 
 

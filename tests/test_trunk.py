@@ -1,0 +1,127 @@
+"""Pretrained trunks: trained and saved by ``optileuk train`` of a dknn, read safely by dknn,
+feature_selection and pipeline; frozen trunks stay as they were, fine-tuned ones change."""
+
+from __future__ import annotations
+
+import pickle
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import run_cli, write
+from optileuk.errors import ConfigError, DataError
+from optileuk.objectives import make
+from optileuk.objectives._trunk import TRUNK_FILE, read_trunk
+
+DATA = {"type": "synthetic", "n_per_class": 10, "size": 32, "smears": 8}
+WIDTHS = [8, 16]
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    """A dknn trained with ``optileuk train`` (ReLU, so the trunk is not the default PReLU one)."""
+    folder = tmp_path_factory.mktemp("trunk")
+    write(folder / "cfg.yaml", f"""
+        objective: {{type: dknn, dataset: {DATA}, image_size: 32, widths: {WIDTHS}, hidden: 8,
+                     split: {{test_size: 0.2, folds: 1, val_size: 0.25}}}}
+        params: {{epochs: 2, activation: relu, rank1: 1, rank2: 0}}
+        """.replace("'", ""))
+    r = run_cli("train", "cfg.yaml", "-o", "run", "-q", cwd=folder)
+    assert r.returncode == 0, r.stderr
+    return folder / "run"
+
+
+def trunk_tensors(net):
+    return {k: v.detach().clone() for k, v in net.trunk.state_dict().items()}
+
+
+def test_train_writes_a_trunk_file_that_says_its_architecture_and_input_size(run_dir):
+    trunk = read_trunk(run_dir)  # the run folder, or the file in it
+    assert trunk.path == run_dir / TRUNK_FILE
+    assert trunk.architecture == {"widths": WIDTHS, "activation": "relu", "prelu_mode": "channel", "kron_conv_rank": 0}
+    assert trunk.image_size == 32 and trunk.classes == ["normal", "L1", "L2", "L3"]
+
+
+@pytest.mark.parametrize("freeze, changes", [(True, False), (False, True), (1, True)])
+def test_freeze_really_freezes_and_fine_tuning_changes_the_trunk(run_dir, freeze, changes):
+    obj = make("dknn", {"dataset": DATA, "image_size": 32, "hidden": 8, "split": {"test_size": 0.2, "folds": 1, "val_size": 0.25},
+                        "trunk": {"weights": str(run_dir), "freeze": freeze}}, seed=1)
+    before = {k: v for k, v in read_trunk(run_dir).tensors.items()}
+    fitted = obj.fit_final({"epochs": 2, "rank1": 1, "rank2": 1})
+    after = trunk_tensors(fitted.model.net)
+    same = all(torch.equal(before[k], after[k]) for k in before)  # weights and batch-norm statistics
+    assert same != changes
+    score = obj.evaluate({"epochs": 2, "rank1": 1, "rank2": 1})
+    assert 0.0 <= score.value <= 1.0 and score.attrs["params"] > 0
+
+
+def test_the_trunk_is_searchable_and_its_fixed_keys_are_refused(run_dir):
+    from optileuk.space import SearchSpace
+
+    cfg = {"dataset": DATA, "image_size": 32, "trunk": {"weights": str(run_dir)}}
+    ok = SearchSpace.from_dict({"parameters": {"freeze": {"type": "categorical", "choices": [True, False]},
+                                               "trunk_lr_scale": {"type": "float", "low": 0.01, "high": 1.0}}})
+    assert make("dknn", cfg).space_problems(ok) == []
+    bad = SearchSpace.from_dict({"parameters": {"activation": {"type": "categorical", "choices": ["prelu", "relu"]}}})
+    assert "is fixed by objective.trunk" in make("dknn", cfg).space_problems(bad)[0]
+    no_trunk = make("dknn", {"dataset": DATA}).space_problems(ok)
+    assert any("needs objective.trunk" in m for m in no_trunk)
+
+
+def test_feature_selection_and_pipeline_take_their_deep_features_from_the_trunk(run_dir):
+    trunk = read_trunk(run_dir)
+    fs = make("feature_selection", {"dataset": DATA, "weights": str(run_dir), "widths": WIDTHS, "image_size": 32,
+                                    "split": {"test_size": 0.2, "folds": 2}}, seed=0)
+    net = fs._load_trunk(4)
+    assert all(torch.equal(v, trunk.tensors[k]) for k, v in net.trunk.state_dict().items())
+    fitted = fs.fit_final({"features": list(range(4))})
+    assert all(torch.equal(v, trunk.tensors[k]) for k, v in fitted.model.net.trunk.state_dict().items())
+    pipe = make("pipeline", {"dataset": DATA, "image_size": 32, "weights": str(run_dir / TRUNK_FILE), "widths": WIDTHS,
+                             "trunk_size": 32, "split": {"test_size": 0.2, "folds": 2}}, seed=0)
+    pipe.prepare()
+    deep = pipe._trunk()
+    assert all(torch.equal(v, trunk.tensors[k]) for k, v in deep.trunk.state_dict().items())
+    assert any(name.startswith("deep_") for name in pipe.feature_names)
+
+
+def test_a_trunk_that_does_not_fit_is_one_clear_message_exit_2(run_dir, workdir):
+    write(workdir / "study.yaml", f"""
+        name: wrong-size
+        objective: {{type: dknn, dataset: {{type: synthetic, n_per_class: 10, size: 32}}, image_size: 64,
+                     trunk: {{weights: {run_dir}}}}}
+        search_space: {{parameters: {{rank1: {{type: int, low: 1, high: 2}}}}}}
+        optimizer: {{name: random, population: 2}}
+        budget: {{trials: 2}}
+        """)
+    r = run_cli("run", "study.yaml", cwd=workdir)
+    assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
+    assert "objective.image_size must be the trunk's input size 32" in r.stderr, r.stderr
+    assert not (workdir / "optileuk.db").exists()  # nothing written
+    with pytest.raises(ConfigError, match="objective.widths must be the trunk's widths"):
+        make("feature_selection", {"dataset": DATA, "weights": str(run_dir), "widths": [8, 16, 32], "image_size": 32}
+             )._load_trunk(4)
+
+
+def test_weights_are_read_without_unpickling(tmp_path):
+    class Payload:
+        def __reduce__(self):
+            return (open, (str(tmp_path / "pwned"), "w"))
+
+    bad = tmp_path / "trunk.pt"
+    with open(bad, "wb") as f:
+        pickle.dump({"trunk.0.weight": Payload()}, f)
+    with pytest.raises(DataError, match="not a trunk file or a DKNN state_dict read as plain tensors"):
+        read_trunk(bad)
+    assert not (tmp_path / "pwned").exists()  # the payload never ran
+    (tmp_path / "fake.safetensors").write_bytes(b"\x08\x00\x00\x00\x00\x00\x00\x00{}      ")
+    with pytest.raises(DataError):
+        read_trunk(tmp_path / "fake.safetensors")
+    # a plain state_dict of a DKNN (torch.save of tensors only) is read, its architecture from its shapes
+    from optileuk.models import DKNN
+
+    net = DKNN(4, image_size=32, widths=(8, 16), prelu_mode="shared")
+    torch.save(net.state_dict(), tmp_path / "plain.pt")
+    t = read_trunk(tmp_path / "plain.pt")
+    assert t.architecture["widths"] == [8, 16] and t.architecture["prelu_mode"] == "shared" and t.image_size is None
+    assert np.isclose(float(t.tensors["0.weight"].sum()), float(net.trunk[0].weight.detach().sum()))
