@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import textwrap
@@ -14,6 +15,12 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+# The Ctrl+C tests send SIGINT to the processes they start. A pytest started in the background by a
+# shell without job control inherits SIGINT ignored, and a process inherits an ignored signal across
+# exec (Python then never raises KeyboardInterrupt): give it a handler, which exec resets to default.
+if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -1,0 +1,66 @@
+"""Training throughput of the DKNN on this machine's CPU: images per second of a training step
+(forward, backward, Adam) at input sides 32, 64 and 128, as it trains now (float32, contiguous)
+against channels-last memory and bfloat16 autocast, side by side in one run -- the measurements
+issue 29 asks for before a faster trunk is chosen.
+
+Run: python benchmarks/trunk_speed.py [--threads 2] [--batch 64] [--seconds 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import torch
+from torch.nn import functional as F
+
+from optileuk.models import DKNN
+
+
+def rate(size: int, batch: int, seconds: float, channels_last: bool, bf16: bool) -> float:
+    torch.manual_seed(0)
+    net = DKNN(8, image_size=size, widths=(16, 32, 64), ranks=(2, 1), hidden=256)
+    x, y = torch.rand(batch, 3, size, size), torch.randint(0, 8, (batch,))
+    if channels_last:
+        net, x = net.to(memory_format=torch.channels_last), x.contiguous(memory_format=torch.channels_last)
+    opt = torch.optim.Adam(net.parameters(), 1e-3)
+    net.train()
+
+    def step():
+        opt.zero_grad(set_to_none=True)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            loss = F.cross_entropy(net(x), y)
+        loss.backward()
+        opt.step()
+
+    for _ in range(2):  # warm-up
+        step()
+    n, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        step()
+        n += batch
+    return n / (time.perf_counter() - start)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--batch", type=int, default=64)
+    ap.add_argument("--seconds", type=float, default=3.0)
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    print(f"torch {torch.__version__}, {args.threads} threads, batch {args.batch}; "
+          f"bf16 supported by this CPU: {torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, '_is_mkldnn_bf16_supported') and torch.ops.mkldnn._is_mkldnn_bf16_supported()}")
+    print("| side | float32 (now) | channels-last | bfloat16 | both |")
+    print("|---|---|---|---|---|")
+    for size in (32, 64, 128):
+        base = rate(size, args.batch, args.seconds, False, False)
+        cells = [f"{base:.0f} img/s"]
+        for cl, bf in ((True, False), (False, True), (True, True)):
+            r = rate(size, args.batch, args.seconds, cl, bf)
+            cells.append(f"{r:.0f} ({r / base:.2f}x)")
+        print(f"| {size} | " + " | ".join(cells) + " |")
+
+
+if __name__ == "__main__":
+    main()
