@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import numpy as np
 import optuna
 import pytest
@@ -250,6 +251,12 @@ def test_every_shipped_study_is_valid(path):
         plan = plan_comparison([path])
         assert len(plan.runs) == len(plan.labels) * len(plan.seeds) >= 2
         with pytest.raises(ConfigError, match="makes this a comparison file: run it with optileuk compare"):
+            load_study(path)
+        return
+    trunk = re.search(r"trunk: \{weights: (\.\./runs/[\w./-]+)", path.read_text())
+    if trunk and not (path.parent / trunk[1]).exists():
+        # step 2 of the transfer workflow: without step 1's run folder, one message says what is missing
+        with pytest.raises(ConfigError, match=r"objective.trunk.weights .*runs/.*weights file not found"):
             load_study(path)
         return
     study = load_study(path)
