@@ -98,6 +98,13 @@ def test_a_trunk_that_does_not_fit_is_one_clear_message_exit_2(run_dir, workdir)
     assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
     assert "objective.image_size must be the trunk's input size 32" in r.stderr, r.stderr
     assert not (workdir / "optileuk.db").exists()  # nothing written
+    (workdir / "study.yaml").write_text((workdir / "study.yaml").read_text().replace(
+        "image_size: 64,", "image_size: 32,").replace(f"weights: {run_dir}}}", f"weights: {run_dir}, freeze: -2}}"))
+    r = run_cli("run", "study.yaml", cwd=workdir)
+    assert r.returncode == 2 and r.stderr.strip() == (
+        "error: study.yaml: objective.trunk.freeze must be true, false or the number of epochs frozen (0 or more), "
+        "got -2"), r.stderr
+    assert not (workdir / "optileuk.db").exists()
     with pytest.raises(ConfigError, match="objective.widths must be the trunk's widths"):
         make("feature_selection", {"dataset": DATA, "weights": str(run_dir), "widths": [8, 16, 32], "image_size": 32}
              )._load_trunk(4)

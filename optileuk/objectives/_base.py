@@ -15,6 +15,7 @@ import optuna
 from pydantic import BaseModel, ConfigDict, Field
 
 from optileuk.errors import ConfigError, DataError, Problem
+from optileuk.objectives._trunk import read_trunk, trunk_mismatch
 from optileuk.space import SearchSpace
 
 Device = Annotated[str, Field(pattern=r"^(auto|cpu|cuda(:\d+)?|mps)$",
@@ -62,9 +63,6 @@ class ObjectiveConfig(BaseModel):
 
     def _weights_problems(self, src: str, weights: str) -> list:
         """A ``weights`` trunk that is missing, unreadable or does not fit ``widths`` / the input size."""
-        from optileuk.objectives._inputs import trunk_mismatch
-        from optileuk.objectives._trunk import read_trunk
-
         p = Path(weights).expanduser()
         if not p.exists():
             return [Problem(src, "objective.weights", "must name a local file or run folder (weights file not found; weights are "

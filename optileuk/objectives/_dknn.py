@@ -33,7 +33,7 @@ from pydantic import Field
 from torch.nn import functional as F
 
 from optileuk.data import DatasetConfig, Resize, SplitConfig, Stain, SyntheticData
-from optileuk.errors import ConfigError, Problem
+from optileuk.errors import ConfigError, DataError, Problem
 from optileuk.metrics import bootstrap_ci, scores
 from optileuk.models import DKNN
 from optileuk.objectives._augment import TrainAugment
@@ -42,7 +42,8 @@ from optileuk.objectives._final import Fitted
 from optileuk.objectives._inputs import INPUT_KEYS, check_defaults, check_sizes, prepare_images, with_inputs
 from optileuk.objectives._model import NetModel, Prediction
 from optileuk.objectives._torch import fit, image_tensor, n_params, predict, resolve_device, seeded
-from optileuk.objectives._trunk import ARCH_KEYS, TRUNK_FILE, TrunkConfig, frozen_epochs, read_trunk, save_trunk
+from optileuk.objectives._trunk import (ARCH_KEYS, TRUNK_FILE, TrunkConfig, frozen_epochs, read_trunk, save_trunk,
+                                      trunk_mismatch)
 
 SCHEDULES = ("onecycle", "constant")
 ACTIVATIONS = ("prelu", "relu")
@@ -76,15 +77,11 @@ class DknnConfig(ObjectiveConfig):
             return out
         try:
             trunk = read_trunk(self.trunk.weights)
-        except Exception as exc:
+        except DataError as exc:
             return out + [Problem(src, "objective.trunk.weights", str(exc), self.trunk.weights)]
-        if trunk.image_size is not None and trunk.image_size != self.image_size:
-            out.append(Problem(src, "objective.image_size", f"must be the trunk's input size {trunk.image_size} "
-                               f"({trunk.path} was trained on {trunk.image_size} px images)", self.image_size))
-        if "widths" in self.model_fields_set and list(self.widths) != list(trunk.architecture["widths"]):
-            out.append(Problem(src, "objective.widths", f"must be the trunk's widths {trunk.architecture['widths']} "
-                               f"(or left out: they come from {trunk.path})", self.widths))
-        return out
+        widths = self.widths if "widths" in self.model_fields_set else trunk.architecture["widths"]  # left out: the trunk's
+        return out + [Problem(src, key, rule, value) for key, rule, value in
+                      trunk_mismatch(trunk, self.image_size, widths, "image_size")]
 
 
 def parse_shape(text: Any, where: str = "shape1") -> tuple[int, int, int, int] | None:

@@ -30,10 +30,10 @@ from optileuk.objectives._augment import TrainAugment
 from optileuk.objectives._base import ClassifiesCells, Device, Objective, ObjectiveConfig, Score, prepare_step
 from optileuk.objectives._final import Fitted
 from optileuk.objectives._handcrafted import build_classifier, classify
-from optileuk.objectives._inputs import load_trunk, prepare_images, selection_mask
+from optileuk.objectives._inputs import prepare_images, selection_mask
 from optileuk.objectives._model import FittedModel
 from optileuk.objectives._torch import fit, image_tensor, load_weights, resolve_device, seeded
-from optileuk.objectives._trunk import trunk_net, trunk_spec
+from optileuk.objectives._trunk import load_trunk, trunk_net, trunk_spec
 
 
 class FeatureSelectionConfig(ObjectiveConfig):

@@ -117,32 +117,3 @@ def selection_mask(value, n: int, name: str) -> np.ndarray:
     if mask.shape != (n,):
         raise ConfigError([Problem("", name, f"must have {n} bits", mask.shape)])
     return mask
-
-
-def trunk_mismatch(trunk, image_size: int, widths, size_key: str) -> list[tuple[str, str, Any]]:
-    """(key, rule, value) for each way a trunk read from a file does not fit the objective's settings."""
-    out = []
-    if list(trunk.architecture["widths"]) != list(widths):
-        out.append(("objective.widths", f"must be the trunk's widths {trunk.architecture['widths']} ({trunk.path})",
-                    list(widths)))
-    if trunk.image_size is not None and trunk.image_size != image_size:
-        out.append((f"objective.{size_key}", f"must be the trunk's input size {trunk.image_size} ({trunk.path} was "
-                    f"trained on {trunk.image_size} px images)", image_size))
-    return out
-
-
-def load_trunk(weights: str, n_classes: int, image_size: int, widths, size_key: str = "image_size"):
-    """A DKNN whose trunk comes from the local trunk file, run folder or DKNN ``state_dict``
-    ``weights`` (never downloaded, never unpickled), its architecture as the file says."""
-    from optileuk.models import DKNN
-    from optileuk.objectives._trunk import read_trunk
-
-    trunk = read_trunk(weights)
-    bad = trunk_mismatch(trunk, image_size, widths, size_key)
-    if bad:
-        raise ConfigError([Problem("", key, rule, value) for key, rule, value in bad])
-    a = trunk.architecture
-    net = DKNN(n_classes, image_size=image_size, widths=tuple(widths), ranks=(2, 1), activation=a["activation"],
-               prelu_mode=a["prelu_mode"], kron_conv_rank=a["kron_conv_rank"])
-    trunk.load_into(net.trunk)
-    return net

@@ -42,10 +42,10 @@ from optileuk.metrics import fold_scores
 from optileuk.objectives._base import ClassifiesCells, Device, Objective, ObjectiveConfig, Score
 from optileuk.objectives._final import Fitted
 from optileuk.objectives._handcrafted import CLASSIFIER_DEFAULTS, build_classifier
-from optileuk.objectives._inputs import check_defaults, load_trunk, prepare_images, selection_mask
+from optileuk.objectives._inputs import check_defaults, prepare_images, selection_mask
 from optileuk.objectives._segmentation import DEFAULTS as SEG_DEFAULTS, cluster, cluster_key
 from optileuk.objectives._torch import resolve_device
-from optileuk.objectives._trunk import trunk_spec
+from optileuk.objectives._trunk import load_trunk, trunk_spec
 from optileuk.objectives._pipeline_model import (PipelineModel, cell_clusters, classical_masks, compact, image_features,
                                                  square_u8, train_segmenter, trunk_features, unet_masks)
 

@@ -9,15 +9,16 @@ accepted too, its architecture read from the shapes of its tensors (its input si
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Optional, Union
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from optileuk.errors import DataError
+from optileuk.errors import ConfigError, DataError, Problem
 
 TRUNK_FILE = "trunk.safetensors"
 FORMAT = "optileuk-trunk/1"
@@ -35,6 +36,13 @@ class TrunkConfig(BaseModel):
                                                        "head; N: frozen for the first N epochs, then fine-tuned")
     lr_scale: float = Field(0.1, gt=0, le=1.0, description="the trunk's learning rate when fine-tuned, as a "
                                                            "share of the head's (searchable as trunk_lr_scale)")
+
+    @field_validator("freeze")
+    @classmethod
+    def _epochs_not_negative(cls, v):
+        if not isinstance(v, bool) and v < 0:
+            raise ValueError(f"must be true, false or the number of epochs frozen (0 or more), got {v}")
+        return v
 
 
 @dataclass
@@ -73,8 +81,16 @@ def trunk_file(weights: str | Path) -> Path:
 
 def read_trunk(weights: str | Path) -> Trunk:
     """Read a trunk file or run folder (safetensors with optileuk's metadata) or a DKNN
-    ``state_dict`` (``torch.load(weights_only=True)``: a pickle that would run code is refused)."""
-    path = trunk_file(weights)
+    ``state_dict`` (``torch.load(weights_only=True)``: a pickle that would run code is refused).
+    Read once per file version: the study loader, the objective and its candidates share it (the
+    tensors are copied into a network, never changed)."""
+    path = trunk_file(weights).resolve()
+    st = path.stat()
+    return _read(path, st.st_mtime_ns, st.st_size)
+
+
+@functools.lru_cache(maxsize=4)
+def _read(path: Path, mtime_ns: int, size: int) -> Trunk:
     if path.suffix == ".safetensors":
         return _read_safetensors(path)
     import torch
@@ -118,7 +134,7 @@ def infer_architecture(tensors: Mapping[str, Any], where: Path | str = "") -> di
     widths = [int(v.shape[0]) for _, v in convs]
     slopes = [v for k, v in tensors.items() if re.fullmatch(r"\d+\.weight", k) and getattr(v, "ndim", 0) == 1
               and k not in {f"{i}.weight" for i, _ in convs} and f"{k.split('.')[0]}.running_mean" not in tensors]
-    kron = [v for k, v in tensors.items() if k.endswith(".a") or k.endswith(".factors_a")]
+    kron = [v for k, v in tensors.items() if k.endswith(".linear.a")]  # KroneckerConv1x1 factors
     return {"widths": widths, "activation": "prelu" if slopes else "relu",
             "prelu_mode": "shared" if slopes and all(v.numel() == 1 for v in slopes) else "channel",
             "kron_conv_rank": int(kron[0].shape[0]) if kron else 0}
@@ -150,6 +166,34 @@ def trunk_net(spec: Mapping[str, Any]):
     return DKNN(spec["n_classes"], image_size=spec["image_size"], widths=tuple(spec["widths"]), ranks=(2, 1),
                 activation=spec.get("activation", "prelu"), prelu_mode=spec.get("prelu_mode", "channel"),
                 kron_conv_rank=spec.get("kron_conv_rank", 0))
+
+
+def trunk_mismatch(trunk, image_size: int, widths, size_key: str) -> list[tuple[str, str, Any]]:
+    """(key, rule, value) for each way a trunk read from a file does not fit the objective's settings."""
+    out = []
+    if list(trunk.architecture["widths"]) != list(widths):
+        out.append(("objective.widths", f"must be the trunk's widths {trunk.architecture['widths']} ({trunk.path})",
+                    list(widths)))
+    if trunk.image_size is not None and trunk.image_size != image_size:
+        out.append((f"objective.{size_key}", f"must be the trunk's input size {trunk.image_size} ({trunk.path} was "
+                    f"trained on {trunk.image_size} px images)", image_size))
+    return out
+
+
+def load_trunk(weights: str, n_classes: int, image_size: int, widths, size_key: str = "image_size"):
+    """A DKNN whose trunk comes from the local trunk file, run folder or DKNN ``state_dict``
+    ``weights`` (never downloaded, never unpickled), its architecture as the file says."""
+    from optileuk.models import DKNN
+
+    trunk = read_trunk(weights)
+    bad = trunk_mismatch(trunk, image_size, widths, size_key)
+    if bad:
+        raise ConfigError([Problem("", key, rule, value) for key, rule, value in bad])
+    a = trunk.architecture
+    net = DKNN(n_classes, image_size=image_size, widths=tuple(widths), ranks=(2, 1), activation=a["activation"],
+               prelu_mode=a["prelu_mode"], kron_conv_rank=a["kron_conv_rank"])
+    trunk.load_into(net.trunk)
+    return net
 
 
 def frozen_epochs(freeze: bool | int, epochs: int) -> int:
