@@ -43,7 +43,7 @@ from optileuk.objectives._inputs import INPUT_KEYS, check_defaults, check_sizes,
 from optileuk.objectives._model import NetModel, Prediction
 from optileuk.objectives._torch import fit, image_tensor, n_params, predict, resolve_device, seeded
 from optileuk.objectives._trunk import (ARCH_KEYS, TRUNK_FILE, TrunkConfig, frozen_epochs, read_trunk, save_trunk,
-                                      trunk_mismatch)
+                                        trunk_mismatch)
 
 SCHEDULES = ("onecycle", "constant")
 ACTIVATIONS = ("prelu", "relu")
