@@ -458,3 +458,28 @@ def test_a_cpu_only_driver_does_not_import_torch_to_count_gpus():
             "print(device_slots('auto', 1, 2), 'torch' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "['cpu', 'cpu'] False"
+
+
+def test_spawned_workers_do_not_rerun_the_console_script(monkeypatch):
+    """multiprocessing's spawn re-runs the parent's main module in every local Dask worker; for the
+    ``optileuk`` console script that would import the whole CLI (typer, rich, every command) per
+    worker. The script is named as optileuk.cli.__main__, which spawn leaves out; a user's own
+    script keeps its main module (its plug-ins may live there)."""
+    import multiprocessing.spawn
+    import types
+
+    from optileuk.cli import _spawned_workers_skip_the_script
+
+    script = types.ModuleType("__main__")
+    script.__file__, script.__spec__ = "/somewhere/.venv/bin/optileuk", None
+    monkeypatch.setitem(sys.modules, "__main__", script)
+    assert "init_main_from_path" in multiprocessing.spawn.get_preparation_data("w")
+    _spawned_workers_skip_the_script()
+    data = multiprocessing.spawn.get_preparation_data("w")
+    assert "init_main_from_path" not in data and data["init_main_from_name"] == "optileuk.cli.__main__"
+
+    own = types.ModuleType("__main__")
+    own.__file__, own.__spec__ = "/home/me/my_search.py", None
+    monkeypatch.setitem(sys.modules, "__main__", own)
+    _spawned_workers_skip_the_script()
+    assert multiprocessing.spawn.get_preparation_data("w")["init_main_from_path"] == "/home/me/my_search.py"

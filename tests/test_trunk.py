@@ -39,7 +39,8 @@ def trunk_tensors(net):
 def test_train_writes_a_trunk_file_that_says_its_architecture_and_input_size(run_dir):
     trunk = read_trunk(run_dir)  # the run folder, or the file in it
     assert trunk.path == run_dir / TRUNK_FILE
-    assert trunk.architecture == {"widths": WIDTHS, "activation": "relu", "prelu_mode": "channel", "kron_conv_rank": 0}
+    assert trunk.architecture == {"widths": WIDTHS, "activation": "relu", "prelu_mode": "channel", "kron_conv_rank": 0,
+                                  "depth": 0}
     assert trunk.image_size == 32 and trunk.classes == ["normal", "L1", "L2", "L3"]
 
 
@@ -132,3 +133,46 @@ def test_weights_are_read_without_unpickling(tmp_path):
     t = read_trunk(tmp_path / "plain.pt")
     assert t.architecture["widths"] == [8, 16] and t.architecture["prelu_mode"] == "shared" and t.image_size is None
     assert np.isclose(float(t.tensors["0.weight"].sum()), float(net.trunk[0].weight.detach().sum()))
+
+
+def test_a_residual_trunk_round_trips_and_says_its_depth(tmp_path):
+    """``depth``: residual blocks per stage; the trunk file says it, a dknn on it builds the same
+    blocks, and a bare state_dict's depth is read from its tensors."""
+    from optileuk.models import DKNN
+
+    cfg = {"dataset": DATA, "image_size": 32, "widths": WIDTHS, "hidden": 8,
+           "split": {"test_size": 0.2, "folds": 1, "val_size": 0.25}}
+    fitted = make("dknn", cfg, seed=0).fit_final({"epochs": 1, "depth": 2, "pool": "avg", "rank1": 1, "rank2": 0})
+    (tmp_path / "run").mkdir()
+    fitted.model.save_extras(tmp_path / "run")
+    trunk = read_trunk(tmp_path / "run")
+    assert trunk.architecture["depth"] == 2 and sum(k.endswith("conv2.weight") for k in trunk.tensors) == 4
+    obj = make("dknn", {**cfg, "trunk": {"weights": str(tmp_path / "run"), "freeze": True}}, seed=0)
+    net = obj.build(obj.params({"pool": "flatten"}), 4)
+    assert all(torch.equal(v, trunk.tensors[k]) for k, v in net.trunk.state_dict().items())
+    assert obj.evaluate({"epochs": 1}).attrs["params"] > 0
+    torch.save(DKNN(4, image_size=32, widths=(8, 16), depth=3).state_dict(), tmp_path / "plain.pt")
+    assert read_trunk(tmp_path / "plain.pt").architecture["depth"] == 3
+
+
+def test_test_time_augmentation_is_scored_and_applied_by_the_trained_model(tmp_path):
+    """``tta``: the validation score averages the 8 dihedral views; the trained model predicts the same
+    way (its bundle says so), and a rotated image gets the same probabilities as the original."""
+    from optileuk.objectives._torch import image_tensor, predict_proba
+
+    cfg = {"dataset": DATA, "image_size": 32, "widths": WIDTHS, "hidden": 8,
+           "split": {"test_size": 0.2, "folds": 1, "val_size": 0.25}}
+    obj = make("dknn", cfg, seed=0)
+    plain, tta = obj.evaluate({"epochs": 2}), obj.evaluate({"epochs": 2, "tta": True})
+    assert plain.attrs["train_seconds"] > 0 and tta.attrs["train_seconds"] > 0
+    fitted = obj.fit_final({"epochs": 2, "tta": True})
+    model = fitted.model
+    assert model.spec["tta"] is True and model.describe()["test_time_augmentation"] is True
+    images = [np.asarray(im) for im in obj.prepared.ds.images[:6]]
+    rotated = [np.rot90(im).copy() for im in images]
+    assert np.allclose(model.predict_proba(images), model.predict_proba(rotated), atol=1e-5)
+    x = image_tensor(images, 32)
+    assert np.allclose(model.predict_proba(images), predict_proba(fitted.model.net, x, torch.device("cpu"), tta=True).numpy(),
+                       atol=1e-6)
+    assert not np.allclose(predict_proba(fitted.model.net, x, torch.device("cpu")).numpy(),
+                           predict_proba(fitted.model.net, torch.rot90(x, 1, (2, 3)), torch.device("cpu")).numpy(), atol=1e-4)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import importlib.util
 import sys
 import warnings
 from pathlib import Path
@@ -315,10 +316,23 @@ def _show_warning(message, category, filename, lineno, file=None, line=None) -> 
 _python_showwarning = warnings.showwarning
 
 
+def _spawned_workers_skip_the_script() -> None:
+    """Local Dask workers are started by multiprocessing's spawn, which first re-runs the parent's
+    main module in each worker. For the ``optileuk`` console script that is ``from optileuk.cli
+    import main``: typer, rich and every command imported again in every worker (0.5 s of CPU each)
+    for nothing. Naming ``optileuk.cli.__main__`` as the script's module makes spawn leave it out,
+    as it does for ``python -m optileuk.cli``; a user's own script keeps its main module."""
+    script = sys.modules.get("__main__")
+    if script is not None and getattr(script, "__spec__", None) is None \
+            and Path(getattr(script, "__file__", "") or "").name == "optileuk":
+        script.__spec__ = importlib.util.find_spec("optileuk.cli.__main__")
+
+
 def main() -> None:
     """The console script: a usage mistake (unknown option, missing argument, bad value) is one line
     naming the command's help, exit code 2 -- not click's multi-line box."""
     warnings.showwarning = _show_warning
+    _spawned_workers_skip_the_script()
     try:  # newer typers carry their own copy of click
         from typer._click import exceptions as cx
     except ImportError:  # pragma: no cover - older typers use click itself

@@ -6,7 +6,10 @@ head's hidden layer; default ``objective.hidden``), ``shape1`` (factor
 shape of the first head layer as ``"m1xm2xn1xn2"``, or ``auto``), ``kron_conv_rank``,
 ``activation`` (prelu | relu: the ablation of PReLU), ``prelu_mode`` (shared | channel) and
 ``prelu_init`` (used with prelu only), ``lr``, ``weight_decay``, ``batch_size``,
-``epochs``, ``dropout``, ``schedule`` (``onecycle``: the one-cycle learning-rate schedule, so the
+``epochs``, ``dropout``, ``depth`` (residual blocks per trunk stage, 0 = the plain trunk), ``pool``
+(the head's input: ``flatten`` or ``avg``, global average pooling), ``tta`` (test-time augmentation:
+the scored predictions averaged over the 8 flips and right-angle rotations of each image; the
+per-epoch values pruners see stay single-view), ``schedule`` (``onecycle``: the one-cycle learning-rate schedule, so the
 last epoch, the one scored, is trained at a low rate; ``constant``), and the input: ``image_size``, ``resize`` (pad | crop | stretch: images
 of any size and shape) and ``stain`` (none | reinhard | macenko), whose defaults are the
 objective's keys of the same names. The value (``error``) is ``1 - balanced accuracy`` on the
@@ -41,18 +44,19 @@ from optileuk.objectives._base import ClassifiesCells, Device, Objective, Object
 from optileuk.objectives._final import Fitted
 from optileuk.objectives._inputs import INPUT_KEYS, check_defaults, check_sizes, prepare_images, with_inputs
 from optileuk.objectives._model import NetModel, Prediction
-from optileuk.objectives._torch import fit, image_tensor, n_params, predict, resolve_device, seeded
+from optileuk.objectives._torch import fit, image_tensor, n_params, predict, predict_proba, resolve_device, seeded
 from optileuk.objectives._trunk import (ARCH_KEYS, TRUNK_FILE, TrunkConfig, frozen_epochs, read_trunk, save_trunk,
                                         trunk_mismatch)
 
 SCHEDULES = ("onecycle", "constant")
 ACTIVATIONS = ("prelu", "relu")
-CHOICES = {"activation": ACTIVATIONS, "schedule": SCHEDULES}  # categorical parameters and what they can be
+POOLS = ("flatten", "avg")
+CHOICES = {"activation": ACTIVATIONS, "schedule": SCHEDULES, "pool": POOLS, "tta": (True, False)}  # categorical parameters and what they can be
 TRUNK_PARAMS = ("freeze", "trunk_lr_scale")  # searchable with a pretrained trunk only
-FIXED_BY_TRUNK = ("activation", "prelu_mode", "kron_conv_rank", "image_size")  # the trunk file's
+FIXED_BY_TRUNK = ("activation", "prelu_mode", "kron_conv_rank", "depth", "image_size")  # the trunk file's
 DEFAULTS = {"rank1": 2, "rank2": 1, "shape1": "auto", "kron_conv_rank": 0, "activation": "prelu", "prelu_mode": "channel",
             "prelu_init": 0.25, "lr": 3e-3, "weight_decay": 1e-3, "batch_size": 64, "epochs": 20, "dropout": 0.2,
-            "schedule": "onecycle"}
+            "schedule": "onecycle", "depth": 0, "pool": "flatten", "tta": False}
 
 
 class DknnConfig(ObjectiveConfig):
@@ -106,7 +110,7 @@ class DknnObjective(ClassifiesCells, Objective):
     def __init__(self, config=None, *, space=None, seed=0, objectives=None):
         super().__init__(config, space=space, seed=seed, objectives=objectives)
         check_defaults(self.config.defaults, (*DEFAULTS, "hidden", *self._trunk_params()), "dknn")
-        bad = [Problem("", f"objective.defaults.{name}", f"must be {' or '.join(allowed)}", self.config.defaults[name])
+        bad = [Problem("", f"objective.defaults.{name}", f"must be {' or '.join(map(str, allowed))}", self.config.defaults[name])
                for name, allowed in CHOICES.items()
                if name in self.config.defaults and self.config.defaults[name] not in allowed]
         if bad:
@@ -148,7 +152,7 @@ class DknnObjective(ClassifiesCells, Objective):
         for name, allowed in CHOICES.items():
             bad = [c for c in (getattr(space.params.get(name), "choices", None) or []) if c not in allowed]
             if bad:
-                out.append(f"{name} can be {' or '.join(allowed)} only (got {bad[0]!r})")
+                out.append(f"{name} can be {' or '.join(map(str, allowed))} only (got {bad[0]!r})")
         return out + check_sizes(space, self.config.image_size, 2 ** len(self.widths()), "2**len(objective.widths)")
 
     def prepare(self) -> None:
@@ -208,7 +212,7 @@ class DknnObjective(ClassifiesCells, Objective):
                      on_epoch=val_error, trial=trial if len(self.directions) == 1 else None,
                      augment=self.config.augment.batch(), one_cycle=p["schedule"] == "onecycle",
                      pretrained=self.pretrained(model, p))
-        pred = predict(model, xva, device).argmax(1).numpy()
+        pred = predict_proba(model, xva, device, tta=bool(p["tta"])).argmax(1).numpy()
         m = scores(yva, pred, len(classes))
         bal = m["balanced_accuracy"]
         attrs = {**m, **{f"{k}_ci95": v for k, v in bootstrap_ci(yva, pred, len(classes), n_boot=1000, seed=self.seed).items()},
@@ -235,7 +239,7 @@ class DknnObjective(ClassifiesCells, Objective):
             epochs=epochs, batch_size=int(p["batch_size"]), lr=float(p["lr"]), weight_decay=float(p["weight_decay"]),
             device=device, seed=self.seed, on_epoch=(lambda e: on_step(e + 1, epochs, "epochs")) if on_step else None,
             augment=c.augment.batch(), one_cycle=p["schedule"] == "onecycle", pretrained=self.pretrained(model, p))
-        fitted = DknnModel({"image_size": size, "resize": resize,
+        fitted = DknnModel({"image_size": size, "resize": resize, "tta": bool(p["tta"]),
                             "architecture": architecture(p, self.widths(), len(ds.classes))},
                            classes=ds.classes, stain=stained.normaliser(p["stain"]), seed=self.seed,
                            device=c.device, net=model)
@@ -252,7 +256,8 @@ def architecture(p: Mapping[str, Any], widths, n_classes: int) -> dict[str, Any]
             "ranks": [int(p["rank1"]), int(p["rank2"])], "hidden": int(p["hidden"]),
             "shapes": [list(shape) if shape else None, None], "prelu_mode": p["prelu_mode"],
             "prelu_init": float(p["prelu_init"]), "dropout": float(p["dropout"]),
-            "kron_conv_rank": int(p["kron_conv_rank"]), "activation": p["activation"]}
+            "kron_conv_rank": int(p["kron_conv_rank"]), "activation": p["activation"], "depth": int(p["depth"]),
+            "pool": p["pool"]}
 
 
 def build_dknn(arch: Mapping[str, Any]) -> DKNN:
@@ -277,11 +282,12 @@ class DknnModel(NetModel):
         return image_tensor(super().prepare(images), int(self.spec["image_size"]), self.spec["resize"])
 
     def run(self, x):
-        proba = torch.softmax(predict(self.net, x, self.torch_device), 1).numpy().astype(np.float64)
+        proba = predict_proba(self.net, x, self.torch_device, tta=bool(self.spec.get("tta"))).numpy().astype(np.float64)
         return Prediction(labels=proba.argmax(1), scores=proba)
 
     def describe(self):
-        return {"input": {"image_size": self.spec["image_size"], "resize": self.spec["resize"]}}
+        return {"input": {"image_size": self.spec["image_size"], "resize": self.spec["resize"]},
+                "test_time_augmentation": bool(self.spec.get("tta"))}
 
     def save_extras(self, folder, *, training_data=None) -> None:
         """``trunk.safetensors``: the trained trunk, for ``trunk: {weights: <this run folder>}``."""

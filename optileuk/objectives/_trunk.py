@@ -22,7 +22,8 @@ from optileuk.errors import ConfigError, DataError, Problem
 
 TRUNK_FILE = "trunk.safetensors"
 FORMAT = "optileuk-trunk/1"
-ARCH_KEYS = ("widths", "activation", "prelu_mode", "kron_conv_rank")  # what fixes the trunk's tensors
+ARCH_KEYS = ("widths", "activation", "prelu_mode", "kron_conv_rank", "depth")  # what fixes the trunk's tensors
+ARCH_DEFAULTS = {"depth": 0}  # keys added since the first trunk files
 
 
 class TrunkConfig(BaseModel):
@@ -117,6 +118,7 @@ def _read_safetensors(path: Path) -> Trunk:
                                 f"(format {meta.get('format')!r}, expected {FORMAT!r})")
             tensors = {k.removeprefix("trunk."): f.get_tensor(k) for k in f.keys() if k.startswith("trunk.")}
         arch = json.loads(meta["architecture"])
+        arch = {**ARCH_DEFAULTS, **arch}
         return Trunk(path, {k: arch[k] for k in ARCH_KEYS}, int(meta["image_size"]), tensors,
                      json.loads(meta.get("classes", "null")))
     except DataError:
@@ -135,9 +137,10 @@ def infer_architecture(tensors: Mapping[str, Any], where: Path | str = "") -> di
     slopes = [v for k, v in tensors.items() if re.fullmatch(r"\d+\.weight", k) and getattr(v, "ndim", 0) == 1
               and k not in {f"{i}.weight" for i, _ in convs} and f"{k.split('.')[0]}.running_mean" not in tensors]
     kron = [v for k, v in tensors.items() if k.endswith(".linear.a")]  # KroneckerConv1x1 factors
+    res = [k for k in tensors if re.fullmatch(r"\d+\.conv1\.weight", k)]  # ResBlocks
     return {"widths": widths, "activation": "prelu" if slopes else "relu",
             "prelu_mode": "shared" if slopes and all(v.numel() == 1 for v in slopes) else "channel",
-            "kron_conv_rank": int(kron[0].shape[0]) if kron else 0}
+            "kron_conv_rank": int(kron[0].shape[0]) if kron else 0, "depth": len(res) // len(widths)}
 
 
 def save_trunk(net, architecture: Mapping[str, Any], image_size: int, path: Path, *, classes: list[str],
@@ -165,7 +168,7 @@ def trunk_net(spec: Mapping[str, Any]):
 
     return DKNN(spec["n_classes"], image_size=spec["image_size"], widths=tuple(spec["widths"]), ranks=(2, 1),
                 activation=spec.get("activation", "prelu"), prelu_mode=spec.get("prelu_mode", "channel"),
-                kron_conv_rank=spec.get("kron_conv_rank", 0))
+                kron_conv_rank=spec.get("kron_conv_rank", 0), depth=spec.get("depth", 0))
 
 
 def trunk_mismatch(trunk, image_size: int, widths, size_key: str) -> list[tuple[str, str, Any]]:
@@ -191,7 +194,7 @@ def load_trunk(weights: str, n_classes: int, image_size: int, widths, size_key: 
         raise ConfigError([Problem("", key, rule, value) for key, rule, value in bad])
     a = trunk.architecture
     net = DKNN(n_classes, image_size=image_size, widths=tuple(widths), ranks=(2, 1), activation=a["activation"],
-               prelu_mode=a["prelu_mode"], kron_conv_rank=a["kron_conv_rank"])
+               prelu_mode=a["prelu_mode"], kron_conv_rank=a["kron_conv_rank"], depth=a["depth"])
     trunk.load_into(net.trunk)
     return net
 
