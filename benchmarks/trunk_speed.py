@@ -1,7 +1,8 @@
 """Training throughput of the DKNN on this machine's CPU: images per second of a training step
 (forward, backward, Adam) at input sides 32, 64 and 128, as it trains now (float32, contiguous)
 against channels-last memory and bfloat16 autocast, side by side in one run -- the measurements
-issue 29 asks for before a faster trunk is chosen.
+issue 29 asks for before a faster trunk is chosen; then the trunk architectures (stages, residual
+depth) at 64 and 128 px.
 
 Run: python benchmarks/trunk_speed.py [--threads 2] [--batch 64] [--seconds 3]
 """
@@ -17,9 +18,10 @@ from torch.nn import functional as F
 from optileuk.models import DKNN
 
 
-def rate(size: int, batch: int, seconds: float, channels_last: bool, bf16: bool) -> float:
+def rate(size: int, batch: int, seconds: float, channels_last: bool, bf16: bool, widths=(16, 32, 64),
+         depth: int = 0) -> float:
     torch.manual_seed(0)
-    net = DKNN(8, image_size=size, widths=(16, 32, 64), ranks=(2, 1), hidden=256)
+    net = DKNN(8, image_size=size, widths=widths, ranks=(2, 1), hidden=256, depth=depth)
     x, y = torch.rand(batch, 3, size, size), torch.randint(0, 8, (batch,))
     if channels_last:
         net, x = net.to(memory_format=torch.channels_last), x.contiguous(memory_format=torch.channels_last)
@@ -60,6 +62,15 @@ def main() -> None:
             r = rate(size, args.batch, args.seconds, cl, bf)
             cells.append(f"{r:.0f} ({r / base:.2f}x)")
         print(f"| {size} | " + " | ".join(cells) + " |")
+    print()
+    print("| trunk (float32) | 64 px | 128 px |")
+    print("|---|---|---|")
+    for label, widths, depth in (("3 stages 16-32-64 (main job)", (16, 32, 64), 0),
+                                 ("4 stages 16-32-64-128 (pbc_trunk.yaml)", (16, 32, 64, 128), 0),
+                                 ("3 stages, residual depth 1", (16, 32, 64), 1),
+                                 ("4 stages, residual depth 1", (16, 32, 64, 128), 1)):
+        cells = [f"{rate(size, args.batch, args.seconds, False, False, widths, depth):.0f} img/s" for size in (64, 128)]
+        print(f"| {label} | " + " | ".join(cells) + " |")
 
 
 if __name__ == "__main__":

@@ -253,10 +253,10 @@ def test_every_shipped_study_is_valid(path):
         with pytest.raises(ConfigError, match="makes this a comparison file: run it with optileuk compare"):
             load_study(path)
         return
-    trunk = re.search(r"trunk: \{weights: (\.\./runs/[\w./-]+)", path.read_text())
-    if trunk and not (path.parent / trunk[1]).exists():
+    trunk = re.search(r"(trunk: \{weights|\n  weights): (\.\./runs/[\w./-]+)", path.read_text())
+    if trunk and not (path.parent / trunk[2]).exists():
         # step 2 of the transfer workflow: without step 1's run folder, one message says what is missing
-        with pytest.raises(ConfigError, match=r"objective.trunk.weights .*runs/.*weights file not found"):
+        with pytest.raises(ConfigError, match=r"objective.(trunk.)?weights .*weights file not found.*runs/"):
             load_study(path)
         return
     study = load_study(path)

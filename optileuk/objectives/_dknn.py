@@ -9,9 +9,10 @@ shape of the first head layer as ``"m1xm2xn1xn2"``, or ``auto``), ``kron_conv_ra
 ``epochs``, ``dropout``, ``depth`` (residual blocks per trunk stage, 0 = the plain trunk), ``pool``
 (the head's input: ``flatten`` or ``avg``, global average pooling), ``tta`` (test-time augmentation:
 the scored predictions averaged over the 8 flips and right-angle rotations of each image; the
-per-epoch values pruners see stay single-view), ``schedule`` (``onecycle``: the one-cycle learning-rate schedule, so the
-last epoch, the one scored, is trained at a low rate; ``constant``), and the input: ``image_size``, ``resize`` (pad | crop | stretch: images
-of any size and shape) and ``stain`` (none | reinhard | macenko), whose defaults are the
+per-epoch values pruners see stay single-view), ``schedule`` (``onecycle``: the one-cycle
+learning-rate schedule, so the last epoch, the one scored, is trained at a low rate;
+``constant``), and the input: ``image_size``, ``resize`` (pad | crop | stretch: images of any size
+and shape) and ``stain`` (none | reinhard | macenko), whose defaults are the
 objective's keys of the same names. The value (``error``) is ``1 - balanced accuracy`` on the
 validation split (reported after every epoch, so pruners work). Multi-objective studies
 (``objectives: [error, head_params]``) add ``head_params`` (parameters of the Kronecker head),
@@ -51,7 +52,8 @@ from optileuk.objectives._trunk import (ARCH_KEYS, TRUNK_FILE, TrunkConfig, froz
 SCHEDULES = ("onecycle", "constant")
 ACTIVATIONS = ("prelu", "relu")
 POOLS = ("flatten", "avg")
-CHOICES = {"activation": ACTIVATIONS, "schedule": SCHEDULES, "pool": POOLS, "tta": (True, False)}  # categorical parameters and what they can be
+# categorical parameters and what they can be
+CHOICES = {"activation": ACTIVATIONS, "schedule": SCHEDULES, "pool": POOLS, "tta": (True, False)}
 TRUNK_PARAMS = ("freeze", "trunk_lr_scale")  # searchable with a pretrained trunk only
 FIXED_BY_TRUNK = ("activation", "prelu_mode", "kron_conv_rank", "depth", "image_size")  # the trunk file's
 DEFAULTS = {"rank1": 2, "rank2": 1, "shape1": "auto", "kron_conv_rank": 0, "activation": "prelu", "prelu_mode": "channel",
