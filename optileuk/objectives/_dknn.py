@@ -112,7 +112,8 @@ class DknnObjective(ClassifiesCells, Objective):
     def __init__(self, config=None, *, space=None, seed=0, objectives=None):
         super().__init__(config, space=space, seed=seed, objectives=objectives)
         check_defaults(self.config.defaults, (*DEFAULTS, "hidden", *self._trunk_params()), "dknn")
-        bad = [Problem("", f"objective.defaults.{name}", f"must be {' or '.join(map(str, allowed))}", self.config.defaults[name])
+        bad = [Problem("", f"objective.defaults.{name}", f"must be {' or '.join(map(str, allowed))}",
+                       self.config.defaults[name])
                for name, allowed in CHOICES.items()
                if name in self.config.defaults and self.config.defaults[name] not in allowed]
         if bad:
@@ -214,7 +215,7 @@ class DknnObjective(ClassifiesCells, Objective):
                      on_epoch=val_error, trial=trial if len(self.directions) == 1 else None,
                      augment=self.config.augment.batch(), one_cycle=p["schedule"] == "onecycle",
                      pretrained=self.pretrained(model, p))
-        pred = predict_proba(model, xva, device, tta=bool(p["tta"])).argmax(1).numpy()
+        pred = (predict_proba(model, xva, device, tta=True) if p["tta"] else predict(model, xva, device)).argmax(1).numpy()
         m = scores(yva, pred, len(classes))
         bal = m["balanced_accuracy"]
         attrs = {**m, **{f"{k}_ci95": v for k, v in bootstrap_ci(yva, pred, len(classes), n_boot=1000, seed=self.seed).items()},

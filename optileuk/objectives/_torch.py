@@ -171,18 +171,11 @@ def predict(model: nn.Module, x: torch.Tensor, device: torch.device, batch_size:
     return torch.cat([model(x[i:i + batch_size].to(device)).cpu() for i in range(0, len(x), batch_size)])
 
 
-@torch.no_grad()
-def predict_proba(model: nn.Module, x: torch.Tensor, device: torch.device, *, tta: bool = False,
-                  batch_size: int = 256) -> torch.Tensor:
-    """Softmax class probabilities; with ``tta``, averaged over the 8 flips and right-angle rotations
-    of each image (test-time augmentation: a cell has no up or left)."""
-    model.eval()
-    out = []
-    for i in range(0, len(x), batch_size):
-        xb = x[i:i + batch_size].to(device)
-        views = [torch.rot90(v, k, (2, 3)) for v in (xb, xb.flip(3)) for k in range(4)] if tta else [xb]
-        out.append(torch.stack([torch.softmax(model(v).float(), 1) for v in views]).mean(0).cpu())
-    return torch.cat(out) if out else torch.empty(0)
+def predict_proba(model: nn.Module, x: torch.Tensor, device: torch.device, *, tta: bool = False) -> torch.Tensor:
+    """Softmax class probabilities (:func:`predict`); with ``tta``, averaged over the 8 flips and
+    right-angle rotations of each image (test-time augmentation: a cell has no up or left)."""
+    views = [torch.rot90(v, k, (2, 3)) for v in (x, x.flip(3)) for k in range(4)] if tta else [x]
+    return torch.stack([torch.softmax(predict(model, v, device), 1) for v in views]).mean(0)
 
 
 def n_params(model: nn.Module) -> int:
