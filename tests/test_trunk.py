@@ -33,7 +33,7 @@ def run_dir(tmp_path_factory):
 
 
 def trunk_tensors(net):
-    return {k: v.detach().clone() for k, v in net.trunk.state_dict().items()}
+    return {k: v.detach().cpu().clone() for k, v in net.trunk.state_dict().items()}  # on a GPU too
 
 
 def test_train_writes_a_trunk_file_that_says_its_architecture_and_input_size(run_dir):
@@ -75,14 +75,14 @@ def test_feature_selection_and_pipeline_take_their_deep_features_from_the_trunk(
     fs = make("feature_selection", {"dataset": DATA, "weights": str(run_dir), "widths": WIDTHS, "image_size": 32,
                                     "split": {"test_size": 0.2, "folds": 2}}, seed=0)
     net = fs._load_trunk(4)
-    assert all(torch.equal(v, trunk.tensors[k]) for k, v in net.trunk.state_dict().items())
+    assert all(torch.equal(v, trunk.tensors[k]) for k, v in trunk_tensors(net).items())
     fitted = fs.fit_final({"features": list(range(4))})
-    assert all(torch.equal(v, trunk.tensors[k]) for k, v in fitted.model.net.trunk.state_dict().items())
+    assert all(torch.equal(v, trunk.tensors[k]) for k, v in trunk_tensors(fitted.model.net).items())
     pipe = make("pipeline", {"dataset": DATA, "image_size": 32, "weights": str(run_dir / TRUNK_FILE), "widths": WIDTHS,
                              "trunk_size": 32, "split": {"test_size": 0.2, "folds": 2}}, seed=0)
     pipe.prepare()
     deep = pipe._trunk()
-    assert all(torch.equal(v, trunk.tensors[k]) for k, v in deep.trunk.state_dict().items())
+    assert all(torch.equal(v, trunk.tensors[k]) for k, v in trunk_tensors(deep).items())
     assert any(name.startswith("deep_") for name in pipe.feature_names)
 
 
@@ -149,7 +149,7 @@ def test_a_residual_trunk_round_trips_and_says_its_depth(tmp_path):
     assert trunk.architecture["depth"] == 2 and sum(k.endswith("conv2.weight") for k in trunk.tensors) == 4
     obj = make("dknn", {**cfg, "trunk": {"weights": str(tmp_path / "run"), "freeze": True}}, seed=0)
     net = obj.build(obj.params({"pool": "flatten"}), 4)
-    assert all(torch.equal(v, trunk.tensors[k]) for k, v in net.trunk.state_dict().items())
+    assert all(torch.equal(v, trunk.tensors[k]) for k, v in trunk_tensors(net).items())
     assert obj.evaluate({"epochs": 1}).attrs["params"] > 0
     torch.save(DKNN(4, image_size=32, widths=(8, 16), depth=3).state_dict(), tmp_path / "plain.pt")
     assert read_trunk(tmp_path / "plain.pt").architecture["depth"] == 3
@@ -171,8 +171,7 @@ def test_test_time_augmentation_is_scored_and_applied_by_the_trained_model(tmp_p
     images = [np.asarray(im) for im in obj.prepared.ds.images[:6]]
     rotated = [np.rot90(im).copy() for im in images]
     assert np.allclose(model.predict_proba(images), model.predict_proba(rotated), atol=1e-5)
-    x = image_tensor(images, 32)
-    assert np.allclose(model.predict_proba(images), predict_proba(fitted.model.net, x, torch.device("cpu"), tta=True).numpy(),
-                       atol=1e-6)
-    assert not np.allclose(predict_proba(fitted.model.net, x, torch.device("cpu")).numpy(),
-                           predict_proba(fitted.model.net, torch.rot90(x, 1, (2, 3)), torch.device("cpu")).numpy(), atol=1e-4)
+    x, dev = image_tensor(images, 32), next(fitted.model.net.parameters()).device  # cuda where there is one
+    assert np.allclose(model.predict_proba(images), predict_proba(fitted.model.net, x, dev, tta=True).numpy(), atol=1e-6)
+    assert not np.allclose(predict_proba(fitted.model.net, x, dev).numpy(),
+                           predict_proba(fitted.model.net, torch.rot90(x, 1, (2, 3)), dev).numpy(), atol=1e-4)
