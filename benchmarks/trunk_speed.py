@@ -4,7 +4,7 @@ against channels-last memory and bfloat16 autocast, side by side in one run -- t
 issue 29 asks for before a faster trunk is chosen; then the trunk architectures (stages, residual
 depth) at 64 and 128 px.
 
-On a GPU (``--device cuda``) the same table is measured with CUDA's autocast (bfloat16) and
+On a GPU (``--device cuda``) the same tables are measured with CUDA's autocast (bfloat16) and
 channels-last, at the objective's batch of 64 and at a larger batch (``--batch``).
 
 Run: python benchmarks/trunk_speed.py [--threads 2] [--batch 64] [--seconds 3] [--device cuda]
@@ -59,37 +59,20 @@ def main() -> None:
     ap.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    if args.device != "cpu":
+    if args.device == "cpu":
+        print(f"torch {torch.__version__}, {args.threads} threads, batch {args.batch}; "
+              f"bf16 supported by this CPU: {torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, '_is_mkldnn_bf16_supported') and torch.ops.mkldnn._is_mkldnn_bf16_supported()}")
+        tables([args.batch], args)
+    else:  # on a GPU also at the objectives' batch of 64, where launches rather than arithmetic bound a step
         torch.backends.cudnn.benchmark = True
         print(f"torch {torch.__version__}, {torch.cuda.get_device_name(args.device)}, batch {args.batch}")
-        gpu_tables(args)
-        return
-    print(f"torch {torch.__version__}, {args.threads} threads, batch {args.batch}; "
-          f"bf16 supported by this CPU: {torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, '_is_mkldnn_bf16_supported') and torch.ops.mkldnn._is_mkldnn_bf16_supported()}")
-    print("| side | float32 (now) | channels-last | bfloat16 | both |")
-    print("|---|---|---|---|---|")
-    for size in (32, 64, 128):
-        base = rate(size, args.batch, args.seconds, False, False)
-        cells = [f"{base:.0f} img/s"]
-        for cl, bf in ((True, False), (False, True), (True, True)):
-            r = rate(size, args.batch, args.seconds, cl, bf)
-            cells.append(f"{r:.0f} ({r / base:.2f}x)")
-        print(f"| {size} | " + " | ".join(cells) + " |")
-    print()
-    print("| trunk (float32) | 64 px | 128 px |")
-    print("|---|---|---|")
-    for label, widths, depth in (("3 stages 16-32-64 (main job)", (16, 32, 64), 0),
-                                 ("4 stages 16-32-64-128 (pbc_trunk.yaml)", (16, 32, 64, 128), 0),
-                                 ("3 stages, residual depth 1", (16, 32, 64), 1),
-                                 ("4 stages, residual depth 1", (16, 32, 64, 128), 1)):
-        cells = [f"{rate(size, args.batch, args.seconds, False, False, widths, depth):.0f} img/s" for size in (64, 128)]
-        print(f"| {label} | " + " | ".join(cells) + " |")
+        tables(sorted({64, args.batch}), args)
 
 
-def gpu_tables(args) -> None:
-    """The same two tables on a GPU, at the objectives' batch of 64 and at ``--batch``."""
-    for batch in sorted({64, args.batch}):
-        print(f"\nbatch {batch}\n| side | float32 | channels-last | bfloat16 autocast | both |\n|---|---|---|---|---|")
+def tables(batches, args) -> None:
+    """Memory format and precision at sides 32-128 for each batch; then the trunk architectures."""
+    for batch in batches:
+        print(f"\nbatch {batch}\n| side | float32 (now) | channels-last | bfloat16 autocast | both |\n|---|---|---|---|---|")
         for size in (32, 64, 128):
             base = rate(size, batch, args.seconds, False, False, device=args.device)
             cells = [f"{base:.0f} img/s"]
@@ -98,7 +81,8 @@ def gpu_tables(args) -> None:
                 cells.append(f"{r:.0f} ({r / base:.2f}x)")
             print(f"| {size} | " + " | ".join(cells) + " |", flush=True)
     print(f"\nbatch {args.batch}, float32\n| trunk | 64 px | 128 px |\n|---|---|---|")
-    for label, widths, depth in (("3 stages 16-32-64", (16, 32, 64), 0), ("4 stages 16-32-64-128", (16, 32, 64, 128), 0),
+    for label, widths, depth in (("3 stages 16-32-64 (main job)", (16, 32, 64), 0),
+                                 ("4 stages 16-32-64-128 (pbc_trunk.yaml)", (16, 32, 64, 128), 0),
                                  ("3 stages, residual depth 1", (16, 32, 64), 1),
                                  ("4 stages, residual depth 1", (16, 32, 64, 128), 1)):
         cells = [f"{rate(s, args.batch, args.seconds, False, False, widths, depth, args.device):.0f} img/s"
