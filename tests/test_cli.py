@@ -80,6 +80,8 @@ MALFORMED = {
     "no parameters": (yaml.safe_dump(GOOD), "parameters: {}\n", "parameters", "must be a non-empty mapping"),
     "analytic on categoricals only": (yaml.safe_dump(GOOD), "parameters:\n  c: {type: categorical, choices: [a, b]}\n", "search_space", "must have at least one float or int parameter for the analytic objective"),
     "unknown dknn default": (_with(objective={"type": "dknn", "defaults": {"bogus": 1}}), "parameters:\n  rank1: {type: int, low: 1, high: 2}\n", "objective.defaults.bogus", "is not a dknn parameter"),
+    "dknn factor shape that does not fit": (_with(objective={"type": "dknn"}), "parameters:\n  shape1: {type: categorical, choices: [auto, 64x4x128x16]}\n", "search_space", "shape1 '64x4x128x16' must factor the first head layer: m1*m2 = hidden (256), n1*n2 = the trunk's output (64 channels x 4x4 = 1024)"),
+    "dknn default factor shape that does not fit": (_with(objective={"type": "dknn", "defaults": {"shape1": "16x16x32x64"}}), "parameters:\n  rank1: {type: int, low: 1, high: 2}\n", "objective.defaults.shape1", "must factor the first head layer: m1*m2 = hidden (256), n1*n2 = the trunk's output (64 channels x 4x4 = 1024), got '16x16x32x64'"),
     "segmentation parameter it does not use": (_with(objective={"type": "segmentation"}), "parameters:\n  colour: {type: categorical, choices: [lab]}\n", "search_space", "parameter 'colour' is not used by the segmentation objective"),
     "unknown key in space file": (yaml.safe_dump(GOOD), "params:\n  x: {type: float, low: 0, high: 1}\n", "params", "is not a known key (valid keys: parameters)"),
 }

@@ -156,7 +156,34 @@ class DknnObjective(ClassifiesCells, Objective):
             bad = [c for c in (getattr(space.params.get(name), "choices", None) or []) if c not in allowed]
             if bad:
                 out.append(f"{name} can be {' or '.join(map(str, allowed))} only (got {bad[0]!r})")
+        out += self._shape_problems(space)
         return out + check_sizes(space, self.config.image_size, 2 ** len(self.widths()), "2**len(objective.widths)")
+
+    def _shape_problems(self, space) -> list[str]:
+        """Every factor shape ``shape1`` can take (the space's choices, else the default) must factor the
+        first head layer, ``hidden`` x the trunk's output, where those are fixed: refused before a study
+        is stored, not at its first candidate (a bad default is a :class:`ConfigError`)."""
+        p = self.params({})
+        searched = "shape1" in space.params
+        where = "shape1" if searched else "objective.defaults.shape1"
+        texts = (getattr(space.params["shape1"], "choices", None) or []) if searched else [p["shape1"]]
+        side = int(p["image_size"]) // 2 ** len(self.widths())
+        flat = self.widths()[-1] * (side * side if p["pool"] == "flatten" else 1)
+        out = []
+        for text in texts:
+            shape = parse_shape(text, where)
+            if shape is None:
+                continue
+            hidden_ok = "hidden" in space.params or shape[0] * shape[1] == int(p["hidden"])
+            input_ok = any(k in space.params for k in ("image_size", "pool")) or shape[2] * shape[3] == flat
+            if not (hidden_ok and input_ok):
+                out.append(f"must factor the first head layer: m1*m2 = hidden ({p['hidden']}), n1*n2 = the trunk's "
+                           f"output ({self.widths()[-1]} channels x {side}x{side}"
+                           f"{'' if p['pool'] == 'flatten' else ', averaged'} = {flat})")
+                if not searched:
+                    raise ConfigError([Problem("", where, out[-1], text)])
+                out[-1] = f"{where} {text!r} {out[-1]}"
+        return out
 
     def prepare(self) -> None:
         if self._data is not None:
