@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import gc
 import importlib.util
 import sys
 import warnings
@@ -338,6 +339,16 @@ def main() -> None:
     except ImportError:  # pragma: no cover - older typers use click itself
         from click import exceptions as cx
     no_args = getattr(cx, "NoArgsIsHelpError", ())
+    try:
+        _run_app(cx, no_args)
+    finally:
+        # What is left is the interpreter's exit: its last garbage collections walk every object
+        # of optuna, SQLAlchemy, Dask and pyswarms, 0.2 s of each run (docs/benchmarks.md). Frozen,
+        # they are freed without that walk; everything was closed and flushed before this point.
+        gc.freeze()
+
+
+def _run_app(cx, no_args) -> None:
     try:
         code = app(standalone_mode=False)
     except cx.UsageError as exc:
