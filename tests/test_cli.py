@@ -82,6 +82,8 @@ MALFORMED = {
     "unknown dknn default": (_with(objective={"type": "dknn", "defaults": {"bogus": 1}}), "parameters:\n  rank1: {type: int, low: 1, high: 2}\n", "objective.defaults.bogus", "is not a dknn parameter"),
     "dknn factor shape that does not fit": (_with(objective={"type": "dknn"}), "parameters:\n  shape1: {type: categorical, choices: [auto, 64x4x128x16]}\n", "search_space", "shape1 '64x4x128x16' must factor the first head layer: m1*m2 = hidden (256), n1*n2 = the trunk's output (64 channels x 4x4 = 1024)"),
     "dknn default factor shape that does not fit": (_with(objective={"type": "dknn", "defaults": {"shape1": "16x16x32x64"}}), "parameters:\n  rank1: {type: int, low: 1, high: 2}\n", "objective.defaults.shape1", "must factor the first head layer: m1*m2 = hidden (256), n1*n2 = the trunk's output (64 channels x 4x4 = 1024), got '16x16x32x64'"),
+    "dknn factor rate not above 0": (_with(objective={"type": "dknn", "defaults": {"kron_lr_scale": 0}}), "parameters:\n  rank1: {type: int, low: 1, high: 2}\n", "objective.defaults.kron_lr_scale", "must be a number > 0, got 0"),
+    "dknn factor rate searched from 0": (_with(objective={"type": "dknn"}), "parameters:\n  kron_lr_scale: {type: float, low: 0, high: 3}\n", "search_space", "kron_lr_scale must be > 0 (low is 0"),
     "segmentation parameter it does not use": (_with(objective={"type": "segmentation"}), "parameters:\n  colour: {type: categorical, choices: [lab]}\n", "search_space", "parameter 'colour' is not used by the segmentation objective"),
     "unknown key in space file": (yaml.safe_dump(GOOD), "params:\n  x: {type: float, low: 0, high: 1}\n", "params", "is not a known key (valid keys: parameters)"),
 }

@@ -107,6 +107,37 @@ def test_dknn_trains_with_the_one_cycle_schedule_unless_told_constant(monkeypatc
     assert make("dknn", cfg).check_space(space) == ["schedule can be onecycle or constant only (got 'cosine')"]
 
 
+def test_kronecker_factors_learn_at_their_own_rate_and_the_rest_as_before():
+    """``kron_lr_scale`` gives the factors of the head's Kronecker layers their own Adam rate; biases,
+    PReLU slopes, dense layers and a pretrained part keep theirs; at 1 training is what it was."""
+    from optileuk.objectives._torch import adam
+
+    torch.manual_seed(0)
+    net = DKNN(4, image_size=16, widths=(4, 8), ranks=(2, 0), hidden=8)
+    opt = adam(net, 0.01, 1e-3, part=net.trunk, part_scale=0.1, factor_scale=3.0)
+    rate = {id(p): (g["lr"], g["weight_decay"]) for g in opt.param_groups for p in g["params"]}
+    assert len(rate) == len(list(net.parameters()))  # every parameter once
+    layer = next(m for m in net.head if isinstance(m, KroneckerLinear))
+    assert rate[id(layer.a)] == rate[id(layer.b)] == (0.03, 1e-3) and rate[id(layer.bias)] == (0.01, 0.0)
+    dense = next(m for m in net.head if isinstance(m, torch.nn.Linear))  # rank2 = 0: the last layer is dense
+    assert rate[id(dense.weight)] == (0.01, 1e-3)
+    assert all(rate[id(p)][0] == pytest.approx(0.001) for p in net.trunk.parameters())
+
+    from optileuk.objectives._torch import fit
+
+    x, y = torch.randn(32, 3, 16, 16), torch.arange(32) % 4
+    moved = {}
+    for scale in (1.0, 10.0):
+        torch.manual_seed(0)
+        net = DKNN(4, image_size=16, widths=(4, 8), ranks=(2, 0), hidden=8)
+        layer = next(m for m in net.head if isinstance(m, KroneckerLinear))
+        start = layer.dense_weight().detach().clone()
+        fit(net, x, y, loss_fn=torch.nn.functional.cross_entropy, epochs=3, batch_size=8, lr=1e-3, weight_decay=0.0,
+            device=torch.device("cpu"), seed=0, factor_scale=scale)
+        moved[scale] = float((layer.dense_weight().detach() - start).norm() / start.norm())
+    assert moved[10.0] > 3 * moved[1.0] > 0  # the product of the factors moves several times further
+
+
 # ---- every objective through FixedTrial -------------------------------------------------------
 CASES = {
     "analytic": ({"function": "rastrigin"}, {"x": {"type": "float", "low": -2, "high": 2}}, {"x": 0.0}),

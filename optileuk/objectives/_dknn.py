@@ -6,7 +6,9 @@ head's hidden layer; default ``objective.hidden``), ``shape1`` (factor
 shape of the first head layer as ``"m1xm2xn1xn2"``, or ``auto``), ``kron_conv_rank``,
 ``activation`` (prelu | relu: the ablation of PReLU), ``prelu_mode`` (shared | channel) and
 ``prelu_init`` (used with prelu only), ``lr``, ``weight_decay``, ``batch_size``,
-``epochs``, ``dropout``, ``depth`` (residual blocks per trunk stage, 0 = the plain trunk), ``pool``
+``epochs``, ``dropout``, ``kron_lr_scale`` (the Kronecker factors' rate as a multiple of ``lr``:
+Adam moves every weight by about the rate per step, and a factor's entries are several times a
+dense weight's, so at one rate a Kronecker layer learns slower than a dense one), ``depth`` (residual blocks per trunk stage, 0 = the plain trunk), ``pool``
 (the head's input: ``flatten`` or ``avg``, global average pooling), ``tta`` (test-time augmentation:
 the scored predictions averaged over the 8 flips and right-angle rotations of each image; the
 per-epoch values pruners see stay single-view), ``schedule`` (``onecycle``: the one-cycle
@@ -58,7 +60,7 @@ TRUNK_PARAMS = ("freeze", "trunk_lr_scale")  # searchable with a pretrained trun
 FIXED_BY_TRUNK = ("activation", "prelu_mode", "kron_conv_rank", "depth", "image_size")  # the trunk file's
 DEFAULTS = {"rank1": 2, "rank2": 1, "shape1": "auto", "kron_conv_rank": 0, "activation": "prelu", "prelu_mode": "channel",
             "prelu_init": 0.25, "lr": 3e-3, "weight_decay": 1e-3, "batch_size": 64, "epochs": 20, "dropout": 0.2,
-            "schedule": "onecycle", "depth": 0, "pool": "flatten", "tta": False}
+            "schedule": "onecycle", "depth": 0, "pool": "flatten", "tta": False, "kron_lr_scale": 1.0}
 
 
 class DknnConfig(ObjectiveConfig):
@@ -116,6 +118,9 @@ class DknnObjective(ClassifiesCells, Objective):
                        self.config.defaults[name])
                for name, allowed in CHOICES.items()
                if name in self.config.defaults and self.config.defaults[name] not in allowed]
+        scale = self.config.defaults.get("kron_lr_scale", 1.0)
+        if not isinstance(scale, (int, float)) or isinstance(scale, bool) or scale <= 0:
+            bad.append(Problem("", "objective.defaults.kron_lr_scale", "must be a number > 0", scale))
         if bad:
             raise ConfigError(bad)
 
@@ -156,6 +161,9 @@ class DknnObjective(ClassifiesCells, Objective):
             bad = [c for c in (getattr(space.params.get(name), "choices", None) or []) if c not in allowed]
             if bad:
                 out.append(f"{name} can be {' or '.join(map(str, allowed))} only (got {bad[0]!r})")
+        low = getattr(space.params.get("kron_lr_scale"), "low", 1.0)
+        if low is not None and low <= 0:
+            out.append(f"kron_lr_scale must be > 0 (low is {low})")
         out += self._shape_problems(space)
         return out + check_sizes(space, self.config.image_size, 2 ** len(self.widths()), "2**len(objective.widths)")
 
@@ -241,7 +249,7 @@ class DknnObjective(ClassifiesCells, Objective):
                      lr=float(p["lr"]), weight_decay=float(p["weight_decay"]), device=device, seed=self.seed,
                      on_epoch=val_error, trial=trial if len(self.directions) == 1 else None,
                      augment=self.config.augment.batch(), one_cycle=p["schedule"] == "onecycle",
-                     pretrained=self.pretrained(model, p))
+                     pretrained=self.pretrained(model, p), factor_scale=float(p["kron_lr_scale"]))
         pred = (predict_proba(model, xva, device, tta=True) if p["tta"] else predict(model, xva, device)).argmax(1).numpy()
         m = scores(yva, pred, len(classes))
         bal = m["balanced_accuracy"]
@@ -268,7 +276,8 @@ class DknnObjective(ClassifiesCells, Objective):
         fit(model, image_tensor(train.images, size, resize), torch.from_numpy(train.labels), loss_fn=F.cross_entropy,
             epochs=epochs, batch_size=int(p["batch_size"]), lr=float(p["lr"]), weight_decay=float(p["weight_decay"]),
             device=device, seed=self.seed, on_epoch=(lambda e: on_step(e + 1, epochs, "epochs")) if on_step else None,
-            augment=c.augment.batch(), one_cycle=p["schedule"] == "onecycle", pretrained=self.pretrained(model, p))
+            augment=c.augment.batch(), one_cycle=p["schedule"] == "onecycle", pretrained=self.pretrained(model, p),
+            factor_scale=float(p["kron_lr_scale"]))
         fitted = DknnModel({"image_size": size, "resize": resize, "tta": bool(p["tta"]),
                             "architecture": architecture(p, self.widths(), len(ds.classes))},
                            classes=ds.classes, stain=stained.normaliser(p["stain"]), seed=self.seed,

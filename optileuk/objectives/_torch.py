@@ -12,6 +12,7 @@ from torch import nn
 
 from optileuk.data import to_square
 from optileuk.errors import ConfigError, DataError, Problem
+from optileuk.models import KroneckerLinear
 
 
 def resolve_device(name: str) -> torch.device:
@@ -61,21 +62,22 @@ def seeded(seed: int) -> Iterator[None]:
 
 
 def adam(model: nn.Module, lr: float, weight_decay: float, part: nn.Module | None = None,
-         part_scale: float = 1.0) -> torch.optim.Adam:
+         part_scale: float = 1.0, factor_scale: float = 1.0) -> torch.optim.Adam:
     """Adam with weight decay on weights only: no decay on PReLU slopes, biases or norms. ``part``
-    (a pretrained trunk) learns at ``part_scale`` times ``lr``."""
+    (a pretrained trunk) learns at ``part_scale`` times ``lr``; the factors of Kronecker layers
+    outside it at ``factor_scale`` times ``lr`` (Adam moves every weight by about the rate per step,
+    and a factor's entries are several times a dense weight's, so the product moves less)."""
     inside = {id(p) for p in part.parameters()} if part is not None else set()
-    groups: dict[tuple[bool, bool], list] = {(False, False): [], (False, True): [], (True, False): [], (True, True): []}
+    rates = {"model": lr, "part": lr * part_scale, "factor": lr * factor_scale}
+    groups: dict[tuple[str, bool], list] = {}
     for module in model.modules():
         for name, p in module.named_parameters(recurse=False):
             no_decay = isinstance(module, (nn.PReLU, nn.BatchNorm2d)) or name == "bias"
-            groups[(id(p) in inside, no_decay)].append(p)
-    out = [{"params": groups[(False, False)], "weight_decay": weight_decay},
-           {"params": groups[(False, True)], "weight_decay": 0.0}]
-    if part is not None:
-        out += [{"params": groups[(True, False)], "weight_decay": weight_decay, "lr": lr * part_scale},
-                {"params": groups[(True, True)], "weight_decay": 0.0, "lr": lr * part_scale}]
-    return torch.optim.Adam(out, lr=lr)
+            kind = "part" if id(p) in inside else "factor" if isinstance(module, KroneckerLinear) and name in ("a", "b") \
+                else "model"
+            groups.setdefault((kind, no_decay), []).append(p)
+    return torch.optim.Adam([{"params": ps, "weight_decay": 0.0 if no_decay else weight_decay, "lr": rates[kind]}
+                             for (kind, no_decay), ps in groups.items()], lr=lr)
 
 
 def _freeze(module: nn.Module, frozen: bool) -> None:
@@ -90,7 +92,7 @@ def fit(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, loss_fn: Callable
         lr: float, weight_decay: float, device: torch.device, seed: int,
         on_epoch: Callable[[int], float | None] | None = None, trial: optuna.trial.BaseTrial | None = None,
         augment: Callable | None = None, patience: int | None = None, one_cycle: bool = False,
-        pretrained: tuple[nn.Module, int, float] | None = None) -> int:
+        pretrained: tuple[nn.Module, int, float] | None = None, factor_scale: float = 1.0) -> int:
     """Seeded mini-batch training. ``on_epoch(epoch)`` returns a validation error to report.
 
     With a ``trial``, the error is reported after each epoch and Optuna's pruner is asked;
@@ -101,13 +103,15 @@ def fit(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, loss_fn: Callable
     epochs without improvement count from mid-training, after the rate's peak).
     ``pretrained = (module, frozen_epochs, lr_scale)``: a pretrained part (a trunk) frozen for the
     first ``frozen_epochs`` (no gradient, batch-norm statistics kept), then fine-tuned at
-    ``lr_scale`` times the rate. Returns the number of epochs trained.
+    ``lr_scale`` times the rate. Kronecker factors learn at ``factor_scale`` times the rate (:func:`adam`).
+    Returns the number of epochs trained.
     """
     with seeded(seed):
         try:
             return _fit(model, x, y, loss_fn=loss_fn, epochs=epochs, batch_size=batch_size, lr=lr,
                         weight_decay=weight_decay, device=device, seed=seed, on_epoch=on_epoch, trial=trial,
-                        augment=augment, patience=patience, one_cycle=one_cycle, pretrained=pretrained)
+                        augment=augment, patience=patience, one_cycle=one_cycle, pretrained=pretrained,
+                        factor_scale=factor_scale)
         finally:
             if pretrained is not None:
                 for p in pretrained[0].parameters():
@@ -115,14 +119,14 @@ def fit(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, loss_fn: Callable
 
 
 def _fit(model, x, y, *, loss_fn, epochs, batch_size, lr, weight_decay, device, seed, on_epoch, trial,
-         augment=None, patience=None, one_cycle=False, pretrained=None) -> int:
+         augment=None, patience=None, one_cycle=False, pretrained=None, factor_scale=1.0) -> int:
     gen = torch.Generator().manual_seed(seed)
     model.to(device)
     part, frozen_for, scale = pretrained if pretrained is not None else (None, 0, 1.0)
-    opt = adam(model, lr, weight_decay, part, scale)
+    opt = adam(model, lr, weight_decay, part, scale, factor_scale)
     n = len(x)
     steps = sum(1 for s in range(0, n, batch_size) if not (min(batch_size, n - s) < 2 <= n))
-    max_lr = lr if part is None else [g["lr"] for g in opt.param_groups]
+    max_lr = [g["lr"] for g in opt.param_groups]
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=max_lr, total_steps=max(1, epochs * steps)) if one_cycle else None
     best, best_state, since = float("inf"), None, 0
     for epoch in range(epochs):
