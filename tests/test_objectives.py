@@ -107,10 +107,10 @@ def test_dknn_trains_with_the_one_cycle_schedule_unless_told_constant(monkeypatc
     assert make("dknn", cfg).check_space(space) == ["schedule can be onecycle or constant only (got 'cosine')"]
 
 
-def test_kronecker_factors_learn_at_their_own_rate_and_the_rest_as_before():
+def test_kronecker_factors_learn_at_their_own_rate_and_the_rest_keep_theirs():
     """``kron_lr_scale`` gives the factors of the head's Kronecker layers their own Adam rate; biases,
-    PReLU slopes, dense layers and a pretrained part keep theirs; at 1 training is what it was."""
-    from optileuk.objectives._torch import adam
+    PReLU slopes, dense layers and a pretrained part keep theirs; a higher one moves the product further."""
+    from optileuk.objectives._torch import adam, fit
 
     torch.manual_seed(0)
     net = DKNN(4, image_size=16, widths=(4, 8), ranks=(2, 0), hidden=8)
@@ -123,8 +123,6 @@ def test_kronecker_factors_learn_at_their_own_rate_and_the_rest_as_before():
     assert rate[id(dense.weight)] == (0.01, 1e-3)
     assert all(rate[id(p)][0] == pytest.approx(0.001) for p in net.trunk.parameters())
 
-    from optileuk.objectives._torch import fit
-
     x, y = torch.randn(32, 3, 16, 16), torch.arange(32) % 4
     moved = {}
     for scale in (1.0, 10.0):
@@ -136,6 +134,9 @@ def test_kronecker_factors_learn_at_their_own_rate_and_the_rest_as_before():
             device=torch.device("cpu"), seed=0, factor_scale=scale)
         moved[scale] = float((layer.dense_weight().detach() - start).norm() / start.norm())
     assert moved[10.0] > 3 * moved[1.0] > 0  # the product of the factors moves several times further
+    cfg = {"dataset": TINY, "image_size": 32, "widths": [8, 16], "hidden": 16}
+    space = SearchSpace.from_dict({"parameters": {"kron_lr_scale": {"type": "categorical", "choices": [0, 3]}}})
+    assert make("dknn", cfg).check_space(space) == ["kron_lr_scale must be > 0 (a choice is 0)"]
 
 
 # ---- every objective through FixedTrial -------------------------------------------------------

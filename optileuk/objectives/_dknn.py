@@ -6,10 +6,10 @@ head's hidden layer; default ``objective.hidden``), ``shape1`` (factor
 shape of the first head layer as ``"m1xm2xn1xn2"``, or ``auto``), ``kron_conv_rank``,
 ``activation`` (prelu | relu: the ablation of PReLU), ``prelu_mode`` (shared | channel) and
 ``prelu_init`` (used with prelu only), ``lr``, ``weight_decay``, ``batch_size``,
-``epochs``, ``dropout``, ``kron_lr_scale`` (the Kronecker factors' rate as a multiple of ``lr``:
-Adam moves every weight by about the rate per step, and a factor's entries are several times a
-dense weight's, so at one rate a Kronecker layer learns slower than a dense one), ``depth`` (residual blocks per trunk stage, 0 = the plain trunk), ``pool``
-(the head's input: ``flatten`` or ``avg``, global average pooling), ``tta`` (test-time augmentation:
+``epochs``, ``dropout``, ``kron_lr_scale`` (the Kronecker factors' rate as a multiple of ``lr``,
+default 1: Adam moves every weight by about the rate per step, and a factor's entries are several
+times a dense weight's, so at one rate a Kronecker layer learns slower than a dense one),
+``depth`` (residual blocks per trunk stage, 0 = the plain trunk), ``pool`` (the head's input: ``flatten`` or ``avg``, global average pooling), ``tta`` (test-time augmentation:
 the scored predictions averaged over the 8 flips and right-angle rotations of each image; the
 per-epoch values pruners see stay single-view), ``schedule`` (``onecycle``: the one-cycle
 learning-rate schedule, so the last epoch, the one scored, is trained at a low rate;
@@ -161,9 +161,10 @@ class DknnObjective(ClassifiesCells, Objective):
             bad = [c for c in (getattr(space.params.get(name), "choices", None) or []) if c not in allowed]
             if bad:
                 out.append(f"{name} can be {' or '.join(map(str, allowed))} only (got {bad[0]!r})")
-        low = getattr(space.params.get("kron_lr_scale"), "low", 1.0)
-        if low is not None and low <= 0:
-            out.append(f"kron_lr_scale must be > 0 (low is {low})")
+        rate = space.params.get("kron_lr_scale")
+        for value in (getattr(rate, "choices", None) or [getattr(rate, "low", 1.0)]):
+            if not isinstance(value, (int, float)) or isinstance(value, bool) or value <= 0:
+                out.append(f"kron_lr_scale must be > 0 ({'low' if hasattr(rate, 'low') else 'a choice'} is {value!r})")
         out += self._shape_problems(space)
         return out + check_sizes(space, self.config.image_size, 2 ** len(self.widths()), "2**len(objective.widths)")
 
