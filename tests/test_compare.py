@@ -129,8 +129,8 @@ def test_a_reference_stored_with_other_params_is_refused_before_anything_is_writ
     r = run_cli("compare", "cmp.yaml", "--jobs", "1", "-q", cwd=workdir)
     assert r.returncode == 2
     assert r.stderr.strip() == ("error: cmp.yaml: references study 'box.guess.ref' in sqlite:///optileuk.db was scored with other "
-                                "parameters, objective or data seed; give the reference another label or delete the "
-                                "old study, got 'guess'")
+                                "parameters, objective, data seed or trunk file; give the reference another label or "
+                                "delete the old study, got 'guess'")
     assert {s.study_name: s.n_trials for s in optuna.get_all_study_summaries(url)} == before  # no box.random.s1
 
 

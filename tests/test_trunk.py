@@ -111,6 +111,54 @@ def test_a_trunk_that_does_not_fit_is_one_clear_message_exit_2(run_dir, workdir)
              )._load_trunk(4)
 
 
+def test_a_trunk_trained_again_under_the_same_name_is_a_different_study(run_dir, workdir):
+    """The study's fingerprint holds the trunk file's content: a rerun after the trunk was replaced is
+    refused (exit 2, nothing written) instead of mixing candidates scored on two trunks; a study
+    stored before fingerprints held file contents is resumed and its fingerprint brought up to date."""
+    import shutil
+
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    from optileuk.config import load_study
+    from optileuk.runner import Runner
+    from optileuk.runner._trials import fingerprint
+    from optileuk.storage import FINGERPRINT_KEY, open_storage
+
+    shutil.copy(run_dir / TRUNK_FILE, workdir / TRUNK_FILE)
+    write(workdir / "study.yaml", f"""
+        name: trunk-content
+        objective: {{type: dknn, dataset: {DATA}, image_size: 32, hidden: 8, trunk: {{weights: {TRUNK_FILE}}},
+                     split: {{test_size: 0.2, folds: 1, val_size: 0.25}}, defaults: {{epochs: 1}}}}
+        search_space: {{parameters: {{lr: {{type: float, low: 0.001, high: 0.01, log: true}}}}}}
+        optimizer: {{name: random, population: 2}}
+        budget: {{trials: 2}}
+        """.replace("'", ""))
+    Runner(load_study(workdir / "study.yaml")).run()
+    url = f"sqlite:///{workdir / 'optileuk.db'}"
+    storage = open_storage(url)
+    sid = storage.get_study_id_from_name("trunk-content")
+
+    runner = Runner(load_study(workdir / "study.yaml")).prepare()
+    _, space, _, _ = runner._prepared
+    new, old = fingerprint(runner.study, space), fingerprint(runner.study, space, files=False)
+    assert new != old and storage.get_study_system_attrs(sid)[FINGERPRINT_KEY] == new
+    storage.set_study_system_attr(sid, FINGERPRINT_KEY, old)  # as an earlier optileuk stored it
+    assert Runner(load_study(workdir / "study.yaml", trials=3)).run().trials == 3
+    assert storage.get_study_system_attrs(sid)[FINGERPRINT_KEY] == new
+
+    with safe_open(str(workdir / TRUNK_FILE), framework="pt") as f:
+        meta, tensors = f.metadata(), {k: f.get_tensor(k) for k in f.keys()}
+    first = sorted(k for k in tensors if k.endswith("weight"))[0]
+    tensors[first] = tensors[first] + 0.01  # the trunk trained again: same name, same architecture
+    save_file(tensors, str(workdir / TRUNK_FILE), metadata=meta)
+    r = run_cli("run", "study.yaml", "--trials", "4", cwd=workdir)
+    assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
+    assert "the content of a file the objective names" in r.stderr and "trunk-content" in r.stderr, r.stderr
+    assert len(storage.get_all_trials(sid)) == 3  # nothing written
+    assert storage.get_study_system_attrs(sid)[FINGERPRINT_KEY] == new
+
+
 def test_weights_are_read_without_unpickling(tmp_path):
     class Payload:
         def __reduce__(self):

@@ -127,11 +127,16 @@ class ReferenceResult:
 REFERENCE_ATTR = "optileuk.reference"  # study user attr of a reference: label, params, note
 
 
-def _reference_fingerprint(study, ref: Reference) -> str:
+def _reference_fingerprint(study, ref: Reference, files: bool = True) -> str:
+    """What a stored reference was scored with; ``files``: with the contents of the files the objective
+    names (a trunk), as :func:`optileuk.runner.fingerprint` (``False``: as references were stored before)."""
     import hashlib
 
     parts = [study.objective_type, study.objective_config.model_dump(mode="json"), study.objective_seed,
              study.direction, ref.params]
+    digests = getattr(study.objective_config, "file_digests", dict)() if files else {}
+    if digests:
+        parts.append(digests)
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:20]
 
 
@@ -143,10 +148,11 @@ def _stored_reference(storage, plan: Plan, ref: Reference) -> int | None:
         study_id = storage.get_study_id_from_name(name)
     except KeyError:
         return None
-    if storage.get_study_system_attrs(study_id).get(FINGERPRINT_KEY) != _reference_fingerprint(first, ref):
+    stored = storage.get_study_system_attrs(study_id).get(FINGERPRINT_KEY)
+    if stored not in (_reference_fingerprint(first, ref), _reference_fingerprint(first, ref, files=False)):
         raise ConfigError([Problem(str(first.path), "references", f"study '{name}' in {redact(plan.storage)} "
-                           "was scored with other parameters, objective or data seed; give the reference "
-                           "another label or delete the old study", ref.label)])
+                           "was scored with other parameters, objective, data seed or trunk file; give the "
+                           "reference another label or delete the old study", ref.label)])
     return study_id
 
 
@@ -180,6 +186,8 @@ def score_references(plan: Plan, threads: int = 0) -> list[ReferenceResult]:
         name = reference_name(plan.base, ref.label)
         study_id = _stored_reference(storage, plan, ref)
         if study_id is not None:
+            # stored before fingerprints held file contents: from now on, they do
+            storage.set_study_system_attr(study_id, FINGERPRINT_KEY, _reference_fingerprint(first, ref))
             done = [t for t in storage.get_all_trials(study_id, deepcopy=False) if t.state == TrialState.COMPLETE]
             if done:
                 out.append(ReferenceResult(ref.label, name, done[-1].value, float(done[-1].user_attrs.get("seconds", 0)),

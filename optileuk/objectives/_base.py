@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import functools
+import hashlib
 import os
 import time
 from abc import ABC, abstractmethod
@@ -15,7 +17,7 @@ import optuna
 from pydantic import BaseModel, ConfigDict, Field
 
 from optileuk.errors import ConfigError, DataError, Problem
-from optileuk.objectives._trunk import read_trunk, trunk_mismatch
+from optileuk.objectives._trunk import read_trunk, trunk_file, trunk_mismatch
 from optileuk.space import SearchSpace
 
 Device = Annotated[str, Field(pattern=r"^(auto|cpu|cuda(:\d+)?|mps)$",
@@ -49,6 +51,25 @@ class ObjectiveConfig(BaseModel):
             update["trunk"] = trunk.model_copy(update={"weights": fix(trunk.weights)})
         return self.model_copy(update=update) if update else self
 
+    def file_digests(self) -> dict[str, str]:
+        """SHA-256 of each file the config names (``stain_reference``, ``weights``, ``trunk.weights``; a
+        run folder: the trunk file in it), by key path, for files that exist. A study's fingerprint holds
+        them: a trunk trained again under the same name makes a different study, not a resumed one."""
+        out = {}
+        for key in ("stain_reference", "weights", "trunk.weights"):
+            value = self
+            for part in key.split("."):
+                value = getattr(value, part, None)
+            if not isinstance(value, str):
+                continue
+            try:
+                path = trunk_file(value) if key != "stain_reference" else Path(value).expanduser()
+                st = path.resolve().stat()
+            except (DataError, OSError):  # missing: refused at load time (file_problems), not here
+                continue
+            out[key] = _sha256(path.resolve(), st.st_mtime_ns, st.st_size)
+        return out
+
     def file_problems(self, src: str) -> list:
         """Problems with files the config names, checked at load time (nothing is created before)."""
         out = []
@@ -74,6 +95,16 @@ class ObjectiveConfig(BaseModel):
         size_key = "trunk_size" if hasattr(self, "trunk_size") else "image_size"
         return [Problem(src, key, rule, value) for key, rule, value in
                 trunk_mismatch(trunk, getattr(self, size_key), getattr(self, "widths"), size_key)]
+
+
+@functools.lru_cache(maxsize=16)
+def _sha256(path: Path, mtime_ns: int, size: int) -> str:
+    """A file's SHA-256, read once per version of the file (a study's fingerprint is taken twice per run)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 class ClassifiesCells:

@@ -265,12 +265,13 @@ class Runner:
         if exists:
             study = optuna.load_study(study_name=st.name, storage=storage, pruner=self._pruner())
             old = storage.get_study_system_attrs(study._study_id).get(FINGERPRINT_KEY)
-            if old is not None and old != fp:
+            if old is not None and old != fp and old != fingerprint(st, space, files=False):
                 raise ConfigError([Problem(str(st.path), "name",
                     f"study '{st.name}' in {redact(self.storage_url)} was made from a different study "
-                    "(search space, objective, optimizer, seed, direction or runner.mode changed); give it a "
-                    "new name or delete the old study", st.name)])
-            if old is None:
+                    "(search space, objective, optimizer, seed, direction, runner.mode, or the content of a "
+                    "file the objective names, such as its trunk, changed); give it a new name or delete the "
+                    "old study", st.name)])
+            if old != fp:  # none yet, or stored before fingerprints held the files' contents
                 storage.set_study_system_attr(study._study_id, FINGERPRINT_KEY, fp)
             if MASKS_ATTR not in study.user_attrs:
                 self._record_masks(study, space)
