@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Sequence
 
-import torch
+import torch  # noqa: F401 (the doctests use it)
 from torch import Tensor, nn
 
 from optileuk.models._kronecker import KroneckerConv1x1, KroneckerLinear
