@@ -181,6 +181,37 @@ def test_a_changed_study_under_the_same_name_is_refused(workdir, box_space):
     assert len(optuna.load_study(study_name="s", storage=url).trials) == 10
 
 
+def test_images_added_to_the_data_folder_make_a_different_study(workdir):
+    """A study's fingerprint holds its images (names and counts): a rerun after cells were added to the
+    folder is refused (the splits would move: cells searched on could land in the held-out test
+    split), nothing written; with the folder as it was, the study resumes."""
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for cls in ("blast", "normal"):
+        (workdir / "cells" / cls).mkdir(parents=True)
+        for i in range(8):
+            Image.fromarray(rng.integers(0, 255, (24, 24, 3), dtype=np.uint8)).save(workdir / "cells" / cls / f"c{i}.png")
+    write(workdir / "study.yaml", """
+        name: cells
+        objective: {type: handcrafted, dataset: {type: folders, path: cells}, image_size: 24,
+                    split: {test_size: 0.25, folds: 2}}
+        search_space: {parameters: {C: {type: float, low: 0.1, high: 10, log: true}}}
+        optimizer: {name: random, population: 2}
+        budget: {trials: 2}
+        """)
+    url = f"sqlite:///{workdir}/optileuk.db"
+    assert Runner(load_study(workdir / "study.yaml")).run().trials == 2
+    extra = workdir / "cells" / "blast" / "c8.png"
+    Image.fromarray(rng.integers(0, 255, (24, 24, 3), dtype=np.uint8)).save(extra)
+    with pytest.raises(ConfigError, match="or its images"):
+        Runner(load_study(workdir / "study.yaml", trials=3)).run()
+    assert len(optuna.load_study(study_name="cells", storage=url).trials) == 2
+    extra.unlink()
+    assert Runner(load_study(workdir / "study.yaml", trials=3)).run().trials == 3
+
+
 def test_maximize(workdir, box_space):
     path = study_file(workdir, box_space, extra="direction: maximize", budget="{trials: 100}")
     s = Runner(load_study(path, storage="memory")).run()

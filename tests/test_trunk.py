@@ -141,7 +141,8 @@ def test_a_trunk_trained_again_under_the_same_name_is_a_different_study(run_dir,
 
     runner = Runner(load_study(workdir / "study.yaml")).prepare()
     _, space, _, _ = runner._prepared
-    new, old = fingerprint(runner.study, space), fingerprint(runner.study, space, files=False)
+    new, old = fingerprint(runner.study, space, runner._inputs), fingerprint(runner.study, space)
+    assert set(runner._inputs) == {"files", "data"} and runner._inputs["files"]["trunk.weights"]
     assert new != old and storage.get_study_system_attrs(sid)[FINGERPRINT_KEY] == new
     storage.set_study_system_attr(sid, FINGERPRINT_KEY, old)  # as an earlier optileuk stored it
     assert Runner(load_study(workdir / "study.yaml", trials=3)).run().trials == 3
@@ -154,7 +155,7 @@ def test_a_trunk_trained_again_under_the_same_name_is_a_different_study(run_dir,
     save_file(tensors, str(workdir / TRUNK_FILE), metadata=meta)
     r = run_cli("run", "study.yaml", "--trials", "4", cwd=workdir)
     assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
-    assert "the content of a file the objective names" in r.stderr and "trunk-content" in r.stderr, r.stderr
+    assert "its trunk or stain reference file's content" in r.stderr and "trunk-content" in r.stderr, r.stderr
     assert len(storage.get_all_trials(sid)) == 3  # nothing written
     assert storage.get_study_system_attrs(sid)[FINGERPRINT_KEY] == new
 

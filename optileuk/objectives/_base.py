@@ -257,6 +257,20 @@ class Objective(ABC):
     def prepare(self) -> None:
         """Load data and anything else slow or fallible, before the first evaluation."""
 
+    def inputs(self) -> dict[str, Any]:
+        """What the objective reads besides its config, for a study's fingerprint (a study resumes only
+        on the same inputs): ``files``, the SHA-256 of each file its config names (a trunk, a stain
+        reference); ``data``, once prepared, its images (:meth:`Prepared.identity`: class counts
+        and a hash of the sorted file names, wherever the folder lies; not the pixels). Empty entries
+        are left out; plug-ins may add their own."""
+        out: dict[str, Any] = {}
+        digests = getattr(self.config, "file_digests", dict)()  # a plug-in's config may not derive from ObjectiveConfig
+        if digests:
+            out["files"] = digests
+        if self.prepared is not None:
+            out["data"] = self.prepared.identity()
+        return out
+
     def bind(self, space: SearchSpace) -> SearchSpace:
         return space.bind(self.mask_lengths()) if any(
             getattr(p, "length", None) == "auto" for p in space.params.values()) else space

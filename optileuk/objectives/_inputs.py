@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -77,6 +78,22 @@ class Prepared:
         """What a model was trained on (the search part by default): images per class and a hash of
         the list of files (or synthetic ids), for model.json."""
         return data_fingerprint(self.ds, self.splits.search if idx is None else idx)
+
+    def identity(self) -> dict[str, Any]:
+        """Which images were read, wherever their folder lies now: class counts and the SHA-256 of the
+        sorted file names relative to their common folder (synthetic sets: the ids), not the pixels."""
+        ds = self.ds
+        if ds.paths:
+            try:
+                root = os.path.commonpath([os.path.dirname(str(p)) for p in ds.paths])
+            except ValueError:  # Windows: files on several drives
+                root = ""
+            names = sorted(os.path.relpath(str(p), root) if root else str(p) for p in ds.paths)
+        else:
+            names = [f"{ds.name}#{i}" for i in range(len(ds))]
+        counts = np.bincount(ds.labels, minlength=len(ds.classes)) if len(ds) else np.zeros(len(ds.classes), int)
+        return {"images": len(names), "counts": dict(zip(ds.classes, map(int, counts))),
+                "names_sha256": hashlib.sha256("\n".join(names).encode()).hexdigest()}
 
 
 def prepare_images(config, seed: int, *, classify: bool = True, needs_masks: str | None = None) -> Prepared:

@@ -83,6 +83,7 @@ class Runner:
         self.state_every = state_every
         self.rebuild_state = rebuild_state
         self._prepared: tuple | None = None
+        self._inputs: dict[str, Any] = {}  # what the study reads (files, images): part of its fingerprint
 
     def prepare(self) -> "Runner":
         """Build the objective, bind the space and open the storage and study (no trial runs).
@@ -107,6 +108,7 @@ class Runner:
                 check_slots(device_slots(r.devices, r.trials_per_device, r.workers), str(st.path))
             objective.prepare()
             space = objective.bind(st.space)
+            self._inputs = objective.inputs()
             storage = self._storage or open_storage(self.storage_url)
             ostudy = self._open_study(storage, space)
             self._read_state(storage, ostudy)  # refused here, before anything runs
@@ -221,7 +223,7 @@ class Runner:
         st = self.study
         spec = ObjectiveSpec(st.objective_cls, st.objective_config, st.space, st.objective_seed, st.file.objectives)
         slots = [] if r.scheduler else device_slots(r.devices, r.trials_per_device, r.workers)
-        name = f"optileuk-{st.name}-{fingerprint(st, space)}"
+        name = f"optileuk-{st.name}-{fingerprint(st, space, self._inputs)}"
         return DaskExecutor(spec, name, slots=slots, scheduler=r.scheduler, listen=r.listen, source=str(st.path))
 
     def _summary(self, storage, ostudy, space, ledger: Ledger, generation: int, stopped_by: str, where: str,
@@ -256,7 +258,7 @@ class Runner:
     # ------------------------------------------------------------------------------------------
     def _open_study(self, storage: BaseStorage, space) -> optuna.Study:
         st = self.study
-        fp = fingerprint(st, space)
+        fp = fingerprint(st, space, self._inputs)
         try:
             storage.get_study_id_from_name(st.name)
             exists = True
@@ -265,13 +267,13 @@ class Runner:
         if exists:
             study = optuna.load_study(study_name=st.name, storage=storage, pruner=self._pruner())
             old = storage.get_study_system_attrs(study._study_id).get(FINGERPRINT_KEY)
-            if old is not None and old != fp and old != fingerprint(st, space, files=False):
+            if old is not None and old != fp and old != fingerprint(st, space):
                 raise ConfigError([Problem(str(st.path), "name",
                     f"study '{st.name}' in {redact(self.storage_url)} was made from a different study "
-                    "(search space, objective, optimizer, seed, direction, runner.mode, or the content of a "
-                    "file the objective names, such as its trunk, changed); give it a new name or delete the "
-                    "old study", st.name)])
-            if old != fp:  # none yet, or stored before fingerprints held the files' contents
+                    "(search space, objective, optimizer, seed, direction or runner.mode changed, or the "
+                    "files it reads: its trunk or stain reference file's content, or its images); give it a "
+                    "new name or delete the old study", st.name)])
+            if old != fp:  # none yet, or stored before fingerprints held what the study reads
                 storage.set_study_system_attr(study._study_id, FINGERPRINT_KEY, fp)
             if MASKS_ATTR not in study.user_attrs:
                 self._record_masks(study, space)

@@ -13,10 +13,10 @@ from optileuk import plain
 from optileuk.storage import TOLD_KEY
 
 
-def fingerprint(study, space, files: bool = True) -> str:
+def fingerprint(study, space, inputs: dict[str, Any] | None = None) -> str:
     """What a stored study must have been made from to be resumed: the space, objective, optimizer, seed,
-    direction and mode, and (``files``) the contents of the files the objective names. ``files=False``
-    gives the fingerprint studies were stored with before file contents were part of it."""
+    direction and mode, and ``inputs`` (:meth:`~optileuk.objectives.Objective.inputs`: the files and images it reads). Without
+    ``inputs``: the fingerprint studies were stored with before inputs were part of it."""
     parts = {
         "space": space.to_dict(),
         "objective": [study.objective_type, study.objective_config.model_dump(mode="json")],
@@ -30,9 +30,8 @@ def fingerprint(study, space, files: bool = True) -> str:
         parts["mode"] = study.file.runner.mode
     if study.file.objectives:
         parts["objectives"] = study.file.objectives
-    digests = getattr(study.objective_config, "file_digests", dict)() if files else {}
-    if digests:  # absent where the objective names no file: those studies keep their fingerprint
-        parts["files"] = digests
+    if inputs:  # absent where the study reads no file and no image: those keep their fingerprint
+        parts["inputs"] = inputs
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:20]
 
 
