@@ -264,7 +264,7 @@ class Objective(ABC):
         and a hash of the sorted file names, wherever the folder lies; not the pixels). Empty entries
         are left out; plug-ins may add their own."""
         out: dict[str, Any] = {}
-        digests = getattr(self.config, "file_digests", dict)()  # a plug-in's config may not derive from ObjectiveConfig
+        digests = getattr(self.config, "file_digests", dict)()  # (a plug-in's config may not be an ObjectiveConfig)
         if digests:
             out["files"] = digests
         if self.prepared is not None:

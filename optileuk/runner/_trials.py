@@ -14,9 +14,10 @@ from optileuk.storage import TOLD_KEY
 
 
 def fingerprint(study, space, inputs: dict[str, Any] | None = None) -> str:
-    """What a stored study must have been made from to be resumed: the space, objective, optimizer, seed,
-    direction and mode, and ``inputs`` (:meth:`~optileuk.objectives.Objective.inputs`: the files and images it reads). Without
-    ``inputs``: the fingerprint studies were stored with before inputs were part of it."""
+    """What a stored study must have been made from to be resumed: the space, objective, optimizer,
+    seed, direction and mode, and ``inputs`` (:meth:`~optileuk.objectives.Objective.inputs`: the files
+    and images it reads). Without ``inputs``: the fingerprint studies were stored with before inputs
+    were part of it."""
     parts = {
         "space": space.to_dict(),
         "objective": [study.objective_type, study.objective_config.model_dump(mode="json")],
