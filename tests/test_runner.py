@@ -189,10 +189,11 @@ def test_images_added_to_the_data_folder_make_a_different_study(workdir):
     from PIL import Image
 
     rng = np.random.default_rng(0)
+    cell = lambda: Image.fromarray(rng.integers(0, 255, (24, 24, 3), dtype=np.uint8))  # noqa: E731
     for cls in ("blast", "normal"):
         (workdir / "cells" / cls).mkdir(parents=True)
         for i in range(8):
-            Image.fromarray(rng.integers(0, 255, (24, 24, 3), dtype=np.uint8)).save(workdir / "cells" / cls / f"c{i}.png")
+            cell().save(workdir / "cells" / cls / f"c{i}.png")
     write(workdir / "study.yaml", """
         name: cells
         objective: {type: handcrafted, dataset: {type: folders, path: cells}, image_size: 24,
@@ -204,7 +205,7 @@ def test_images_added_to_the_data_folder_make_a_different_study(workdir):
     url = f"sqlite:///{workdir}/optileuk.db"
     assert Runner(load_study(workdir / "study.yaml")).run().trials == 2
     extra = workdir / "cells" / "blast" / "c8.png"
-    Image.fromarray(rng.integers(0, 255, (24, 24, 3), dtype=np.uint8)).save(extra)
+    cell().save(extra)
     with pytest.raises(ConfigError, match="or its images"):
         Runner(load_study(workdir / "study.yaml", trials=3)).run()
     assert len(optuna.load_study(study_name="cells", storage=url).trials) == 2
