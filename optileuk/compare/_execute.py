@@ -186,8 +186,10 @@ def score_references(plan: Plan, threads: int = 0) -> list[ReferenceResult]:
         name = reference_name(plan.base, ref.label)
         study_id = _stored_reference(storage, plan, ref)
         if study_id is not None:
-            # stored before fingerprints held file contents: from now on, they do
-            storage.set_study_system_attr(study_id, FINGERPRINT_KEY, _reference_fingerprint(first, ref))
+            now = _reference_fingerprint(first, ref)
+            if storage.get_study_system_attrs(study_id).get(FINGERPRINT_KEY) != now:
+                # stored before fingerprints held file contents: from now on, they do
+                storage.set_study_system_attr(study_id, FINGERPRINT_KEY, now)
             done = [t for t in storage.get_all_trials(study_id, deepcopy=False) if t.state == TrialState.COMPLETE]
             if done:
                 out.append(ReferenceResult(ref.label, name, done[-1].value, float(done[-1].user_attrs.get("seconds", 0)),

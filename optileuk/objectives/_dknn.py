@@ -9,7 +9,8 @@ shape of the first head layer as ``"m1xm2xn1xn2"``, or ``auto``), ``kron_conv_ra
 ``epochs``, ``dropout``, ``kron_lr_scale`` (the Kronecker factors' rate as a multiple of ``lr``,
 default 1: Adam moves every weight by about the rate per step, and a factor's entries are several
 times a dense weight's, so at one rate a Kronecker layer learns slower than a dense one),
-``depth`` (residual blocks per trunk stage, 0 = the plain trunk), ``pool`` (the head's input: ``flatten`` or ``avg``, global average pooling), ``tta`` (test-time augmentation:
+``depth`` (residual blocks per trunk stage, 0 = the plain trunk), ``pool`` (the head's input:
+``flatten`` or ``avg``, global average pooling), ``tta`` (test-time augmentation:
 the scored predictions averaged over the 8 flips and right-angle rotations of each image; the
 per-epoch values pruners see stay single-view), ``schedule`` (``onecycle``: the one-cycle
 learning-rate schedule, so the last epoch, the one scored, is trained at a low rate;
@@ -61,6 +62,11 @@ FIXED_BY_TRUNK = ("activation", "prelu_mode", "kron_conv_rank", "depth", "image_
 DEFAULTS = {"rank1": 2, "rank2": 1, "shape1": "auto", "kron_conv_rank": 0, "activation": "prelu", "prelu_mode": "channel",
             "prelu_init": 0.25, "lr": 3e-3, "weight_decay": 1e-3, "batch_size": 64, "epochs": 20, "dropout": 0.2,
             "schedule": "onecycle", "depth": 0, "pool": "flatten", "tta": False, "kron_lr_scale": 1.0}
+
+
+def _positive(value: Any) -> bool:
+    """A number above 0 (``kron_lr_scale``, as a default or a searched bound or choice)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0
 
 
 class DknnConfig(ObjectiveConfig):
@@ -119,7 +125,7 @@ class DknnObjective(ClassifiesCells, Objective):
                for name, allowed in CHOICES.items()
                if name in self.config.defaults and self.config.defaults[name] not in allowed]
         scale = self.config.defaults.get("kron_lr_scale", 1.0)
-        if not isinstance(scale, (int, float)) or isinstance(scale, bool) or scale <= 0:
+        if not _positive(scale):
             bad.append(Problem("", "objective.defaults.kron_lr_scale", "must be a number > 0", scale))
         if bad:
             raise ConfigError(bad)
@@ -163,7 +169,7 @@ class DknnObjective(ClassifiesCells, Objective):
                 out.append(f"{name} can be {' or '.join(map(str, allowed))} only (got {bad[0]!r})")
         rate = space.params.get("kron_lr_scale")
         for value in (getattr(rate, "choices", None) or [getattr(rate, "low", 1.0)]):
-            if not isinstance(value, (int, float)) or isinstance(value, bool) or value <= 0:
+            if not _positive(value):
                 out.append(f"kron_lr_scale must be > 0 ({'low' if hasattr(rate, 'low') else 'a choice'} is {value!r})")
         out += self._shape_problems(space)
         return out + check_sizes(space, self.config.image_size, 2 ** len(self.widths()), "2**len(objective.widths)")
