@@ -26,7 +26,7 @@ import datetime as _dt
 import hashlib
 import json
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Optional
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, ValidationError
@@ -66,6 +66,7 @@ class BundleMeta(BaseModel):
     metrics: dict[str, Any]
     created: str
     files: dict[str, str]
+    members: Optional[list[dict[str, Any]]] = None  # an ensemble: [{path, weight, checksum}] of member bundles
     checksum: str
 
 
@@ -107,19 +108,33 @@ def _versions() -> dict[str, str]:
 
 # ---- writing -------------------------------------------------------------------------------------------
 def save(model, folder: str | Path, *, objective: dict[str, Any], params: dict[str, Any], metrics: dict[str, Any],
-         training_data: dict[str, Any]) -> Path:
-    """Write ``model`` (a :class:`~optileuk.objectives._model.FittedModel`) as a bundle into ``folder``."""
+         training_data: dict[str, Any], member_params: list[dict[str, Any]] | None = None) -> Path:
+    """Write ``model`` (a :class:`~optileuk.objectives._model.FittedModel`) as a bundle into ``folder``; an
+    ensemble's members each as a bundle of their own in ``members/<i>`` (``member_params``: their params),
+    named with their weights and checksums in ``model.json``."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
+    members = None
+    if getattr(model, "members", None):
+        members = []
+        for i, (member, weight) in enumerate(zip(model.members, model.weights)):
+            sub = save(member, folder / "members" / str(i), objective=objective,
+                       params=(member_params or [{}] * len(model.members))[i], metrics={}, training_data=training_data)
+            members.append({"path": f"members/{i}", "weight": float(weight),
+                            "checksum": json.loads((sub / "model.json").read_text())["checksum"]})
     files: dict[str, str] = {}
-    tensors = {k: v.detach().cpu().contiguous() for k, v in model.tensors().items()}
+    if members is not None:  # the members hold every part; the ensemble only their weights
+        meta_only = True
+    else:
+        meta_only = False
+    tensors = {} if meta_only else {k: v.detach().cpu().contiguous() for k, v in model.tensors().items()}
     if tensors:
         from safetensors.torch import save_file
 
         save_file(tensors, str(folder / FILES["weights"]),
                   metadata={"format": FORMAT, "objective": objective["type"], "spec": json.dumps(model.spec)})
         files[FILES["weights"]] = _sha256(folder / FILES["weights"])
-    arrays = {f"stain.{k}": v for k, v in model.stain.state().items()}
+    arrays = {} if meta_only else {f"stain.{k}": v for k, v in model.stain.state().items()}
     arrays.update({k: np.asarray(v) for k, v in model.arrays().items()})
     if arrays:
         np.savez(folder / FILES["arrays"], **arrays)
@@ -135,6 +150,8 @@ def save(model, folder: str | Path, *, objective: dict[str, Any], params: dict[s
             "spec": jsonable(model.spec), "model": jsonable(model.describe()), "seed": int(model.seed),
             "versions": _versions(), "training_data": jsonable(training_data), "metrics": jsonable(metrics),
             "created": _dt.datetime.now().isoformat(timespec="seconds"), "files": files}
+    if members is not None:
+        meta["members"] = members
     meta["checksum"] = _checksum(json.loads(json.dumps(meta)))
     (folder / "model.json").write_text(json.dumps(meta, indent=2) + "\n")
     return folder
@@ -178,6 +195,13 @@ def check(folder: str | Path) -> BundleMeta:
         if _sha256(folder / name) != digest:
             raise BundleError(f"{folder / name}: does not match model.json (SHA-256 differs): the file was changed "
                               "after training; train again")
+    for i, member in enumerate(meta.members or []):
+        if member.get("path") != f"members/{i}":
+            raise BundleError(f"{path}: members[{i}] must be the folder members/{i}, got {member.get('path')!r}")
+        sub = check(folder / member["path"])
+        if sub.checksum != member.get("checksum"):
+            raise BundleError(f"{folder / member['path'] / 'model.json'}: is not the member model.json lists (checksum "
+                              "differs): the ensemble was changed after training; train again")
     return meta
 
 
@@ -209,6 +233,12 @@ def load(folder: str | Path, device: str = "auto"):
     from optileuk.data import StainNormaliser
     folder = Path(folder)
     meta = check(folder)
+    if meta.members:
+        from optileuk.objectives import EnsembleModel
+
+        model = EnsembleModel([load(folder / m["path"], device) for m in meta.members], [m["weight"] for m in meta.members])
+        model.meta = meta
+        return model
     kind = meta.objective.get("type")
     found = OBJECTIVES.resolve(kind) if isinstance(kind, str) else None
     model_cls = getattr(found[0], "Model", None) if found else None

@@ -12,7 +12,8 @@ import optuna
 from optileuk.errors import StorageError
 from optileuk.registry import OBJECTIVES
 from optileuk.space import SearchSpace
-from optileuk.storage import MASKS_ATTR, STUDY_ATTR, best_trials, open_existing, pareto_front, redact, study_names
+from optileuk.storage import (ANCHOR_ATTR, DEFAULTS_ATTR, MASKS_ATTR, STUDY_ATTR, best_trials, open_existing,
+                              pareto_front, redact, study_names)
 
 
 def value_meaning(raw: dict | None) -> tuple[str, tuple[str, ...]]:
@@ -68,10 +69,12 @@ def pick_from_front(front: list, names: list[str], directions: list[str], pick: 
     return [front[i] for i in order if keep[i]]
 
 
-def export_config(name: str, url: str, top: int = 1, pick: str | None = None) -> dict[str, Any]:
-    """Best trial(s) of study ``name`` merged with the objective config, as plain data; for a
-    multi-objective study, the point of its Pareto front that ``pick`` chooses (default: the knee)
-    and with ``top`` the next points of the front, nearest the ideal point first."""
+def export_config(name: str, url: str, top: int = 1, pick: str | None = None,
+                  selection: str | None = None) -> dict[str, Any]:
+    """The chosen trial of study ``name`` merged with the objective config, as plain data: the trial its
+    ``selection`` rule chooses (default: the study's own rule; :mod:`optileuk.selection`), an ensemble's
+    members with their weights; for a multi-objective study, the point of its Pareto front that
+    ``pick`` chooses (default: the knee). With ``top`` the next best trials (or points of the front)."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     storage = open_existing(url)
     try:
@@ -82,6 +85,11 @@ def export_config(name: str, url: str, top: int = 1, pick: str | None = None) ->
     raw = study.user_attrs.get(STUDY_ATTR)
     names, ranked = _ranked(storage, study, raw, name, top, pick)
     space = _space_of(study, raw, name)
+    choice = None
+    if names is None:
+        choice = choose(storage, study, raw, name, space, selection)
+        if choice.trial.number != ranked[0].number:
+            ranked = [choice.trial] + [t for t in ranked if t.number != choice.trial.number][:max(top - 1, 0)]
     out: dict[str, Any] = {"study": name, "storage": redact(url)}
     if names is None:
         out["direction"] = study.direction.name.lower()
@@ -101,13 +109,38 @@ def export_config(name: str, url: str, top: int = 1, pick: str | None = None) ->
             out["value_is"] = meaning
     else:
         out["values"] = best["values"]
-    shown = {k: best["attrs"][k] for k in (*metrics, "split", "split_sizes") if k in best["attrs"]}
+    shown = {k: best["attrs"][k] for k in (*metrics, "value_se", "n_folds", "split", "split_sizes") if k in best["attrs"]}
     if shown:
         out["metrics"] = shown
     out["params"] = best["params"]
+    if choice is not None:
+        out["selection"] = {"rule": choice.rule, "reason": choice.reason}
+        if choice.trial.user_attrs.get(ANCHOR_ATTR):
+            out["selection"]["defaults"] = True
+        if "oof_balanced_accuracy" in choice.facts:
+            out["selection"]["oof_balanced_accuracy"] = choice.facts["oof_balanced_accuracy"]
+        if choice.ensemble:
+            out["ensemble"] = [{"trial": t.number, "weight": w, "value": t.value, "params": _entry(t, space, None)["params"]}
+                               for t, w in zip(choice.trials, choice.weights)]
     if top > 1:
         out["top"] = [_entry(t, space, names) for t in ranked]
     return out
+
+
+def choose(storage, study, raw: dict | None, name: str, space, selection: str | None):
+    """The :class:`~optileuk.selection.Choice` of a single-objective study: by ``selection`` (a rule's
+    text, e.g. ``one_se``), else the study's own first rule (``best`` for studies stored before rules)."""
+    from optileuk.errors import ConfigError
+    from optileuk.selection import Chooser, Rule, parse_rules
+
+    stored = (raw or {}).get("selection") or ["best"]
+    try:
+        rule = parse_rules(selection)[0] if selection is not None else Rule.model_validate(stored[0])
+    except ValueError as exc:
+        raise ConfigError(f"--selection {exc}") from None
+    chooser = Chooser(storage, study._study_id, name, maximize=study.direction == optuna.study.StudyDirection.MAXIMIZE,
+                      space=space, defaults=study.user_attrs.get(DEFAULTS_ATTR))
+    return chooser.choose(rule)
 
 
 def _ranked(storage, study, raw: dict | None, name: str, top: int, pick: str | None) -> tuple[list[str] | None, list]:
@@ -141,9 +174,13 @@ def _space_of(study, raw: dict | None, name: str) -> SearchSpace | None:
 
 
 def _entry(t, space: SearchSpace | None, names: list[str] | None) -> dict[str, Any]:
-    """One exported trial: its number, value(s), params as configs take them, and its other attrs."""
-    params = space.from_record(t.params, t.user_attrs) if space else dict(t.params)
+    """One exported trial: its number, value(s), params as configs take them (the defaults' trial: the
+    defaults it evaluated), and its other attrs."""
+    if t.user_attrs.get(ANCHOR_ATTR):
+        params = dict(t.user_attrs.get("defaults") or {})
+    else:
+        params = space.from_record(t.params, t.user_attrs) if space else dict(t.params)
     value = {"values": dict(zip(names, t.values))} if names is not None else {"value": t.value}
     return {"trial": t.number, **value, "params": {k: _plain(v) for k, v in params.items()},
             "attrs": {k: v for k, v in t.user_attrs.items() if k not in (space.params if space else {})
-                      and k != "traceback"}}
+                      and k not in ("traceback", "oof", "defaults")}}

@@ -47,6 +47,17 @@ def bootstrap_ci(y: np.ndarray, pred: np.ndarray, n_classes: int, *, n_boot: int
         >>> ci["balanced_accuracy"][0] < 0.9 < ci["balanced_accuracy"][1]
         True
     """
+    values = _boot_values(y, pred, n_classes, n_boot, seed)
+    lo, hi = 100 * (1 - level) / 2, 100 * (1 + level) / 2
+    return {name: [float(np.percentile(v, lo)), float(np.percentile(v, hi))] for name, v in values.items()}
+
+
+def bootstrap_se(y: np.ndarray, pred: np.ndarray, n_classes: int, *, n_boot: int = 1000, seed: int = 0) -> dict[str, float]:
+    """Bootstrap standard errors of accuracy, balanced accuracy and macro-F1 (resamples as :func:`bootstrap_ci`)."""
+    return {name: float(np.std(v, ddof=1)) for name, v in _boot_values(y, pred, n_classes, n_boot, seed).items()}
+
+
+def _boot_values(y, pred, n_classes: int, n_boot: int, seed: int) -> dict[str, np.ndarray]:
     y, pred = np.asarray(y, dtype=np.int64), np.asarray(pred, dtype=np.int64)
     if len(y) == 0:
         return {}
@@ -58,15 +69,15 @@ def bootstrap_ci(y: np.ndarray, pred: np.ndarray, n_classes: int, *, n_boot: int
     with np.errstate(invalid="ignore", divide="ignore"):
         recall = np.where(true > 0, tp / true, np.nan)
         f1 = np.where(true + said > 0, 2 * tp / (true + said), np.nan)
-    values = {"accuracy": tp.sum(1) / len(y), "balanced_accuracy": np.nanmean(recall, 1), "macro_f1": np.nanmean(f1, 1)}
-    lo, hi = 100 * (1 - level) / 2, 100 * (1 + level) / 2
-    return {name: [float(np.percentile(v, lo)), float(np.percentile(v, hi))] for name, v in values.items()}
+    return {"accuracy": tp.sum(1) / len(y), "balanced_accuracy": np.nanmean(recall, 1), "macro_f1": np.nanmean(f1, 1)}
 
 
-def fold_scores(ys: list[np.ndarray], preds: list[np.ndarray], n_classes: int, seed: int = 0) -> dict[str, Any]:
+def fold_scores(ys: list[np.ndarray], preds: list[np.ndarray], n_classes: int, seed: int = 0,
+                per: list[dict[str, float]] | None = None) -> dict[str, Any]:
     """Validation scores over folds: accuracy, balanced accuracy and macro-F1 as the mean over the
-    folds, and bootstrap 95% intervals (``<name>_ci95``) from the pooled out-of-fold predictions."""
-    per = [scores(y, p, n_classes) for y, p in zip(ys, preds)]
+    folds, and bootstrap 95% intervals (``<name>_ci95``) from the pooled out-of-fold predictions.
+    ``per``: the folds' own :func:`scores`, when the caller has them already."""
+    per = per if per is not None else [scores(y, p, n_classes) for y, p in zip(ys, preds)]
     out: dict[str, Any] = {k: float(np.mean([s[k] for s in per])) for k in ("accuracy", "balanced_accuracy", "macro_f1")}
     ci = bootstrap_ci(np.concatenate(ys), np.concatenate(preds), n_classes, n_boot=1000, seed=seed)
     out.update({f"{k}_ci95": v for k, v in ci.items()})

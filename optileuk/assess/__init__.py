@@ -63,7 +63,9 @@ def summarise(plan: Plan, results: dict[tuple[str, int], dict], audit_result: di
         pooled[a.label] = pool(parts, task, classes)
         rows = part_rows(parts, task)
         gaps = [r["optimism"] for r in rows if r["optimism"] is not None]
-        approaches[a.label] = {"tuned": a.tuned, "study": str(a.path), "note": a.note,
+        rule = a.rule.label if a.rule is not None else (a.rules[0].label if a.rules else None)
+        approaches[a.label] = {"tuned": a.tuned, "study": str(a.path), "note": a.note, "rule": rule if a.tuned else None,
+                               "search": a.search or (a.label if a.tuned else None),
                                "pooled": pooled[a.label]["metrics"], "parts": rows,
                                "optimism": float(np.mean(gaps)) if gaps else None,
                                "stability": stability(parts) if a.tuned else None,
@@ -77,7 +79,8 @@ def summarise(plan: Plan, results: dict[tuple[str, int], dict], audit_result: di
     return {
         "assessment": plan.base, "storage": redact(plan.storage), "outer": plan.k, "seed": plan.seed, "task": task,
         "metric": key, "data": {"name": plan.ds.name, "images": len(plan.ds), "classes": plan.ds.counts(),
-                                "grouped": plan.ds.groups is not None, "part_sizes": [len(p) for p in plan.parts]},
+                                "grouped": plan.ds.groups is not None, "part_sizes": [len(p) for p in plan.parts],
+                                "duplicates": plan.ds.duplicates},
         "audit": audit_result, "approaches": approaches,
         "ranking": sorted(pooled, key=lambda lab: -pooled[lab]["metrics"][key]), "paired": pairs,
         "verdict": verdict(pooled, pairs, task), "external": plan.external_spec,
@@ -113,10 +116,13 @@ def store_summary(plan: Plan, summary: dict[str, Any]) -> None:
 def assess(paths: list[Path], *, k: int = 5, seed: int | None = None, storage: str | None = None,
            name: str | None = None, pick: str | None = None, references: Path | None = None, untuned: bool = False,
            external: str | None = None, workers: int | None = None, scheduler: str | None = None,
-           output: Path | None = None, on_audit: Callable[[dict], None] | None = None, **callbacks) -> dict[str, Any]:
-    """Plan (everything checked first), audit, run every part of every approach, pool, write ``output``."""
+           output: Path | None = None, on_audit: Callable[[dict], None] | None = None, selection: list | None = None,
+           **callbacks) -> dict[str, Any]:
+    """Plan (everything checked first), audit, run every part of every approach, pool, write ``output``.
+    ``selection``: rules (:class:`optileuk.selection.Rule`) compared as approaches on each study's search."""
     plan = plan_assessment(paths, k=k, seed=seed, storage=storage, name=name, pick=pick, references=references,
-                           with_untuned=untuned, external=external, inline=bool(workers or scheduler))
+                           with_untuned=untuned, external=external, inline=bool(workers or scheduler),
+                           selection=selection)
     start = time.perf_counter()
     audit_result = audit(plan.ds, plan.parts, seed=plan.seed)
     if on_audit:

@@ -35,6 +35,10 @@ class Approach:
     data: dict[str, Any]  # the study file's content (overrides applied)
     params: dict[str, Any] | None = None  # None: tuned by the study's search
     note: str = ""
+    rule: Any = None  # the selection rule (optileuk.selection.Rule) that picks from the search; None: the study's
+    rules: tuple = ()  # every rule assessed on this study's search (the inner study makes them all ready)
+    search: str | None = None  # the study whose search it shares with other rules (default: label)
+    defaults: bool = False  # a reference at the objective's defaults (--untuned)
 
     @property
     def tuned(self) -> bool:
@@ -59,7 +63,7 @@ class Job:
     def name(self) -> str:
         where = "all" if self.part < 0 else f"outer{self.part}of{self.k}"
         if self.approach.tuned:
-            return f"{self.approach.label}.{where}"
+            return f"{self.approach.search or self.approach.label}.{where}"
         return f"{self.base}.{self.approach.label}.{where}.ref"
 
     def study_data(self) -> dict[str, Any]:
@@ -71,6 +75,8 @@ class Job:
                      {"test_size": 0, "test_fold": 0})
         objective["split"] = split
         data.update(name=self.name, objective=objective, objective_seed=self.seed, storage=self.storage)
+        if self.approach.rules:  # the rules compared on this search: all made ready by its run
+            data["selection"] = [r.model_dump() for r in self.approach.rules]
         if self.inline:
             data["runner"] = {k: v for k, v in (data.get("runner") or {}).items() if k in RUNNER_INLINE_KEYS}
         return data
@@ -183,14 +189,25 @@ def _raw(path: Path) -> dict[str, Any]:
 
 def untuned(studies: list[Study]) -> list[Approach]:
     """Each study's objective at its defaults (no search): does tuning help at all?"""
-    return [Approach(f"{st.name}-untuned", st.path, _raw(st.path), {}, "the objective's defaults, no search")
-            for st in studies]
+    return [Approach(f"{st.name}-untuned", st.path, _raw(st.path), {}, "the objective's defaults, no search",
+                     search=st.name, defaults=True) for st in studies]
+
+
+def by_rule(st: Study, data: dict[str, Any], rules: list) -> list[Approach]:
+    """One approach per selection rule on the study's one search (``<name>/<rule>``), or the study with
+    its own rules when none is given."""
+    if not rules:
+        return [Approach(st.name, st.path, data, rules=tuple(st.file.selection))]
+    return [Approach(f"{st.name}/{r.label}", st.path, data, rule=r, rules=tuple(rules), search=st.name,
+                     note=f"selection: {r.label}") for r in rules]
 
 
 def plan_assessment(paths: list[Path], *, k: int = 5, seed: int | None = None, storage: str | None = None,
                     name: str | None = None, pick: str | None = None, references: Path | None = None,
-                    with_untuned: bool = False, external: str | None = None, inline: bool = False) -> Plan:
-    """Validate everything (files, data, outer parts, external classes); raise one error with every problem."""
+                    with_untuned: bool = False, external: str | None = None, inline: bool = False,
+                    selection: list | None = None) -> Plan:
+    """Validate everything (files, data, outer parts, external classes); raise one error with every problem.
+    ``selection``: rules (:class:`optileuk.selection.Rule`) compared as approaches on each study's search."""
     import os
 
     from optileuk.data import load_dataset
@@ -204,8 +221,11 @@ def plan_assessment(paths: list[Path], *, k: int = 5, seed: int | None = None, s
     problems += _same_data(studies)
     if problems:
         raise ConfigError(problems)
-    approaches = [Approach(st.name, st.path, {**_raw(st.path), **({"storage": storage} if storage else {})})
-                  for st in studies]
+    problems += _rule_problems(studies, selection or [])
+    if problems:
+        raise ConfigError(problems)
+    approaches = [a for st in studies
+                  for a in by_rule(st, {**_raw(st.path), **({"storage": storage} if storage else {})}, selection or [])]
     if references is not None:
         approaches += read_references(references, studies)
     if with_untuned:
@@ -225,6 +245,23 @@ def plan_assessment(paths: list[Path], *, k: int = 5, seed: int | None = None, s
     if external is not None:
         plan.external, plan.external_spec = load_external(external, ds.classes, task), external
     return plan
+
+
+def _rule_problems(studies: list[Study], rules: list) -> list[Problem]:
+    """``--selection`` rules each study's objective can serve (a race needs folds to draw again, an
+    ensemble out-of-fold predictions); a multi-objective study picks with --pick."""
+    from optileuk.config import study_from_dict
+
+    out = []
+    for st in studies:
+        if not rules:
+            continue
+        try:
+            study_from_dict({**_raw(st.path), "selection": [r.model_dump() for r in rules]}, st.path)
+        except ConfigError as exc:
+            out += [Problem(str(st.path), "--selection", p.rule, p.value) for p in exc.problems
+                    if p.path.startswith("selection")]
+    return out
 
 
 def load_external(spec: str, classes: list[str], task: str):

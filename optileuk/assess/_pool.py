@@ -95,7 +95,8 @@ def part_rows(results: list[dict], task: str) -> list[dict[str, Any]]:
 
 def stability(results: list[dict]) -> dict[str, Any]:
     """How each parameter was chosen across the parts: the values (categorical) or the range (numbers)."""
-    params = [r["params"] for r in _ordered(results)]
+    params = [{"(the defaults)": "chosen"} if ((r.get("inner") or {}).get("selection") or {}).get("defaults")
+              else r["params"] for r in _ordered(results)]
     out: dict[str, Any] = {}
     for name in sorted({k for p in params for k in p}):
         vals = [p.get(name) for p in params]

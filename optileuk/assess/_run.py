@@ -33,16 +33,24 @@ def _holder(storage, name: str, direction: str) -> int:
         return optuna.create_study(study_name=name, storage=storage, direction=direction)._study_id
 
 
-def _stored(storage, name: str) -> dict[str, Any] | None:
+def result_key(job: Job) -> str:
+    """The user attr a part's result is kept under: one per selection rule on a shared search."""
+    rule = job.approach.rule
+    return RESULT_ATTR if rule is None else f"{RESULT_ATTR}[{rule.label}]"
+
+
+def _stored(storage, name: str) -> dict[str, dict[str, Any]]:
+    """Every result kept with the study ``name`` (one per selection rule), by attr key."""
     try:
         study_id = storage.get_study_id_from_name(name)
     except KeyError:
-        return None
-    return storage.get_study_user_attrs(study_id).get(RESULT_ATTR)
+        return {}
+    return {k: v for k, v in storage.get_study_user_attrs(study_id).items() if k.startswith(RESULT_ATTR)}
 
 
-def _search(job: Job, study, objective, on_progress) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Run (or resume) the inner search; the best config as ``optileuk export`` gives it."""
+def _search(job: Job, study, objective, on_progress) -> tuple[dict[str, Any], list | None, dict[str, Any]]:
+    """Run (or resume) the inner search; the chosen config as ``optileuk export`` gives it (the approach's
+    selection rule), its ensemble members (or ``None``) and what the search said of it."""
     from optileuk.export import export_config
     from optileuk.runner import Runner
 
@@ -50,15 +58,21 @@ def _search(job: Job, study, objective, on_progress) -> tuple[dict[str, Any], di
     if on_progress is not None:
         runner.on_progress = on_progress
     summary = runner.run()
-    exported = export_config(job.name, job.storage, pick=job.pick)
-    inner = {"trial": exported["trial"], "value": exported.get("value", exported.get("values")),
-             "metrics": {k: v for k, v in (exported.get("metrics") or {}).items() if not isinstance(v, (dict, list))},
-             "trials": summary.trials, "seconds": summary.seconds}
-    return exported["params"], inner
+    rule = job.approach.rule
+    exported = export_config(job.name, job.storage, pick=job.pick, selection=rule.label if rule else None)
+    metrics = {k: v for k, v in (exported.get("metrics") or {}).items() if not isinstance(v, (dict, list))}
+    chosen = exported.get("selection") or {}
+    if chosen.get("oof_balanced_accuracy") is not None:  # an ensemble: its own out-of-fold figure
+        metrics["balanced_accuracy"] = chosen["oof_balanced_accuracy"]
+    inner = {"trial": exported["trial"], "value": exported.get("value", exported.get("values")), "metrics": metrics,
+             "selection": chosen, "trials": summary.trials, "seconds": summary.seconds}
+    members = [(m["params"], m["weight"]) for m in exported["ensemble"]] if exported.get("ensemble") else None
+    return exported["params"], members, inner
 
 
 def run_job(job: Job, *, on_progress: Callable | None = None) -> dict[str, Any]:
-    """One approach on one part (or, part -1, on all the data and the external set); the result (JSON)."""
+    """One approach on one part (or, part -1, on all the data and the external set); the result (JSON).
+    A final fit another rule of the same search already made with the same config is taken, not repeated."""
     from optileuk.storage import open_storage
 
     storage = open_storage(job.storage)
@@ -66,29 +80,42 @@ def run_job(job: Job, *, on_progress: Callable | None = None) -> dict[str, Any]:
     study = job.study()
     objective = study.objective()
     start = time.perf_counter()
+    members = None
     if job.approach.tuned:
-        params, inner = _search(job, study, objective, on_progress)
+        params, members, inner = _search(job, study, objective, on_progress)
     else:
-        params, inner = dict(job.approach.params), None
-    if stored is not None and stored.get("params_key") == params_key(params):
-        return {**stored, "reused": True}  # trained and scored before
+        params = jsonable(objective.default_params()) if job.approach.defaults else dict(job.approach.params)
+        inner = None
+    key = params_key({"params": params, "ensemble": members}) if members else params_key(params)
+    mine = stored.get(result_key(job))
+    if mine is not None and mine.get("params_key") == key:
+        return {**mine, "reused": True}  # trained and scored before
+    if not job.approach.tuned and job.approach.search:  # the defaults: maybe what a rule of the search chose
+        where = "all" if job.part < 0 else f"outer{job.part}of{job.k}"
+        stored = {**_stored(storage, f"{job.approach.search}.{where}"), **stored}
+    shared = next((r for r in stored.values() if r.get("params_key") == key), None)
     fit_start = time.perf_counter()
-    result = score_external(job, objective, params) if job.part < 0 else score_part(job, objective, params)
+    if shared is not None:  # another rule chose the same config: the same final model, the same held-out scores
+        result = {k: v for k, v in shared.items() if k not in ("approach", "inner", "seconds", "reused")}
+    else:
+        result = score_external(job, objective, params) if job.part < 0 else \
+            score_part(job, objective, params, members)
     result.update(approach=job.approach.label, part=job.part, k=job.k, name=job.name, params=params,
-                  params_key=params_key(params), inner=inner, tuned=job.approach.tuned,
+                  params_key=key, inner=inner, tuned=job.approach.tuned, shared=shared is not None,
+                  ensemble=[[jsonable(p), w] for p, w in members] if members else None,
                   seconds={"search": fit_start - start, "final": time.perf_counter() - fit_start})
     holder = _holder(storage, job.name, study.direction)
-    storage.set_study_user_attr(holder, PART_ATTR, {"base": job.base, "approach": job.approach.label,
-                                                    "part": job.part, "k": job.k})
-    storage.set_study_user_attr(holder, RESULT_ATTR, jsonable(result))
+    storage.set_study_user_attr(holder, PART_ATTR, {"base": job.base, "approach": job.approach.search or
+                                                    job.approach.label, "part": job.part, "k": job.k})
+    storage.set_study_user_attr(holder, result_key(job), jsonable(result))
     return jsonable(result)
 
 
-def score_part(job: Job, objective, params: dict[str, Any]) -> dict[str, Any]:
-    """Train on the other parts, score the held-out part once (``train_final``)."""
+def score_part(job: Job, objective, params: dict[str, Any], members: list | None = None) -> dict[str, Any]:
+    """Train on the other parts, score the held-out part once (``train_final``; an ensemble's members each)."""
     from optileuk.metrics import mask_scores
 
-    final = objective.train_final(params)
+    final = objective.train_final(params, ensemble=members)
     pred = final.predictions
     out: dict[str, Any] = {"index": pred["index"]}
     if final.task == "classification":

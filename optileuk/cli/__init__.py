@@ -128,11 +128,13 @@ def export(
     top: int = typer.Option(1, "--top", min=1, help="export the K best trials (multi-objective: K points of the front)"),
     pick: Optional[str] = typer.Option(None, "--pick", help="multi-objective: 'knee' (default) or conditions such as "
                                        "'error<=0.05' choose the point of the Pareto front"),
+    selection: Optional[str] = typer.Option(None, "--selection", help="which trial: best, one_se, race, anchored or "
+                                            "ensemble:N (default: the study's selection)"),
 ) -> None:
-    """Export the best config of study NAME, merged with its objective config, for training."""
+    """Export the chosen config of study NAME, merged with its objective config, for training."""
     from optileuk.cli._inspect import export_text
 
-    text = export_text(name, storage, fmt, top, pick)
+    text = export_text(name, storage, fmt, top, pick, selection)
     if output is None:
         sys.stdout.write(text)
     else:
@@ -179,6 +181,8 @@ def assess(
     untuned: bool = typer.Option(False, "--untuned", help="also assess each study's objective at its defaults"),
     external: Optional[str] = typer.Option(None, "--external", help="another data set (folder or YAML spec): the best "
                                            "config found on all the data, trained once and scored on it"),
+    selection: Optional[str] = typer.Option(None, "--selection", help="selection rules compared on each study's search, "
+                                            "e.g. best,one_se,race,anchored,ensemble:5 (default: each study's own)"),
     workers: Optional[int] = typer.Option(None, "--workers", min=1, help="run parts side by side on local Dask workers"),
     scheduler: Optional[str] = typer.Option(None, "--scheduler", help="run parts on this Dask cluster"),
     output: Path = typer.Option(Path("assess.json"), "-o", "--output", help="JSON file of everything, with the "
@@ -190,7 +194,7 @@ def assess(
 
     assess_cli(studies, k=outer, storage=storage, seed=seed, name=name, pick=pick, references=references,
                untuned=untuned, external=external, workers=workers, scheduler=scheduler, output=output, quiet=quiet,
-               out=out, err=err)
+               out=out, err=err, selection=selection)
 
 
 @app.command()

@@ -131,14 +131,27 @@ def print_summary(s: dict[str, Any], out: Console, output: Path | None) -> None:
     out.print(f"stored in {s['storage']} (study '{s['assessment']}.assess'; optileuk report shows it){where}")
 
 
+def parse_selection(text: str | None) -> list | None:
+    """``--selection best,one_se,ensemble:5`` as rules; a bad one is refused with the valid names."""
+    if text is None:
+        return None
+    from optileuk.selection import parse_rules
+
+    try:
+        return parse_rules([t.strip() for t in text.split(",") if t.strip()])
+    except ValueError as exc:
+        raise ConfigError([Problem("", "--selection", str(exc))]) from None
+
+
 def assess_cli(studies: list[Path], *, k: int, storage, seed, name, pick, references, untuned, external, workers,
-               scheduler, output: Path, quiet: bool, out: Console, err: Console) -> None:
+               scheduler, output: Path, quiet: bool, out: Console, err: Console, selection: str | None = None) -> None:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from optileuk.assess import assess
     if workers and scheduler:
         raise ConfigError([Problem("", "--workers", "starts a local cluster; --scheduler names another one (give one "
                                    "of them)", workers)])
+    rules = parse_selection(selection)
     bar = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                    console=err, disable=quiet)
     state: dict[str, Any] = {}
@@ -164,14 +177,17 @@ def assess_cli(studies: list[Path], *, k: int, storage, seed, name, pick, refere
         state["done"] = done
         bar.update(state["parts"], completed=done)
         held = result["heldout"].get("balanced_accuracy", result["heldout"].get("dice"))
-        bar.console.print(f"{job.name}: held out {held:.3f}" + (" (stored before)" if done and result.get("reused")
-                                                                 else ""))
+        where = f"part {job.part}" if job.part >= 0 else "all the data"
+        how = " (stored before)" if result.get("reused") else " (the same model as another rule's)" if \
+            result.get("shared") else ""
+        bar.console.print(f"{job.approach.label}, {where}: held out {held:.3f}{how}")
 
     try:
         summary = assess(studies, k=k, seed=seed, storage=storage, name=name, pick=pick, references=references,
                          untuned=untuned, external=external, workers=workers, scheduler=scheduler, output=output,
                          on_audit=on_audit, on_done=on_done, on_start=None if (workers or scheduler) else on_start,
-                         on_cluster=lambda where: bar.console.print(f"parts run side by side on {where}"))
+                         on_cluster=lambda where: bar.console.print(f"parts run side by side on {where}"),
+                         selection=rules)
     finally:
         if state.get("started"):
             bar.stop()

@@ -39,10 +39,10 @@ def list_table(url: str) -> Table:
     return table
 
 
-def export_text(name: str, url: str, fmt: str, top: int, pick: str | None = None) -> str:
+def export_text(name: str, url: str, fmt: str, top: int, pick: str | None = None, selection: str | None = None) -> str:
     if fmt not in ("yaml", "json"):
         raise StorageError(f"--format must be yaml or json, got {fmt!r}")
-    data = export_config(name, url, top, pick)
+    data = export_config(name, url, top, pick, selection)
     if fmt == "json":
         return json.dumps(data, indent=2) + "\n"
     return yaml.safe_dump(data, sort_keys=False)

@@ -82,6 +82,32 @@ def split_text(sizes: dict) -> str:
             f"search {sizes['search']} ({inner})")
 
 
+def trust_rows(extra: dict, chosen: dict) -> list[tuple[str, str]]:
+    """The rows that say how far the chosen value can be trusted: its standard error, the rule's reason,
+    the best against the defaults, and a warning when the search found nothing clearly better."""
+    trust = extra.get("trust") or {}
+    rows = []
+    se = trust.get("value_se")
+    if se is not None:
+        rows.append(("  standard error", f"{se:.3g} of the best's mean over {trust.get('n_folds') or '?'} fold(s) "
+                     "(corrected for overlapping training parts)" if (trust.get("n_folds") or 0) > 1 else
+                     f"{se:.3g} of the best's value (bootstrap over its validation items)"))
+    if chosen.get("rule", "best") != "best":
+        rows.append(("  selection", f"{chosen['rule']}: {chosen.get('reason', '')}"))
+    defaults = trust.get("defaults")
+    if defaults:
+        d = defaults.get("paired")
+        text = f"trial {defaults['trial']}: {defaults['value']:.4g}"
+        if d is not None:
+            text += f"; best - defaults {d['difference']:+.4g} +- {d['se']:.3g} ({d['how']})"
+        rows.append(("  the defaults", text))
+    cells = (extra.get("split_sizes") or {}).get("search")
+    for warning in trust.get("warnings", []):
+        where = f"on {cells} cells " if cells else ""
+        rows.append(("warning", f"{where}{warning}; prefer selection: anchored or one_se, or more data"))
+    return rows
+
+
 def summary_table(s: Summary, direction: str) -> Table:
     table = Table(title=f"study {s.study_name}", show_header=False, title_justify="left")
     table.add_column(style="bold")
@@ -98,7 +124,11 @@ def summary_table(s: Summary, direction: str) -> Table:
     else:
         best = "-" if s.best_value is None else f"{s.best_value:.6g} ({direction})"
         meaning = s.extra.get("value_is")
-        table.add_row("best value", best + (f" = {meaning}" if meaning and s.best_value is not None else ""))
+        chosen = s.extra.get("selection") or {}
+        label = "best value" if chosen.get("rule", "best") == "best" else f"chosen ({chosen['rule']})"
+        table.add_row(label, best + (f" = {meaning}" if meaning and s.best_value is not None else ""))
+        for name, text in trust_rows(s.extra, chosen):
+            table.add_row(name, text)
         metrics = s.extra.get("metrics")
         if metrics:
             table.add_row("  metrics", ", ".join(f"{k.replace('_', ' ').replace('macro f1', 'macro-F1')} {v:.4g}"

@@ -19,8 +19,9 @@ from optileuk.data._config import (
 )
 from optileuk.data._cache import cached, cached_arrays
 from optileuk.data._dataset import Dataset
+from optileuk.data._duplicates import merge_duplicates
 from optileuk.data._generate import synthetic
-from optileuk.data._splits import Fold, SplitConfig, Splits, make_splits, outer_parts
+from optileuk.data._splits import Fold, SplitConfig, Splits, inner_folds, make_splits, outer_parts
 from optileuk.data._stain import Stain, StainNormaliser, stain_jitter_od
 from optileuk.errors import DataError
 from optileuk.data._loaders import (IMAGE_EXT, ChannelsError, DataWarning, as_rgb, image_mask_pairs, load_all_idb1,
@@ -32,15 +33,17 @@ _LOADERS = {"synthetic": synthetic, "folders": load_folders, "all_idb1": load_al
 
 
 def load_dataset(cfg) -> Dataset:
-    """Load the dataset a validated dataset config describes.
+    """Load the dataset a validated dataset config describes. Exact and near-identical images are
+    put in one group (:func:`merge_duplicates`), so no split ever trains on one copy and scores the
+    other; ``ds.duplicates`` says how many were merged.
 
     Example:
         >>> ds = load_dataset(SyntheticData(type="synthetic", n_per_class=1, size=32))
         >>> ds.counts()
         {'normal': 1, 'L1': 1, 'L2': 1, 'L3': 1}
     """
-    ds = _LOADERS[cfg.type](cfg)
-    return drop_small_classes(ds, getattr(cfg, "min_per_class", 0))
+    ds = drop_small_classes(_LOADERS[cfg.type](cfg), getattr(cfg, "min_per_class", 0))
+    return merge_duplicates(ds)
 
 
 def drop_small_classes(ds: Dataset, min_per_class: int) -> Dataset:
@@ -85,5 +88,5 @@ def __getattr__(name: str):
 __all__ = ["AllIdb1Data", "AllIdb2Data", "ChannelsError", "CnmcData", "DataWarning", "Dataset", "DatasetConfig",
            "Fold", "FoldersData", "IMAGE_EXT", "PairsData", "RealismConfig", "Resize", "SplitConfig", "Splits", "Stain",
            "StainNormaliser", "SyntheticData", "as_rgb", "cached", "cached_arrays", "drop_small_classes",
-           "from_square", "image_mask_pairs", "load_dataset", "make_splits", "outer_parts", "read_image",
+           "from_square", "image_mask_pairs", "inner_folds", "load_dataset", "make_splits", "merge_duplicates", "outer_parts", "read_image",
            "read_labels", "read_mask", "square_image", "stain_jitter_od", "synthetic", "to_square"]

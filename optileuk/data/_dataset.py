@@ -21,6 +21,8 @@ class Dataset:
         paths: where each image came from (file path, or a synthetic id).
         name: a short description (``synthetic``, ``folders:/data/x`` ...).
         extras: loader-specific per-image data (e.g. ALL-IDB1 blast centroids).
+        duplicates: what :func:`optileuk.data.load_dataset` found and merged into one group (exact
+            and near-identical images), or ``None`` when it was not checked.
 
     Example:
         >>> ds = Dataset([np.zeros((4, 4, 3), np.uint8)] * 2, np.array([0, 1]), ["a", "b"])
@@ -36,6 +38,7 @@ class Dataset:
     paths: list[str] | None = None
     name: str = ""
     extras: dict[str, list[Any]] = field(default_factory=dict)
+    duplicates: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
         self.labels = np.asarray(self.labels, dtype=np.int64)

@@ -24,6 +24,9 @@ class SplitConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     test_size: float = Field(0.2, ge=0, lt=1, description="share held out from the whole search (0 = none)")
     folds: int = Field(5, ge=1, description="k-fold CV on the rest; 1 = one hold-out validation split")
+    repeats: int = Field(1, ge=1, le=50, description="repeated CV: each repeat another seeded (grouped, stratified) "
+                         "partition of the search part into the folds; candidates are scored on all of them "
+                         "(folds x repeats values; their mean is the value, their standard error is recorded)")
     val_size: float = Field(0.2, gt=0, lt=1, description="validation share when folds is 1")
     grouped: bool = Field(True, description="keep each group in one split when the data has groups")
     test_fold: int = Field(0, ge=0, description="with test_size 1/k: which of the k stratified parts is the test "
@@ -62,23 +65,36 @@ TOLERANCE = 0.01  # ... within one percentage point of what was asked (the count
 class Fold:
     train: np.ndarray
     val: np.ndarray
+    repeat: int = 0  # which partition of the search part it belongs to (repeated CV)
 
 
 @dataclass(frozen=True)
 class Splits:
+    """The held-out test split and the folds of the search part: ``repeats`` partitions of it into
+    ``len(folds) // repeats`` folds each (repeat 0 first), every one grouped and stratified."""
+
     test: np.ndarray
     folds: list[Fold]
     grouped: bool
+    repeats: int = 1
 
     @property
     def search(self) -> np.ndarray:
         """Everything the search may look at (all but the test split)."""
         return np.sort(np.concatenate([self.folds[0].train, self.folds[0].val]))
 
+    @property
+    def per_repeat(self) -> int:
+        """Folds in one repeat (one partition of the search part)."""
+        return len(self.folds) // self.repeats
+
     def sizes(self) -> dict[str, int]:
         """Images per split, as run summaries and metrics.json state them (train/validation: the first fold)."""
-        return {"test": len(self.test), "search": len(self.search), "train": len(self.folds[0].train),
-                "validation": len(self.folds[0].val), "folds": len(self.folds)}
+        out = {"test": len(self.test), "search": len(self.search), "train": len(self.folds[0].train),
+               "validation": len(self.folds[0].val), "folds": self.per_repeat}
+        if self.repeats > 1:
+            out["repeats"] = self.repeats
+        return out
 
 
 def _fraction(share: float, max_parts: int = MAX_PARTS) -> tuple[int, int]:
@@ -174,15 +190,26 @@ def make_splits(ds: Dataset, cfg: SplitConfig | None = None, *, seed: int = 0, c
         rest, test = _one_split(ds.labels, groups, cfg.test_size, seed, where, ds.classes, cfg.test_fold, classify)
     else:
         rest, test = idx, np.array([], dtype=int)
+    folds = [f for r in range(cfg.repeats) for f in inner_folds(ds, rest, cfg, seed, r, classify=classify,
+                                                                   grouped=groups is not None)]
+    return Splits(np.sort(test), folds, groups is not None, cfg.repeats)
+
+
+def inner_folds(ds: Dataset, rest: np.ndarray, cfg: SplitConfig, seed: int, repeat: int, *, classify: bool = True,
+                grouped: bool = True) -> list[Fold]:
+    """The folds of repeat ``repeat`` of the search part ``rest`` (dataset indices): ``cfg.folds``
+    stratified (grouped) folds, or one validation split of ``cfg.val_size`` when ``cfg.folds`` is 1.
+    Repeat 0 is seeded ``seed + 1`` (the split of every study before repeats existed), repeat r
+    ``seed + 1 + r``: a repeat beyond ``cfg.repeats`` is a new partition (what a race evaluates on)."""
+    where = ds.name or "dataset"
     lab_r = ds.labels[rest]
-    grp_r = None if groups is None else groups[rest]
+    grp_r = ds.groups[rest] if (grouped and ds.groups is not None) else None
+    s = seed + 1 + repeat
     if cfg.folds == 1:
-        tr, va = _one_split(lab_r, grp_r, cfg.val_size, seed + 1, where, ds.classes, strict=classify,
-                            key="split.val_size")
-        folds = [Fold(np.sort(rest[tr]), np.sort(rest[va]))]
-    else:
-        folds = [Fold(np.sort(rest[tr]), np.sort(rest[va])) for tr, va in _kfold(lab_r, grp_r, cfg.folds, seed + 1, where, ds.classes, classify)]
-    return Splits(np.sort(test), folds, groups is not None)
+        tr, va = _one_split(lab_r, grp_r, cfg.val_size, s, where, ds.classes, strict=classify, key="split.val_size")
+        return [Fold(np.sort(rest[tr]), np.sort(rest[va]), repeat)]
+    return [Fold(np.sort(rest[tr]), np.sort(rest[va]), repeat)
+            for tr, va in _kfold(lab_r, grp_r, cfg.folds, s, where, ds.classes, classify)]
 
 
 def outer_parts(ds: Dataset, k: int, *, seed: int = 0, classify: bool = True, grouped: bool = True) -> list[np.ndarray]:

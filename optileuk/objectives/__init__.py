@@ -40,6 +40,10 @@ def __getattr__(name: str):
         from optileuk.objectives import _inputs
 
         return getattr(_inputs, name)
+    if name == "EnsembleModel":
+        from optileuk.objectives._model import EnsembleModel
+
+        return EnsembleModel
     if name == "NO_TEST":
         from optileuk.objectives._final import NO_TEST
 
@@ -47,5 +51,5 @@ def __getattr__(name: str):
     raise AttributeError(f"module 'optileuk.objectives' has no attribute {name!r}")
 
 
-__all__ = ["AnalyticObjective", "ClassifiesCells", "Device", "NO_TEST", "Objective", "ObjectiveConfig", "Prepared", "Score",
+__all__ = ["AnalyticObjective", "ClassifiesCells", "Device", "EnsembleModel", "NO_TEST", "Objective", "ObjectiveConfig", "Prepared", "Score",
            "make", "prepare_images", "preparing", "resolve_device"]

@@ -66,6 +66,13 @@ class AnalyticConfig(ObjectiveConfig):
                                                       "this log-spread), fixed by its parameters")
     sleep_range: Optional[tuple[float, float]] = Field(None, description="[low, high] seconds the lognormal time is clipped to")
     steps: int = Field(0, ge=0, description="> 0: report this many intermediate values (like epochs) so pruners work")
+    noise: float = Field(0.0, ge=0, description="> 0: the value is the mean over noisy folds, f(x) + a_fold + e_(x,fold), "
+                         "both normal with this spread and fixed by the fold (a) and the config and fold (e): a small "
+                         "data set's cross-validation, where the lowest mean is partly luck (tests of selection rules)")
+    folds: int = Field(5, ge=2, description="noisy folds per repeat (with noise)")
+    repeats: int = Field(1, ge=1, description="repeats of the noisy folds (with noise)")
+    defaults: dict[str, Any] = Field(default_factory=dict, description="the objective's defaults: the configuration "
+                                     "assess --untuned and selection: anchored use (empty: it has none)")
 
     @model_validator(mode="after")
     def _range(self) -> "AnalyticConfig":
@@ -88,13 +95,37 @@ class AnalyticObjective(Objective):
     config: AnalyticConfig
     VALUES = {"f2": "minimize"}  # the function around shift + 2 (multi-objective tests)
 
+    resamples = True  # with noise: a repeat is another draw of the fold effects
+
     def check_space(self, space: SearchSpace) -> list[str]:
         if not any(p.type in ("float", "int") for p in space.params.values()):
             return ["must have at least one float or int parameter for the analytic objective"]
         return []
 
-    def evaluate(self, config: Mapping[str, Any], *, trial=None) -> Score:
+    def default_params(self) -> dict[str, Any] | None:
+        return dict(self.config.defaults) or None
+
+    def _noisy(self, config: Mapping[str, Any], value: float, repeat: int | None) -> tuple[float, dict[str, Any]]:
+        """The mean over noisy folds (of every repeat, or of one ``repeat``) and their attrs."""
+        from optileuk.folds import corrected_se
+
         c = self.config
+        repeats = range(c.repeats) if repeat is None else [repeat]
+        values = []
+        for r in repeats:
+            for j in range(c.folds):
+                shared = np.random.default_rng([self.seed, r, j]).normal(0.0, c.noise)
+                own = NormalDist().inv_cdf(min(max(_unit_hash(config, f"fold {r} {j}"), 1e-9), 1 - 1e-9)) * c.noise
+                values.append(value + shared + own)
+        share = 1.0 / (c.folds - 1)
+        return float(np.mean(values)), {"fold_values": values, "n_folds": len(values), "val_share": share,
+                                        "value_se": corrected_se(values, share), "true_value": value}
+
+    def evaluate(self, config: Mapping[str, Any], *, trial=None) -> Score:
+        from optileuk.folds import REPEAT, options
+
+        c = self.config
+        config, opts = options(config)
         seconds = self._seconds(config)
         if c.fail_rate and _unit_hash(config) < c.fail_rate:
             self._spend(seconds)
@@ -109,6 +140,9 @@ class AnalyticObjective(Objective):
         if not c.steps:
             self._spend(seconds)
         attrs = {"sleep_seconds": round(seconds, 6)} if c.sleep_sigma else {}
+        if c.noise:
+            value, noisy = self._noisy(config, value, opts.get(REPEAT))
+            attrs.update(noisy)
         if self.objectives and "f2" in self.objectives:
             attrs["f2"] = self._f2(config)
         return Score(value, attrs)

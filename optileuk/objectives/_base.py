@@ -174,6 +174,10 @@ class Objective(ABC):
     batches: ClassVar[bool] = False  # evaluate_many is faster than evaluate one by one (the inline executor uses it)
     # the fitted model class train_final returns (optileuk.objectives._model.FittedModel), None: no final model
     Model: ClassVar[type | None] = None
+    # evaluates a candidate on the folds of one new repeat when its config holds optileuk.repeat (selection: race)
+    resamples: ClassVar[bool] = False
+    # records out-of-fold predictions when its config holds optileuk.oof (selection: ensemble)
+    predicts_oof: ClassVar[bool] = False
 
     @classmethod
     def value_meaning(cls, config: Any = None) -> str:
@@ -257,6 +261,12 @@ class Objective(ABC):
     def prepare(self) -> None:
         """Load data and anything else slow or fallible, before the first evaluation."""
 
+    def default_params(self) -> dict[str, Any] | None:
+        """The full configuration a candidate that sets nothing is evaluated with (what ``optileuk assess
+        --untuned`` trains, and the anchor of ``selection: anchored``); ``None``: the objective has no
+        defaults to compare with."""
+        return None
+
     def inputs(self) -> dict[str, Any]:
         """What the objective reads besides its config, for a study's fingerprint (a study resumes only
         on the same inputs): ``files``, the SHA-256 of each file its config names (a trunk, a stain
@@ -302,17 +312,19 @@ class Objective(ABC):
                                    "dknn, unet_plr, segmentation, handcrafted, feature_selection and pipeline)",
                                    type(self).__name__)])
 
-    def train_final(self, params: Mapping[str, Any], *, on_step=None):
+    def train_final(self, params: Mapping[str, Any], *, on_step=None,
+                    ensemble: Sequence[tuple[Mapping[str, Any], float]] | None = None):
         """Fit ``params`` on the whole search part and score once on the test split (``optileuk train``),
-        through the fitted model's own path for new images. Returns a
-        :class:`~optileuk.objectives._final.Final`."""
+        through the fitted model's own path for new images. With ``ensemble`` (``(params, weight)`` of each
+        member, ``selection: ensemble``) every member is fitted and their weighted vote is the model.
+        Returns a :class:`~optileuk.objectives._final.Final`."""
         from optileuk.objectives._final import final_classification, final_segmentation, require_test
 
         self.prepare()
         data = self.prepared
         if data is not None:  # refused before anything is fitted
             require_test(data.splits.test)
-        fitted = self.fit_final(params, on_step=on_step)
+        fitted = self._fit_ensemble(ensemble, on_step) if ensemble else self.fit_final(params, on_step=on_step)
         if data is None:  # a plug-in objective without the shared data part
             raise ConfigError([Problem("", "objective.type", "has no prepared images to score a final model on",
                                        type(self).__name__)])
@@ -323,6 +335,17 @@ class Objective(ABC):
             final = final_classification(fitted.model, data.ds, data.splits, **common)
         final.predictions.update(fitted.predictions)
         return final
+
+    def _fit_ensemble(self, members: Sequence[tuple[Mapping[str, Any], float]], on_step=None):
+        from optileuk.objectives._final import Fitted
+        from optileuk.objectives._model import EnsembleModel
+
+        fits = [self.fit_final(p, on_step=on_step) for p, _ in members]
+        if fits[0].model.task == "segmentation":
+            raise ConfigError([Problem("", "ensemble", "votes between classifiers; this objective segments",
+                                       type(self).__name__)])
+        model = EnsembleModel([f.model for f in fits], [float(w) for _, w in members])
+        return Fitted(model, facts={"members": [f.facts for f in fits], "weights": model.weights})
 
     def __call__(self, trial: optuna.trial.BaseTrial) -> float | tuple[float, ...]:
         start = time.perf_counter()

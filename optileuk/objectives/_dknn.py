@@ -41,10 +41,11 @@ from torch.nn import functional as F
 
 from optileuk.data import DatasetConfig, Resize, SplitConfig, Stain, SyntheticData
 from optileuk.errors import ConfigError, DataError, Problem
-from optileuk.metrics import bootstrap_ci, scores
+from optileuk.metrics import bootstrap_ci, bootstrap_se, fold_scores, scores
 from optileuk.models import DKNN
 from optileuk.objectives._augment import TrainAugment
 from optileuk.objectives._base import ClassifiesCells, Device, Objective, ObjectiveConfig, Score
+from optileuk.folds import OOF, REPEAT, fold_attrs, oof_attr, options
 from optileuk.objectives._final import Fitted
 from optileuk.objectives._inputs import INPUT_KEYS, check_defaults, check_sizes, prepare_images, with_inputs
 from optileuk.objectives._model import NetModel, Prediction
@@ -116,6 +117,7 @@ class DknnObjective(ClassifiesCells, Objective):
     config: DknnConfig
     primary = "error"
     VALUES = {"head_params": "minimize", "head_macs": "minimize", "params": "minimize", "train_seconds": "minimize"}
+    resamples = predicts_oof = True
 
     def __init__(self, config=None, *, space=None, seed=0, objectives=None):
         super().__init__(config, space=space, seed=seed, objectives=objectives)
@@ -154,6 +156,9 @@ class DknnObjective(ClassifiesCells, Objective):
         if t is not None:  # the trunk's tensors fix these
             p.update({k: self.trunk.architecture[k] for k in ARCH_KEYS if k != "widths"})
         return p
+
+    def default_params(self) -> dict[str, Any]:
+        return self.params({})
 
     def check_space(self, space) -> list[str]:
         out = self.unused(space, (*DEFAULTS, "hidden", *INPUT_KEYS, *TRUNK_PARAMS), "dknn")
@@ -207,13 +212,14 @@ class DknnObjective(ClassifiesCells, Objective):
         self.split_sizes = self._data.splits.sizes()
         self._views: dict[tuple, tuple] = {}
 
-    def view(self, p: Mapping[str, Any]) -> tuple:
-        """(classes, training images and labels on the device, validation images and labels) at the
-        candidate's input size, placement and stain; kept across candidates."""
-        key = (int(p["image_size"]), p["resize"], p["stain"])
+    def view(self, p: Mapping[str, Any], fold=None) -> tuple:
+        """(classes, training images and labels on the device, validation images and labels) of ``fold``
+        (default: the first) at the candidate's input size, placement and stain; kept across candidates."""
+        data = self._data
+        fold = data.splits.folds[0] if fold is None else fold
+        key = (int(p["image_size"]), p["resize"], p["stain"], fold.repeat, int(fold.val[0]) if len(fold.val) else -1,
+               len(fold.val))
         if key not in self._views:
-            data = self._data
-            fold = data.splits.folds[0]
             sds = data.stained.dataset(p["stain"])
             train, val = sds.subset(fold.train), sds.subset(fold.val)
             s, r, dev = key[0], key[1], resolve_device(self.config.device)
@@ -238,10 +244,37 @@ class DknnObjective(ClassifiesCells, Objective):
 
     def evaluate(self, config: Mapping[str, Any], *, trial=None) -> Score:
         self.prepare()
+        config, opts = options(config)
         p = self.params(config)
-        classes, xtr, ytr, xva, yva = self.view(p)
-        device = resolve_device(self.config.device)
+        folds = self._data.folds(opts.get(REPEAT))
         start = time.perf_counter()
+        runs = [self._train_fold(p, fold, trial if j == 0 and len(self.directions) == 1 else None)
+                for j, fold in enumerate(folds)]
+        model, epochs = runs[0][0], runs[0][1]
+        n = len(self._data.ds.classes)
+        ys, preds = [r[2] for r in runs], [r[3] for r in runs]
+        per = [scores(y, pred, n) for y, pred in zip(ys, preds)]
+        errors = [1.0 - m["balanced_accuracy"] for m in per]
+        if len(runs) == 1:  # one validation split: its metrics, bootstrap intervals and standard error
+            m = {**per[0], **{f"{k}_ci95": v for k, v in bootstrap_ci(ys[0], preds[0], n, n_boot=1000,
+                                                                       seed=self.seed).items()}}
+            se = bootstrap_se(ys[0], preds[0], n, seed=self.seed).get("balanced_accuracy")
+            split = "validation (hold-out of the search part)"
+        else:
+            m, se = fold_scores(ys, preds, n, self.seed, per=per), None
+            split = f"validation: {len(runs)} hold-out splits of the search part (repeats)"
+        attrs = {**m, **fold_attrs(errors, folds, se=se),
+                 "head_params": model.head_parameters(), "head_macs": model.head_macs(),
+                 "params": n_params(model), "epochs_trained": epochs, "device": str(resolve_device(self.config.device)),
+                 "train_seconds": time.perf_counter() - start, "split": split}
+        if opts.get(OOF) and folds is self._data.splits.folds:
+            attrs["oof"] = oof_attr(self._data.splits.search, folds, preds, self._data.ds.labels, self._data.splits.repeats)
+        return Score(float(np.mean(errors)) if len(runs) > 1 else errors[0], attrs)
+
+    def _train_fold(self, p: Mapping[str, Any], fold, trial) -> tuple:
+        """Train the candidate on ``fold``'s training part; (model, epochs, validation labels, predictions)."""
+        classes, xtr, ytr, xva, yva = self.view(p, fold)
+        device = resolve_device(self.config.device)
         try:
             with seeded(self.seed):
                 model = self.build(p, len(classes))
@@ -254,17 +287,11 @@ class DknnObjective(ClassifiesCells, Objective):
 
         epochs = fit(model, xtr, ytr, loss_fn=F.cross_entropy, epochs=int(p["epochs"]), batch_size=int(p["batch_size"]),
                      lr=float(p["lr"]), weight_decay=float(p["weight_decay"]), device=device, seed=self.seed,
-                     on_epoch=val_error, trial=trial if len(self.directions) == 1 else None,
-                     augment=self.config.augment.batch(), one_cycle=p["schedule"] == "onecycle",
-                     pretrained=self.pretrained(model, p), factor_scale=float(p["kron_lr_scale"]))
+                     on_epoch=val_error, trial=trial, augment=self.config.augment.batch(),
+                     one_cycle=p["schedule"] == "onecycle", pretrained=self.pretrained(model, p),
+                     factor_scale=float(p["kron_lr_scale"]))
         pred = (predict_proba(model, xva, device, tta=True) if p["tta"] else predict(model, xva, device)).argmax(1).numpy()
-        m = scores(yva, pred, len(classes))
-        bal = m["balanced_accuracy"]
-        attrs = {**m, **{f"{k}_ci95": v for k, v in bootstrap_ci(yva, pred, len(classes), n_boot=1000, seed=self.seed).items()},
-                 "head_params": model.head_parameters(), "head_macs": model.head_macs(),
-                 "params": n_params(model), "epochs_trained": epochs, "device": str(device),
-                 "train_seconds": time.perf_counter() - start, "split": "validation (hold-out of the search part)"}
-        return Score(1.0 - bal, attrs)
+        return model, epochs, yva, pred
 
     def fit_final(self, params: Mapping[str, Any], *, on_step=None) -> Fitted:
         """Train on the whole search part (training + validation; augmented as in the search)."""

@@ -24,13 +24,13 @@ from torch.nn import functional as F
 from optileuk.data import DatasetConfig, Resize, SplitConfig, Stain, SyntheticData, cached
 from optileuk.errors import ConfigError, Problem
 from optileuk.features import FEATURE_NAMES, handcrafted_features
-from optileuk.metrics import fold_scores
 from optileuk.models import DKNN
 from optileuk.objectives._augment import TrainAugment
 from optileuk.objectives._base import ClassifiesCells, Device, Objective, ObjectiveConfig, Score, prepare_step
 from optileuk.objectives._final import Fitted
 from optileuk.objectives._handcrafted import build_classifier, classify
-from optileuk.objectives._inputs import prepare_images, selection_mask
+from optileuk.folds import OOF, REPEAT, options
+from optileuk.objectives._inputs import cv_score, prepare_images, selection_mask
 from optileuk.objectives._model import FittedModel
 from optileuk.objectives._torch import fit, image_tensor, load_weights, resolve_device, seeded
 from optileuk.objectives._trunk import load_trunk, trunk_net, trunk_spec
@@ -90,7 +90,14 @@ class FeatureSelectionObjective(ClassifiesCells, Objective):
 
     def __init__(self, config=None, *, space=None, seed=0, objectives=None):
         super().__init__(config, space=space, seed=seed, objectives=objectives)
-        self._folds = None
+        self._folds = None  # (x_train, y_train, x_val, y_val) of every fold of every repeat
+        self._extra: dict[int, list] = {}  # the same for a new repeat (a race)
+
+    resamples = predicts_oof = True
+
+    def default_params(self) -> dict[str, Any]:
+        self.prepare()
+        return {self.config.mask_param: np.ones(self.n_features, dtype=bool)}
 
     def check_space(self, space) -> list[str]:
         name = self.config.mask_param
@@ -113,15 +120,32 @@ class FeatureSelectionObjective(ClassifiesCells, Objective):
         data = prepare_images(c, self.seed)
         self._data = self.prepared = data
         self.split_sizes = data.splits.sizes()
-        key = {"cfg": c.model_dump(mode="json"), "paths": data.ds.paths, "seed": self.seed, "hand": FEATURE_NAMES,
-               "weights_mtime": Path(c.weights).stat().st_mtime_ns if c.weights else None}
-        self._folds = cached("selection-features", key, lambda: self._fold_features(data))
+        self._folds = cached("selection-features", self._key(), lambda: self._fold_features(data, data.folds()))
         self.n_classes = len(data.ds.classes)
         self.n_features = self._folds[0][0].shape[1]
 
-    def _fold_features(self, data) -> list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
+    def _key(self, repeat: int | None = None) -> dict[str, Any]:
         c = self.config
-        ds, splits = data.ds, data.splits
+        key = {"cfg": c.model_dump(mode="json"), "paths": self._data.ds.paths, "seed": self.seed, "hand": FEATURE_NAMES,
+               "weights_mtime": Path(c.weights).stat().st_mtime_ns if c.weights else None}
+        return key if repeat is None else {**key, "repeat": repeat}
+
+    def folds(self, repeat: int | None) -> list:
+        """The features of every fold (``None``), or of the folds of a new ``repeat`` (computed once)."""
+        if repeat is None:
+            return self._folds
+        if repeat < self._data.splits.repeats:
+            k = self._data.splits.per_repeat
+            return self._folds[repeat * k:(repeat + 1) * k]
+        if repeat not in self._extra:
+            folds = self._data.folds(repeat)
+            self._extra[repeat] = cached("selection-features", self._key(repeat),
+                                         lambda: self._fold_features(self._data, folds))
+        return self._extra[repeat]
+
+    def _fold_features(self, data, splits_folds) -> list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
+        c = self.config
+        ds = data.ds
         images = data.stained.images(c.stain)
         if "handcrafted" in c.features:
             prepare_step(0, 1, f"hand-crafted features of {len(images)} images")
@@ -129,16 +153,18 @@ class FeatureSelectionObjective(ClassifiesCells, Objective):
         x_all = image_tensor(images, c.image_size, c.resize) if "deep" in c.features else None
         device = resolve_device(c.device)
         fixed = self._load_trunk(len(ds.classes)) if ("deep" in c.features and c.weights) else None
+        k = data.splits.per_repeat
         folds = []
-        for f, fold in enumerate(splits.folds):
+        for j, fold in enumerate(splits_folds):
             parts = []
             if "deep" in c.features:
                 net = fixed
                 if net is None:
-                    total = len(splits.folds) * c.trunk_epochs
-                    net = self._train_trunk(x_all[fold.train], ds.labels[fold.train], len(ds.classes), self.seed + f,
-                                            lambda e, f=f: prepare_step(f * c.trunk_epochs + e + 1, total,
-                                                                        f"CNN trunk epochs ({len(splits.folds)} folds)"))
+                    total = len(splits_folds) * c.trunk_epochs
+                    net = self._train_trunk(x_all[fold.train], ds.labels[fold.train], len(ds.classes),
+                                            self.seed + fold.repeat * k + j % k,
+                                            lambda e, j=j: prepare_step(j * c.trunk_epochs + e + 1, total,
+                                                                        f"CNN trunk epochs ({len(splits_folds)} folds)"))
                 parts.append(deep_features(net, x_all, device))
             if hand is not None:
                 parts.append(hand)
@@ -160,21 +186,22 @@ class FeatureSelectionObjective(ClassifiesCells, Objective):
         return load_trunk(self.config.weights, n_classes, self.config.image_size, self.config.widths)
 
     # ---- evaluation --------------------------------------------------------------------------------
-    def _score(self, preds_per_fold: list[np.ndarray], mask: np.ndarray) -> Score:
+    def _score(self, preds_per_fold: list[np.ndarray], mask: np.ndarray, repeat: int | None, oof: bool) -> Score:
         n_sel = int(mask.sum())
         if n_sel == 0:
             return Score(1.0, {"selected": 0, "total": self.n_features, "balanced_accuracy": 0.0, "error": 1.0,
                                "selected_share": 0.0,
                                "accuracy": 0.0, "macro_f1": 0.0, "note": "no feature selected: worst fitness"})
-        ys = [f[3] for f in self._folds]
-        m = fold_scores(ys, preds_per_fold, self.n_classes, seed=self.seed)
-        a = self.config.alpha
-        value = a * (1 - m["balanced_accuracy"]) + (1 - a) * n_sel / self.n_features
-        return Score(value, {"selected": n_sel, "total": self.n_features, **m, "error": 1 - m["balanced_accuracy"],
-                             "selected_share": n_sel / self.n_features,
-                             "split": f"{len(self._folds)}-fold CV, search part"})
+        a, share = self.config.alpha, n_sel / self.n_features
+        value, attrs = cv_score(self._data, self._data.folds(repeat), preds_per_fold, self.seed, oof=oof,
+                                value_of=lambda error: a * error + (1 - a) * share)
+        return Score(value, {"selected": n_sel, "total": self.n_features, **attrs,
+                             "error": 1 - attrs["balanced_accuracy"], "selected_share": share})
 
     def _mask(self, config: Mapping[str, Any]) -> np.ndarray:
+        """The candidate's mask; none given (the objective's defaults): every feature."""
+        if self.config.mask_param not in config:
+            return np.ones(self.n_features, dtype=bool)
         return selection_mask(config[self.config.mask_param], self.n_features, self.config.mask_param)
 
     def evaluate(self, config: Mapping[str, Any], *, trial=None) -> Score:
@@ -182,10 +209,20 @@ class FeatureSelectionObjective(ClassifiesCells, Objective):
 
     def evaluate_many(self, configs: list[Mapping[str, Any]]) -> list[Score]:
         self.prepare()
+        split = [options(c) for c in configs]
+        out: list[Score | None] = [None] * len(configs)
+        for key in {(o.get(REPEAT), bool(o.get(OOF))) for _, o in split}:  # one pass per set of folds
+            idx = [i for i, (_, o) in enumerate(split) if (o.get(REPEAT), bool(o.get(OOF))) == key]
+            for i, score in zip(idx, self._evaluate_on([split[i][0] for i in idx], *key)):
+                out[i] = score
+        return out
+
+    def _evaluate_on(self, configs: list[Mapping[str, Any]], repeat: int | None, oof: bool) -> list[Score]:
+        folds = self.folds(repeat)
         masks = np.stack([self._mask(c) for c in configs])
-        preds = [[None] * len(self._folds) for _ in configs]
+        preds = [[None] * len(folds) for _ in configs]
         live = np.flatnonzero(masks.any(1))
-        for f, (xtr, ytr, xva, yva) in enumerate(self._folds):
+        for f, (xtr, ytr, xva, yva) in enumerate(folds):
             if not len(live):
                 break
             if self.config.classifier == "knn":
@@ -198,7 +235,7 @@ class FeatureSelectionObjective(ClassifiesCells, Objective):
                     m = masks[i]
                     model = build_classifier({}, self.config.classifier, self.seed).fit(xtr[:, m], ytr)
                     preds[i][f] = model.predict(xva[:, m])
-        return [self._score(preds[i], masks[i]) for i in range(len(configs))]
+        return [self._score(preds[i], masks[i], repeat, oof) for i in range(len(configs))]
 
     def fit_final(self, params: Mapping[str, Any], *, on_step=None) -> Fitted:
         """Trunk and classifier fitted on the whole search part, the mask applied."""

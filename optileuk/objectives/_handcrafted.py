@@ -23,10 +23,10 @@ from sklearn.svm import SVC
 
 from optileuk.data import DatasetConfig, Resize, SplitConfig, Stain, SyntheticData, cached
 from optileuk.features import FEATURE_NAMES, handcrafted_features
-from optileuk.metrics import fold_scores
 from optileuk.objectives._base import ClassifiesCells, Objective, ObjectiveConfig, Score
+from optileuk.folds import OOF, REPEAT, options
 from optileuk.objectives._final import Fitted, class_scores
-from optileuk.objectives._inputs import prepare_images
+from optileuk.objectives._inputs import cv_score, prepare_images
 from optileuk.objectives._model import FittedModel, Prediction
 
 
@@ -75,8 +75,13 @@ class HandcraftedObjective(ClassifiesCells, Objective):
     Config = HandcraftedConfig
     config: HandcraftedConfig
 
+    resamples = predicts_oof = True
+
     def check_space(self, space) -> list[str]:
         return self.unused(space, CLASSIFIER_PARAMS, "handcrafted")
+
+    def default_params(self) -> dict[str, Any]:
+        return {"classifier": self.config.classifier, **CLASSIFIER_DEFAULTS}
 
     def prepare(self) -> None:
         if self._data is None:
@@ -93,15 +98,13 @@ class HandcraftedObjective(ClassifiesCells, Objective):
     def evaluate(self, config: Mapping[str, Any], *, trial=None) -> Score:
         self.prepare()
         data, X = self._data
-        ds, splits = data.ds, data.splits
-        ys, preds = [], []
-        for fold in splits.folds:
-            model = build_classifier(config, self.config.classifier, self.seed).fit(X[fold.train], ds.labels[fold.train])
-            preds.append(model.predict(X[fold.val]))
-            ys.append(ds.labels[fold.val])
-        means = fold_scores(ys, preds, len(ds.classes), self.seed)
-        return Score(1.0 - means["balanced_accuracy"], {**means, "split": f"{len(splits.folds)}-fold CV, search part",
-                                                         "grouped": splits.grouped})
+        ds = data.ds
+        config, opts = options(config)
+        folds = data.folds(opts.get(REPEAT))
+        preds = [build_classifier(config, self.config.classifier, self.seed).fit(X[f.train], ds.labels[f.train])
+                 .predict(X[f.val]) for f in folds]
+        value, attrs = cv_score(data, folds, preds, self.seed, oof=opts.get(OOF, False))
+        return Score(value, attrs)
 
     def fit_final(self, params: Mapping[str, Any], *, on_step=None) -> Fitted:
         """Fit the classifier on the whole search part."""

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import hashlib
 import os
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from optileuk.data import Dataset, Splits, StainNormaliser, load_dataset, make_splits, read_image
+from optileuk.data import (Dataset, Fold, SplitConfig, Splits, StainNormaliser, inner_folds, load_dataset,
+                           make_splits, read_image)
 from optileuk.errors import ConfigError, DataError, Problem
 
 INPUT_KEYS = ("image_size", "resize", "stain")  # searchable; defaults are the objective's keys of the same names
@@ -73,6 +74,22 @@ class Prepared:
     ds: Dataset
     splits: Splits
     stained: StainedImages
+    split: SplitConfig = field(default_factory=SplitConfig)  # what made ``splits`` (to make new repeats)
+    seed: int = 0
+    classify: bool = True
+    _extra: dict[int, list[Fold]] = field(default_factory=dict, repr=False)
+
+    def folds(self, repeat: int | None = None) -> list[Fold]:
+        """Every fold of every repeat (``None``), or the folds of one ``repeat``: one of the split's own
+        or, from ``split.repeats`` on, a new partition of the search part (what a race evaluates on)."""
+        if repeat is None:
+            return self.splits.folds
+        if repeat < self.splits.repeats:
+            return [f for f in self.splits.folds if f.repeat == repeat]
+        if repeat not in self._extra:
+            self._extra[repeat] = inner_folds(self.ds, self.splits.search, self.split, self.seed, repeat,
+                                              classify=self.classify, grouped=self.splits.grouped)
+        return self._extra[repeat]
 
     def fingerprint(self, idx: np.ndarray | None = None) -> dict[str, Any]:
         """What a model was trained on (the search part by default): images per class and a hash of
@@ -104,7 +121,8 @@ def prepare_images(config, seed: int, *, classify: bool = True, needs_masks: str
     if needs_masks and ds.masks is None:
         raise DataError(f"{ds.name}: {needs_masks}")
     splits = make_splits(ds, config.split, seed=seed, classify=classify)
-    return Prepared(ds, splits, StainedImages(ds, splits.search, getattr(config, "stain_reference", None), seed))
+    return Prepared(ds, splits, StainedImages(ds, splits.search, getattr(config, "stain_reference", None), seed),
+                    config.split, seed, classify)
 
 
 def data_fingerprint(ds: Dataset, idx: np.ndarray) -> dict[str, Any]:
@@ -134,3 +152,34 @@ def selection_mask(value, n: int, name: str) -> np.ndarray:
     if mask.shape != (n,):
         raise ConfigError([Problem("", name, f"must have {n} bits", mask.shape)])
     return mask
+
+
+def split_text(folds, splits: Splits) -> str:
+    """What a candidate's value was scored on, for its ``split`` user attr."""
+    k = splits.per_repeat
+    if folds is splits.folds:
+        return f"{k}-fold CV, search part" + (f" ({splits.repeats} repeats)" if splits.repeats > 1 else "")
+    return f"{k}-fold CV, search part, repeat {folds[0].repeat} (a new partition)"
+
+
+def cv_score(data: Prepared, folds, preds, seed: int, *, oof: bool = False, value_of=None,
+             extra: dict[str, Any] | None = None) -> tuple[float, dict[str, Any]]:
+    """A classifier's value over ``folds`` (predictions ``preds`` of each fold's validation items):
+    ``1 - mean balanced accuracy`` (or ``value_of(error)``), the mean metrics with pooled bootstrap
+    intervals, the per-fold values and their standard error, and with ``oof`` the out-of-fold
+    predictions (:mod:`optileuk.folds`)."""
+    from optileuk.metrics import fold_scores, scores
+    from optileuk.folds import fold_attrs, oof_attr
+
+    ds = data.ds
+    n = len(ds.classes)
+    ys = [ds.labels[f.val] for f in folds]
+    per = [scores(y, p, n) for y, p in zip(ys, preds)]
+    m = fold_scores(ys, preds, n, seed, per=per)
+    value_of = value_of or (lambda error: error)
+    value = value_of(1.0 - m["balanced_accuracy"])
+    attrs = {**m, **(extra or {}), **fold_attrs([value_of(1.0 - s["balanced_accuracy"]) for s in per], folds),
+             "split": split_text(folds, data.splits), "grouped": data.splits.grouped}
+    if oof and folds is data.splits.folds:
+        attrs["oof"] = oof_attr(data.splits.search, folds, preds, ds.labels, data.splits.repeats)
+    return value, attrs

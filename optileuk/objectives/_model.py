@@ -205,6 +205,50 @@ class NetModel(FittedModel):
         return model
 
 
+class EnsembleModel(FittedModel):
+    """A weighted vote of fitted models of one objective (``selection: ensemble:N``): every member
+    applies its own path (stain, geometry, features, classifier or network) to the images, and the
+    class with the largest share of the members' weights wins (a tie: the first member's class). Its
+    scores are those vote shares; masks and measurements, where members give them, are the first
+    (heaviest) member's.
+
+    Example:
+        >>> model = optileuk.load_model("runs/ensemble")  # doctest: +SKIP
+        >>> model.predict(["cell.png"]), [m.kind for m in model.members]  # doctest: +SKIP
+    """
+
+    kind = "ensemble"
+
+    def __init__(self, members: Sequence[FittedModel], weights: Sequence[float]):
+        first = members[0]
+        super().__init__({"members": len(members), "weights": [float(w) for w in weights]}, classes=first.classes,
+                         stain=first.stain, seed=first.seed, device=first.device)
+        self.members, self.weights = list(members), [float(w) for w in weights]
+        self.task = first.task
+        self.measurement_names = first.measurement_names
+
+    @property
+    def probabilities(self) -> bool:
+        return True  # vote shares
+
+    def prepare(self, images: Sequence[np.ndarray]) -> Any:
+        return [as_rgb(im) for im in images]
+
+    def run(self, images: Any) -> Prediction:
+        from optileuk.folds import vote
+
+        preds = [m.apply(images) for m in self.members]
+        labels, shares = vote([p.labels for p in preds], self.weights, len(self.classes))
+        first = preds[0]
+        return Prediction(labels=labels, scores=shares, probabilities=True, masks=first.masks,
+                          measurements=first.measurements, measurement_names=first.measurement_names)
+
+    def describe(self) -> dict[str, Any]:
+        return {"ensemble": {"members": [m.kind for m in self.members], "weights": self.weights,
+                             "vote": "the class with the largest share of the members' weights; scores are the shares"},
+                **self.members[0].describe()}
+
+
 def read_any(item: Any, where: str) -> np.ndarray:
     """An image from an array or a file path, as RGB uint8."""
     if isinstance(item, (str, Path)):

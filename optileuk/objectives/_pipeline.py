@@ -26,6 +26,7 @@ a candidate that changes only the measurements, the mask or the classifier never
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections import OrderedDict
 from functools import lru_cache
@@ -38,11 +39,11 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validat
 from optileuk.data import DatasetConfig, Resize, SplitConfig, Stain, SyntheticData, cached_arrays
 from optileuk.errors import ConfigError, Problem
 from optileuk.features import CELL_FEATURES, FEATURE_NAMES, GROUPS, measure_cell
-from optileuk.metrics import fold_scores
 from optileuk.objectives._base import ClassifiesCells, Device, Objective, ObjectiveConfig, Score
 from optileuk.objectives._final import Fitted
 from optileuk.objectives._handcrafted import CLASSIFIER_DEFAULTS, build_classifier
-from optileuk.objectives._inputs import check_defaults, prepare_images, selection_mask
+from optileuk.folds import OOF, REPEAT, options
+from optileuk.objectives._inputs import check_defaults, cv_score, prepare_images, selection_mask
 from optileuk.objectives._segmentation import DEFAULTS as SEG_DEFAULTS, cluster, cluster_key
 from optileuk.objectives._torch import resolve_device
 from optileuk.objectives._trunk import load_trunk, trunk_spec
@@ -108,7 +109,12 @@ class PipelineObjective(ClassifiesCells, Objective):
         self._cluster = lru_cache(maxsize=4096)(self._cluster_uncached)
         self._cells = lru_cache(maxsize=4096)(self._cell_clusters_uncached)
 
+    resamples = predicts_oof = True
+
     # ---- parameters ---------------------------------------------------------------------------------
+    def default_params(self) -> dict[str, Any]:
+        return self.params({})
+
     def params(self, candidate: Mapping[str, Any]) -> dict[str, Any]:
         return {**DEFAULTS, "stain": self.config.stain, **self.config.defaults,
                 **{k: v for k, v in candidate.items() if k != self.config.mask_param}}
@@ -183,12 +189,17 @@ class PipelineObjective(ClassifiesCells, Objective):
         return classical_masks(self._cluster(i, p["stain"], cluster_key(p)),
                                self._cells(i, p["stain"], int(p["cell_k"]), round(float(p["blur_sigma"]), 6)), p)
 
-    def segment_key(self, p: Mapping[str, Any], fold: int | str) -> tuple:
+    def segment_key(self, p: Mapping[str, Any], fold: str) -> tuple:
         if self.config.segmenter == "unet":
             return ("unet", p["stain"], fold)
         return ("classical", p["stain"], *cluster_key(p), int(p["nucleus_rank"]), float(p["threshold_offset"]),
                 int(p["opening"]), int(p["closing"]), int(p["min_size"]), bool(p["fill_holes"]), int(p["cell_k"]),
                 int(p["cell_rank"]), int(p["cell_opening"]), round(float(p["blur_sigma"]), 6))
+
+    @staticmethod
+    def fold_key(train: np.ndarray) -> str:
+        """Which U-Net segments for a fold: the one trained on exactly these cells (any repeat, any race)."""
+        return hashlib.sha1(np.asarray(train, dtype=np.int64).tobytes()).hexdigest()[:16]
 
     def _train_segmenter(self, stain: str, train_idx: np.ndarray) -> torch.nn.Module:
         c = self.config
@@ -203,14 +214,14 @@ class PipelineObjective(ClassifiesCells, Objective):
         net = self._train_segmenter(stain, train_idx)
         return unet_masks(net, self.squares(stain), c.unet.model_dump(), c.image_size, resolve_device(c.device))
 
-    def masks(self, p: Mapping[str, Any], fold: int | str, ids: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
-        """(nucleus, cell) masks of images ``ids`` under the candidate's segmentation; with a U-Net,
-        the one trained on fold ``fold``'s training part (``"final"``: the whole search part)."""
+    def masks(self, p: Mapping[str, Any], train: np.ndarray | None, ids: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
+        """(nucleus, cell) masks of images ``ids`` under the candidate's segmentation; with a U-Net, the
+        one trained on the fold's training cells ``train`` (dataset indices; ``None``: the whole search part)."""
         self.segmentations += 1
         if self.config.segmenter == "classical":
             return [self.classical_masks(int(i), p) for i in ids]
         ds, splits = self._data.ds, self._data.splits
-        train = splits.search if fold == "final" else splits.folds[int(fold)].train
+        train = splits.search if train is None else np.asarray(train)
         key = {"dataset": self.config.dataset.model_dump(mode="json"), "paths": ds.paths, "seed": self.seed,
                "unet": self.config.unet.model_dump(), "size": self.config.image_size, "resize": self.config.resize,
                "stain": p["stain"], "reference": self.config.stain_reference, "train": train.tolist(), "v": 1}
@@ -218,15 +229,17 @@ class PipelineObjective(ClassifiesCells, Objective):
         return [(every[int(i), 0], every[int(i), 1]) for i in ids]
 
     # ---- stage 2: measurements ----------------------------------------------------------------------
-    def features(self, p: Mapping[str, Any], fold: int | str, ids: np.ndarray) -> np.ndarray:
-        """(len(ids), features) measurements under the candidate's segmentation (cached per setting)."""
+    def features(self, p: Mapping[str, Any], train: np.ndarray | None, ids: np.ndarray) -> np.ndarray:
+        """(len(ids), features) measurements under the candidate's segmentation (cached per setting); with
+        a U-Net, the one trained on ``train`` (a fold's training cells; classical: ignored)."""
+        fold = self.fold_key(train) if (self.config.segmenter == "unet" and train is not None) else "all"
         key = (self.segment_key(p, fold), tuple(int(i) for i in ids))
         if key in self._features:
             self._features.move_to_end(key)
             return self._features[key]
         squares = self.squares(p["stain"])
         cells = np.stack([measure_cell(squares[int(i)], nuc, cell)
-                          for i, (nuc, cell) in zip(ids, self.masks(p, fold, ids))])
+                          for i, (nuc, cell) in zip(ids, self.masks(p, train, ids))])
         parts = [cells, self._per_stain("image", p["stain"], self._image_features)[ids]]
         if self.config.weights:
             parts.append(self._per_stain("deep", p["stain"], self._deep_features)[ids])
@@ -256,24 +269,26 @@ class PipelineObjective(ClassifiesCells, Objective):
     # ---- evaluation ---------------------------------------------------------------------------------
     def evaluate(self, config: Mapping[str, Any], *, trial=None) -> Score:
         self.prepare()
-        ds, splits = self._data.ds, self._data.splits
+        data = self._data
+        ds, splits = data.ds, data.splits
+        config, opts = options(config)
         p = self.params(config)
         cols = self.columns(p, config)
         if not cols.any():
             return Score(1.0, {"selected": 0, "total": int(cols.size), "balanced_accuracy": 0.0,
                                "note": "no measurement selected: worst value"})
         start = time.perf_counter()
-        ys, preds = [], []
-        for f, fold in enumerate(splits.folds):
-            x = self.features(p, f if self.config.segmenter == "unet" else "all", splits.search)
-            pos = lambda idx: np.searchsorted(splits.search, idx)  # noqa: E731
+        folds = data.folds(opts.get(REPEAT))
+        unet = self.config.segmenter == "unet"
+        pos = lambda idx: np.searchsorted(splits.search, idx)  # noqa: E731
+        preds = []
+        for fold in folds:
+            x = self.features(p, fold.train if unet else None, splits.search)
             model = build_classifier(p, p["classifier"], self.seed).fit(x[pos(fold.train)][:, cols], ds.labels[fold.train])
             preds.append(model.predict(x[pos(fold.val)][:, cols]))
-            ys.append(ds.labels[fold.val])
-        scores = fold_scores(ys, preds, len(ds.classes), self.seed)
-        return Score(1.0 - scores["balanced_accuracy"],
-                     {**scores, "selected": int(cols.sum()), "total": int(cols.size), "seconds_scored": time.perf_counter() - start,
-                      "split": f"{len(splits.folds)}-fold CV, search part", "grouped": splits.grouped})
+        return Score(*cv_score(data, folds, preds, self.seed, oof=opts.get(OOF, False),
+                               extra={"selected": int(cols.sum()), "total": int(cols.size),
+                                      "seconds_scored": time.perf_counter() - start}))
 
     def fit_final(self, params: Mapping[str, Any], *, on_step=None) -> Fitted:
         """Segment (the U-Net, if any, trained on the whole search part), measure and fit the classifier

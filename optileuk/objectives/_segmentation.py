@@ -38,6 +38,7 @@ from sklearn.cluster import KMeans
 
 from optileuk.data import DatasetConfig, SplitConfig, SyntheticData, from_square, square_image
 from optileuk.metrics import mask_scores
+from optileuk.folds import options
 from optileuk.objectives._base import Objective, ObjectiveConfig, Score
 from optileuk.objectives._final import Fitted
 from optileuk.objectives._inputs import prepare_images
@@ -194,6 +195,9 @@ class SegmentationObjective(Objective):
     def check_space(self, space) -> list[str]:
         return self.unused(space, DEFAULTS, "segmentation")
 
+    def default_params(self) -> dict[str, Any]:
+        return {**DEFAULTS, **self.config.defaults}
+
     def prepare(self) -> None:
         if self._images is not None:
             return
@@ -247,12 +251,16 @@ class SegmentationObjective(Objective):
         out = {"dice": float(per[:, 0].mean()), "iou": float(per[:, 1].mean()), "ssim": float(per[:, 2].mean())}
         out["mean"] = (out["dice"] + out["iou"] + out["ssim"]) / 3
         out["seconds_per_image"] = seconds / len(self._truth)
+        self._per = per
         return out
 
     def evaluate(self, config: Mapping[str, Any], *, trial=None) -> Score:
         self.prepare()
+        config, _ = options(config)
         s = self.scores(config)
-        return Score(1.0 - s[self.config.score], {**s, "images": len(self._truth), "split": "search part"})
+        per = self._per.mean(1) if self.config.score == "mean" else self._per[:, ("dice", "iou", "ssim").index(self.config.score)]
+        se = {"value_se": float(per.std(ddof=1) / np.sqrt(len(per)))} if len(per) > 1 else {}
+        return Score(1.0 - s[self.config.score], {**s, **se, "images": len(self._truth), "split": "search part"})
 
     def test_scores(self, config: Mapping[str, Any]) -> dict[str, float]:
         """Scores on the held-out test split (for final reporting only, never during the search)."""

@@ -32,6 +32,7 @@ from optileuk.data import DatasetConfig, Resize, SplitConfig, Stain, SyntheticDa
 from optileuk.models import UNetPLR
 from optileuk.objectives._augment import BatchAugment
 from optileuk.objectives._base import Device, Objective, ObjectiveConfig, Score
+from optileuk.folds import REPEAT, fold_attrs, options
 from optileuk.objectives._final import Fitted
 from optileuk.objectives._inputs import INPUT_KEYS, check_sizes, prepare_images, with_inputs
 from optileuk.objectives._model import CELL, NUCLEUS, NetModel, Prediction
@@ -62,6 +63,7 @@ class UNetObjective(Objective):
     Config = UNetConfig
     config: UNetConfig
     primary = "error"  # 1 - Dice on the validation images
+    resamples = True
     VALUES = {"params": "minimize", "train_seconds": "minimize"}
     METRICS = ("dice",)
 
@@ -92,6 +94,9 @@ class UNetObjective(Objective):
 
     def params(self, config: Mapping[str, Any]) -> dict[str, Any]:
         return with_inputs(DEFAULTS, self.config, config)
+
+    def default_params(self) -> dict[str, Any]:
+        return self.params({})
 
     def stained(self, method: str) -> list[np.ndarray]:
         """Every image of the dataset in the stain ``method`` gives (fitted on the search part only)."""
@@ -163,18 +168,24 @@ class UNetObjective(Objective):
     # ---- evaluation -----------------------------------------------------------------------------
     def evaluate(self, config: Mapping[str, Any], *, trial=None) -> Score:
         self.prepare()
-        fold = self._data.splits.folds[0]
+        config, opts = options(config)
+        folds = self._data.folds(opts.get(REPEAT))
         p = self.params(config)
         start = time.perf_counter()
-        model, epochs, best_epoch, dice = self._train(p, fold.train, fold.val,
-                                                      trial=trial if len(self.directions) == 1 else None)
-        attrs = {"dice": dice, "params": n_params(model), "epochs_trained": epochs, "best_epoch": best_epoch,
+        runs = [self._train(p, fold.train, fold.val, trial=trial if j == 0 and len(self.directions) == 1 else None)
+                for j, fold in enumerate(folds)]
+        model, epochs, best_epoch, dice = runs[0]
+        dices = [r[3] for r in runs]
+        fold = folds[0]
+        attrs = {"dice": float(np.mean(dices)), "params": n_params(model), "epochs_trained": epochs, "best_epoch": best_epoch,
                  "device": str(resolve_device(self.config.device)), "train_seconds": time.perf_counter() - start,
                  "train_images": len(fold.train), "val_images": len(fold.val),
-                 "split": "validation (hold-out of the search part), on the images' own pixels"}
+                 "split": "validation (hold-out of the search part), on the images' own pixels" if len(runs) == 1 else
+                 f"validation: {len(runs)} hold-out splits of the search part (repeats), on the images' own pixels",
+                 **fold_attrs([1.0 - d for d in dices], folds)}
         if self._data.stained.failures.get(p["stain"]):
             attrs["stain_failures"] = self._data.stained.failures[p["stain"]]
-        return Score(1.0 - dice, attrs)
+        return Score(1.0 - dice if len(runs) == 1 else float(np.mean([1.0 - d for d in dices])), attrs)
 
     def fit_final(self, params: Mapping[str, Any], *, on_step=None) -> Fitted:
         """Train as the search did (training split, early stopping on the validation split, same seed)."""

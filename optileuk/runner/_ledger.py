@@ -162,4 +162,6 @@ class Ledger:
 def _key_attrs(key: tuple) -> dict[str, Any]:
     if key[0] == "ask":
         return {"ask": key[1]}
+    if key[0] == "anchor":  # the objective's defaults (selection: anchored): no place in the optimizer's run
+        return {}
     return {"generation": key[0], "batch": key[1], "index": key[2]}

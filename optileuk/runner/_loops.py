@@ -74,6 +74,7 @@ class RunParts:
     saver: StateSaver
     stop: StopRules
     objectives: int = 1  # values per candidate
+    options: dict[str, Any] | None = None  # evaluation options every candidate carries (optileuk.oof)
 
     def __post_init__(self) -> None:
         self._box = self.space.box
@@ -81,7 +82,7 @@ class RunParts:
     def job(self, key: tuple, x: np.ndarray, token: Any = None, info: dict | None = None) -> Job:
         """The job for a box point: decoded (always a valid config) and recorded as it will be stored."""
         config = self.space.decode(self._box.clip(np.asarray(x, dtype=float)))
-        return Job(key, config, self.space.record(config), token, dict(info or {}))
+        return Job(key, {**config, **(self.options or {})}, self.space.record(config), token, dict(info or {}))
 
     def stored_value(self, job: Job) -> Any:
         """The value told for ``job`` by a trial that finished before a crash (counted as reused), or

@@ -24,7 +24,7 @@ from optuna.storages import BaseStorage
 from optuna.trial import FrozenTrial, TrialState
 
 from optileuk.runner._trials import oriented, told_value, trial_key
-from optileuk.storage import FINISHED, STALE_KEY, read_trials
+from optileuk.storage import ANCHOR_ATTR, FINISHED, STALE_KEY, read_trials
 
 STALE_REASON = "left unfinished by an interrupted earlier run; failed when the study was resumed"
 
@@ -105,8 +105,8 @@ class Duplicates:
         for t in past.trials:
             if t.state != TrialState.COMPLETE or t.system_attrs.get(STALE_KEY) or not t.values:
                 continue
-            if "optimizer" not in t.user_attrs:
-                continue  # added by hand (plain Optuna), not recorded by a run from this space
+            if "optimizer" not in t.user_attrs or t.user_attrs.get(ANCHOR_ATTR):
+                continue  # added by hand (plain Optuna), or the defaults: not a candidate of this space
             self.values[self.key(space.record(space.from_record(t.params, t.user_attrs)))] = past.told(t)
 
     @staticmethod

@@ -19,17 +19,21 @@ import optuna
 from optuna.storages import BaseStorage
 
 from optileuk import plain
+from optileuk.plain import jsonable
 from optileuk.config import Study
 from optileuk.errors import ConfigError, Problem, StorageError
+from optileuk.folds import OOF
 from optileuk.runner._executors import Executor, InlineExecutor
+from optileuk.runner._extras import RaceRun, anchor_stored, run_anchor
 from optileuk.runner._lease import Lease
 from optileuk.runner._ledger import Ledger, Progress
 from optileuk.runner._loops import AsyncLoop, GenerationalLoop, RunParts, StateSaver
 from optileuk.runner._past import Duplicates, Past
 from optileuk.runner._stop import StopRules
 from optileuk.runner._trials import config_for_display, fingerprint, unpack_state
-from optileuk.storage import (FINGERPRINT_KEY, MASKS_ATTR, STATE_KEY, STUDY_ATTR, TrialWriter, best_trials,
-                              open_storage, pareto_front, redact)
+from optileuk.selection import Chooser, needs
+from optileuk.storage import (DEFAULTS_ATTR, FINGERPRINT_KEY, MASKS_ATTR, STATE_KEY, STUDY_ATTR, TrialWriter,
+                              best_trials, open_storage, pareto_front, redact)
 
 __all__ = ["Progress", "Runner", "Summary"]
 
@@ -51,6 +55,35 @@ class Summary:
     stopped_by: str
     executor: str = "inline"
     extra: dict[str, Any] = field(default_factory=dict)
+
+
+class _Work:
+    """The executor, started when the first candidate needs it (a finished study starts no workers)."""
+
+    def __init__(self, make: Callable[[], Executor], on_open: Callable[[str], None] | None):
+        self._make, self._on_open, self._executor = make, on_open, None
+
+    @property
+    def opened(self) -> bool:
+        return self._executor is not None
+
+    @property
+    def executor(self) -> Executor:
+        if self._executor is None:
+            self._executor = self._make().start()
+            if self._on_open:
+                self._on_open(self._executor.describe())
+        return self._executor
+
+    def describe(self) -> str:
+        return self.executor.describe()
+
+    def __enter__(self) -> "_Work":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._executor is not None:
+            self._executor.close()
 
 
 class Runner:
@@ -109,6 +142,11 @@ class Runner:
             objective.prepare()
             space = objective.bind(st.space)
             self._inputs = objective.inputs()
+            self._defaults = objective.default_params()
+            if needs(st.file.selection)["anchor"] and self._defaults is None:
+                raise ConfigError([Problem(str(st.path), "selection", f"anchored compares the search with the "
+                                           f"objective's defaults; the {st.objective_type} objective has none "
+                                           "(analytic: give objective.defaults)", "anchored")])
             storage = self._storage or open_storage(self.storage_url)
             ostudy = self._open_study(storage, space)
             self._read_state(storage, ostudy)  # refused here, before anything runs
@@ -146,55 +184,81 @@ class Runner:
     def run(self) -> Summary:
         st = self.study
         objective, space, storage, ostudy = self.prepare()._prepared
-        budget = st.file.budget
         population = getattr(st.optimizer_config, "population", None) or 1  # every built-in config has one
         opt, run_state = self._optimizer(space, storage, ostudy, population)
-        signs = [1.0 if d == "minimize" else -1.0 for d in st.directions]
-        sign = np.array(signs) if st.multi else signs[0]
         lease = self._lease(storage, ostudy).acquire()
         writer = TrialWriter(storage, ostudy._study_id, flush_seconds=st.file.runner.flush_seconds)
+        wants = needs(st.file.selection)
+        options = {OOF: True} if wants["oof"] else {}
         t0 = time.perf_counter()
         try:
-            pruner = st.file.pruner
-            reuse = st.file.runner.reuse_duplicates
-            if reuse == "auto":  # equal candidates need a deterministic objective and a space not all floats
-                reuse = bool(getattr(objective, "deterministic", False)) and any(
-                    p.type != "float" for p in space.params.values())
-            # a pruner compares with every earlier trial, reuse looks for equal ones: both read them all
-            past = Past(storage, ostudy._study_id, sign, run_state, full=pruner is not None or reuse)
-            ledger = Ledger(past, writer, optimizer=st.optimizer_name, sign=sign, budget=budget.trials,
-                            max_consecutive=st.file.runner.max_consecutive_failures, source=str(st.path),
-                            prune=(pruner.model_dump(), st.name, st.direction) if pruner else None,
-                            on_progress=self.on_progress, duplicates=Duplicates(space, past) if reuse else None)
-            generation = int(run_state.get("generation", 0)) if run_state else 0
-            stop = StopRules(budget, ledger, None if budget.timeout is None else t0 + budget.timeout, max(population, 1))
+            ledger, stop, generation = self._bookkeeping(objective, space, storage, ostudy, writer, run_state,
+                                                         population, t0)
             complete = stop.complete(generation, resumed=run_state is not None)
-            if complete:  # nothing to run: no workers started, the summary says so
-                stopped_by, where = "budget (already complete)", "nothing (already complete)"
-                if st.file.runner.mode == "async":
-                    generation = ledger.done // population
-            else:
-                executor = self._executor(objective, space)
-                with executor:
-                    if self.on_executor:
-                        self.on_executor(executor.describe())
-                    saver = StateSaver(storage, ostudy._study_id, writer, self.state_every, ledger, past.stored, lease)
-                    parts = RunParts(space, opt, executor, ledger, past, saver, stop, len(st.directions))
+            with _Work(lambda: self._executor(objective, space), self.on_executor) as work:
+                if wants["anchor"] and not anchor_stored(storage, ostudy._study_id):
+                    run_anchor(work.executor, ledger, objective.default_params(), options)
+                if complete:  # nothing to search: the summary says so
+                    stopped_by = "budget (already complete)"
                     if st.file.runner.mode == "async":
-                        loop = AsyncLoop(parts, run_state, population)
-                    else:
-                        loop = GenerationalLoop(parts, generation)
+                        generation = ledger.done // population
+                else:
+                    saver = StateSaver(storage, ostudy._study_id, writer, self.state_every, ledger, self._past.stored,
+                                       lease)
+                    parts = RunParts(space, opt, work.executor, ledger, self._past, saver, stop, len(st.directions),
+                                     options)
+                    loop = AsyncLoop(parts, run_state, population) if st.file.runner.mode == "async" else \
+                        GenerationalLoop(parts, generation)
                     stopped_by = loop.run()
-                    where = executor.describe()
                     generation = loop.generation
+                raced = None
+                if wants["race"] is not None and stopped_by != "timeout":
+                    writer.flush()
+                    raced = self._race(objective, storage, ostudy, ledger, wants["race"]).run(work, options)
+                where = work.describe() if work.opened else "nothing (already complete)"
         finally:
             try:
                 writer.flush()
             finally:
                 lease.release()
         summary = self._summary(storage, ostudy, space, ledger, generation, stopped_by, where, time.perf_counter() - t0)
-        summary.extra["already_complete"] = complete
+        summary.extra["already_complete"] = complete and not work.opened
+        if raced is not None:
+            summary.extra["race"] = {"rounds": raced.rounds, "spent": raced.spent, "stopped_by": raced.stopped_by}
         return summary
+
+    def _bookkeeping(self, objective, space, storage, ostudy, writer, run_state, population: int, t0: float):
+        """(ledger, stop rules, generation) of this run, carried on from the stored trials and state."""
+        st = self.study
+        budget = st.file.budget
+        signs = [1.0 if d == "minimize" else -1.0 for d in st.directions]
+        sign = np.array(signs) if st.multi else signs[0]
+        pruner = st.file.pruner
+        reuse = st.file.runner.reuse_duplicates
+        if reuse == "auto":  # equal candidates need a deterministic objective and a space not all floats
+            reuse = bool(getattr(objective, "deterministic", False)) and any(
+                p.type != "float" for p in space.params.values())
+        # a pruner compares with every earlier trial, reuse looks for equal ones: both read them all
+        past = self._past = Past(storage, ostudy._study_id, sign, run_state, full=pruner is not None or reuse)
+        ledger = Ledger(past, writer, optimizer=st.optimizer_name, sign=sign, budget=budget.trials,
+                        max_consecutive=st.file.runner.max_consecutive_failures, source=str(st.path),
+                        prune=(pruner.model_dump(), st.name, st.direction) if pruner else None,
+                        on_progress=self.on_progress, duplicates=Duplicates(space, past) if reuse else None)
+        generation = int(run_state.get("generation", 0)) if run_state else 0
+        stop = StopRules(budget, ledger, None if budget.timeout is None else t0 + budget.timeout, max(population, 1))
+        return ledger, stop, generation
+
+    def _race(self, objective, storage, ostudy, ledger: Ledger, rule) -> RaceRun:
+        st = self.study
+        first = objective.prepared.splits.repeats if objective.prepared is not None else \
+            int(getattr(objective.config, "repeats", 1))
+        return RaceRun(storage, ostudy._study_id, st.name, st.direction, self._chooser(storage, ostudy), rule, first,
+                       ledger.done)
+
+    def _chooser(self, storage, ostudy) -> Chooser:
+        space = self._prepared[1] if self._prepared else None
+        return Chooser(storage, ostudy._study_id, self.study.name, maximize=self.study.direction == "maximize",
+                       space=space, defaults=ostudy.user_attrs.get(DEFAULTS_ATTR))
 
     def _optimizer(self, space, storage, ostudy, population: int) -> tuple[Any, dict | None]:
         """The study's optimizer with the state saved in the study loaded, and the run's saved position."""
@@ -235,16 +299,15 @@ class Runner:
             front = pareto_front(storage, ostudy._study_id, st.directions)
             extra["objectives"] = list(st.file.objectives)
             extra["front"] = [{"trial": t.number, "values": list(t.values)} for t in front]
-        else:
-            found = best_trials(storage, ostudy._study_id, 1, maximize=st.direction == "maximize")
-            best = found[0] if found else None
+        elif best_trials(storage, ostudy._study_id, 1, maximize=st.direction == "maximize"):
+            best = self._selected(storage, ostudy, extra)
         shown = best if best is not None else (front[0] if front else None)
         if shown is not None and shown.user_attrs.get("split_sizes"):
             extra["split_sizes"] = shown.user_attrs["split_sizes"]
         cls = st.objective_cls
         extra["conditional"] = bool(getattr(space, "conditional", False))
         extra["value_is"] = cls.value_meaning(st.objective_config) if hasattr(cls, "value_meaning") else ""
-        if best is not None:  # the best trial's other recorded metrics, and the split they come from
+        if best is not None:  # the chosen trial's other recorded metrics, and the split they come from
             attrs = best.user_attrs
             extra["metrics"] = {m: attrs[m] for m in getattr(cls, "METRICS", ()) if isinstance(attrs.get(m), (int, float))}
             extra["value_split"] = attrs.get("split")
@@ -252,8 +315,32 @@ class Runner:
             study_name=st.name, storage=redact(self.storage_url), trials=ledger.done, evaluated=ledger.evaluated,
             reused=ledger.reused, duplicates=ledger.duplicated, failed=ledger.failed, pruned=ledger.pruned,
             best_value=None if best is None else best.value,
-            best_params={} if best is None else config_for_display(space, best),
+            best_params={} if best is None else self._shown_params(space, best),
             seconds=seconds, generation=generation, stopped_by=stopped_by, executor=where, extra=extra)
+
+    def _selected(self, storage, ostudy, extra: dict[str, Any]):
+        """The trial the study's selection rule chooses (the best when the rule cannot choose yet), with the
+        rule's reason and how far the best can be trusted in ``extra``."""
+        chooser = self._chooser(storage, ostudy)
+        rule = self.study.file.selection[0]
+        try:
+            choice = chooser.choose(rule)
+            extra["selection"] = {"rule": rule.label, "reason": choice.reason, "trial": choice.trial.number,
+                                  "members": [[t.number, w] for t, w in zip(choice.trials, choice.weights)]}
+            best = choice.trial
+        except StorageError as exc:  # e.g. a race cut by the timeout: the best, and why
+            best = chooser.best()
+            extra["selection"] = {"rule": rule.label, "reason": f"not ready ({exc}); showing the best",
+                                  "trial": best.number}
+        extra["trust"] = chooser.trust()
+        return best
+
+    @staticmethod
+    def _shown_params(space, trial) -> dict[str, Any]:
+        if trial.user_attrs.get("anchor"):
+            return {"(the objective's defaults)": ", ".join(f"{k}={v}" for k, v in
+                                                          (trial.user_attrs.get("defaults") or {}).items())}
+        return config_for_display(space, trial)
 
     # ------------------------------------------------------------------------------------------
     def _open_study(self, storage: BaseStorage, space) -> optuna.Study:
@@ -277,13 +364,21 @@ class Runner:
                 storage.set_study_system_attr(study._study_id, FINGERPRINT_KEY, fp)
             if MASKS_ATTR not in study.user_attrs:
                 self._record_masks(study, space)
+            self._record_defaults(study)
             return study
         study = optuna.create_study(study_name=st.name, storage=storage, directions=st.directions, pruner=self._pruner())
         storage.set_study_system_attr(study._study_id, FINGERPRINT_KEY, fp)
         study.set_user_attr(STUDY_ATTR, st.raw())
         study.set_user_attr("optimizer", st.optimizer_name)
         self._record_masks(study, space)
+        self._record_defaults(study)
         return study
+
+    def _record_defaults(self, study) -> None:
+        """The objective's defaults, for the selection rules that measure a trial against them (``one_se``)."""
+        defaults = getattr(self, "_defaults", None)
+        if defaults is not None and study.user_attrs.get(DEFAULTS_ATTR) != jsonable(defaults):
+            study.set_user_attr(DEFAULTS_ATTR, jsonable(defaults))
 
     def _record_masks(self, study, space) -> None:
         """Lengths of ``length: auto`` masks as bound to the objective, so that export can decode them."""

@@ -20,7 +20,7 @@ def fingerprint(study, space, inputs: dict[str, Any] | None = None) -> str:
     were part of it."""
     parts = {
         "space": space.to_dict(),
-        "objective": [study.objective_type, study.objective_config.model_dump(mode="json")],
+        "objective": [study.objective_type, _stable(study.objective_type, study.objective_config.model_dump(mode="json"))],
         "optimizer": [study.optimizer_name, study.optimizer_config.model_dump(mode="json")],
         "seed": study.file.seed,
         "direction": study.direction,
@@ -34,6 +34,25 @@ def fingerprint(study, space, inputs: dict[str, Any] | None = None) -> str:
     if inputs:  # absent where the study reads no file and no image: those keep their fingerprint
         parts["inputs"] = inputs
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:20]
+
+
+# keys added to objective configs after studies were first fingerprinted (by objective type, "*": every
+# one), with the value that keeps the earlier behaviour: left out of the fingerprint at that value, so
+# that studies stored before still resume
+_LATER_KEYS = {"*": {("split", "repeats"): 1},
+               "analytic": {("noise",): 0.0, ("folds",): 5, ("repeats",): 1, ("defaults",): {}}}
+
+
+def _stable(kind: str, dump: dict[str, Any]) -> dict[str, Any]:
+    """``dump`` (an objective config) without the later keys that hold their earlier-behaviour value."""
+    out = json.loads(json.dumps(dump))
+    for path, default in {**_LATER_KEYS["*"], **_LATER_KEYS.get(kind, {})}.items():
+        holder = out
+        for key in path[:-1]:
+            holder = holder.get(key) if isinstance(holder, dict) else None
+        if isinstance(holder, dict) and holder.get(path[-1], object()) == default:
+            del holder[path[-1]]
+    return out
 
 
 STATE_FORMAT = 2  # 1 (unversioned): the optimizer state as a pickle, never read again

@@ -194,6 +194,22 @@ def best_trials(storage: BaseStorage, study_id: int, k: int, *, maximize: bool) 
     return [by_number[n] for n in numbers]
 
 
+def trials_with_attr(storage: BaseStorage, study_id: int, key: str) -> list[FrozenTrial]:
+    """The trials of a study that carry the user attr ``key`` (e.g. the anchor), in number order."""
+    rdb = rdb_of(storage)
+    if rdb is None:
+        return sorted((t for t in storage.get_all_trials(study_id, deepcopy=False) if key in t.user_attrs),
+                      key=lambda t: t.number)
+    from sqlalchemy import select
+
+    m = _models()
+    T, U = m.TrialModel.__table__, m.TrialUserAttributeModel.__table__
+    with rdb.engine.connect() as conn:
+        numbers = conn.execute(select(T.c.number).join(U, U.c.trial_id == T.c.trial_id)
+                               .where(T.c.study_id == study_id, U.c.key == key).order_by(T.c.number)).scalars().all()
+    return read_trials(storage, study_id, numbers=numbers)
+
+
 # ---- columns of every trial (the report) ----------------------------------------------------------------
 @dataclass
 class Columns:

@@ -50,6 +50,8 @@ class TrainFile(BaseModel):
     pick: Optional[str] = None
     optimizer: Optional[dict[str, Any]] = None
     top: Optional[list[dict[str, Any]]] = None
+    selection: Optional[dict[str, Any]] = None  # the rule that chose params, and why
+    ensemble: Optional[list[dict[str, Any]]] = None  # selection: ensemble: [{trial, weight, value, params}]
 
 
 def load_training_config(path: Path, rank: int = 1):
@@ -120,7 +122,8 @@ def train(config: str | Path, run_dir: str | Path | None = None, *, rank: int = 
 
     config = Path(config)
     tf, objective, params, kind = loaded or load_training_config(config, rank)
-    final = objective.train_final(params, on_step=on_step)
+    members = [(m.get("params", {}), float(m.get("weight", 1.0))) for m in tf.ensemble] if tf.ensemble and rank == 1 else None
+    final = objective.train_final(params, on_step=on_step, ensemble=members)
     if final.model is None:
         raise ConfigError([Problem(str(config), "objective.type", "trained no model to keep (its train_final must "
                                    "return a Final with a FittedModel: optileuk.objectives._model)", kind)])
@@ -128,8 +131,11 @@ def train(config: str | Path, run_dir: str | Path | None = None, *, rank: int = 
     out.mkdir(parents=True, exist_ok=True)
     used = {"objective": {"type": kind, **objective.config.model_dump(mode="json")}, "params": jsonable(params),
             "seed": tf.seed, "rank": rank, "from": str(config), "study": tf.study, "trial": tf.trial,
-            "search_value": tf.value, "trained": _dt.datetime.now().isoformat(timespec="seconds"),
+            "search_value": tf.value, "selection": tf.selection,
+            "trained": _dt.datetime.now().isoformat(timespec="seconds"),
             "optileuk": __version__, "torch": str(torch.__version__)}
+    if members:
+        used["ensemble"] = jsonable(tf.ensemble)
     (out / "config.yaml").write_text(yaml.safe_dump(used, sort_keys=False))
     metrics = {"task": final.task, **final.metrics, "split_sizes": objective.split_sizes, "facts": jsonable(final.facts)}
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
@@ -137,7 +143,8 @@ def train(config: str | Path, run_dir: str | Path | None = None, *, rank: int = 
     from optileuk import bundle
 
     bundle.save(final.model, out, objective=used["objective"], params=used["params"], training_data=final.training_data,
-                metrics={k: v for k, v in metrics.items() if k not in ("facts",)})
+                metrics={k: v for k, v in metrics.items() if k not in ("facts",)},
+                member_params=[jsonable(p) for p, _ in members] if members else None)
     save_extras = getattr(final.model, "save_extras", None)
     if save_extras is not None:  # e.g. a dknn's trunk.safetensors, for other objectives to start from
         save_extras(out, training_data=final.training_data)
