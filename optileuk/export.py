@@ -127,6 +127,27 @@ def export_config(name: str, url: str, top: int = 1, pick: str | None = None,
     return out
 
 
+def selection_facts(storage, name: str) -> dict[str, Any] | None:
+    """What the report says of a single-objective study's choice: the rule, the trial it chose and why,
+    and how far the best can be trusted (:meth:`optileuk.selection.Chooser.trust`); ``None`` when the
+    rule cannot choose (e.g. a race not run yet)."""
+    from optileuk.selection import Chooser
+
+    study = optuna.load_study(study_name=name, storage=storage)
+    if len(study.directions) > 1:
+        return None
+    raw = study.user_attrs.get(STUDY_ATTR)
+    try:
+        space = _space_of(study, raw, name)
+        choice = choose(storage, study, raw, name, space, None)
+    except (StorageError, ValueError):
+        return None
+    chooser = Chooser(storage, study._study_id, name, maximize=study.direction == optuna.study.StudyDirection.MAXIMIZE,
+                      space=space, defaults=study.user_attrs.get(DEFAULTS_ATTR))
+    return {"rule": choice.rule, "reason": choice.reason, "trial": choice.trial.number,
+            "members": [[t.number, w] for t, w in zip(choice.trials, choice.weights)], "trust": chooser.trust()}
+
+
 def choose(storage, study, raw: dict | None, name: str, space, selection: str | None):
     """The :class:`~optileuk.selection.Choice` of a single-objective study: by ``selection`` (a rule's
     text, e.g. ``one_se``), else the study's own first rule (``best`` for studies stored before rules)."""

@@ -67,7 +67,7 @@ MALFORMED = {
     "unknown budget key": (_with(budget={"trails": 10}), GOOD_SPACE, "budget.trails", "is not a known key (valid keys: trials, generations, timeout)"),
     "unknown runner key": (_with(runner={"wokers": 2}), GOOD_SPACE, "runner.wokers", "is not a known key (valid keys: mode, workers,"),
     "unknown optimizer key": (_with(optimizer__speed=3), GOOD_SPACE, "optimizer.speed", "is not a known key (valid keys: name, population, w, c1, c2"),
-    "unknown objective key": (_with(objective__extra=1), GOOD_SPACE, "objective.extra", "is not a known key (valid keys: type, function, shift, sleep, fail_rate, work, sleep_sigma, sleep_range, steps)"),
+    "unknown objective key": (_with(objective__extra=1), GOOD_SPACE, "objective.extra", "is not a known key (valid keys: type, function, shift, sleep, fail_rate, work, sleep_sigma, sleep_range, steps, noise, folds, repeats, defaults)"),
     "bad analytic function": (_with(objective__function="cube"), GOOD_SPACE, "objective.function", "must be one of 'sphere', 'rastrigin', 'ackley' or 'rosenbrock', got 'cube'"),
     "unknown mealpy algorithm": (_with(optimizer={"name": "mealpy:Foo.Bar"}), GOOD_SPACE, "optimizer", "'Foo.Bar' is not a mealpy algorithm"),
     "bad mealpy argument": (_with(optimizer={"name": "mealpy:DE.OriginalDE", "wings": 2}), GOOD_SPACE, "optimizer", "'wings' is not an argument of DE.OriginalDE"),
@@ -85,6 +85,11 @@ MALFORMED = {
     "dknn factor rate not above 0": (_with(objective={"type": "dknn", "defaults": {"kron_lr_scale": 0}}), "parameters:\n  rank1: {type: int, low: 1, high: 2}\n", "objective.defaults.kron_lr_scale", "must be a number > 0, got 0"),
     "dknn factor rate searched from 0": (_with(objective={"type": "dknn"}), "parameters:\n  kron_lr_scale: {type: float, low: 0, high: 3}\n", "search_space", "kron_lr_scale must be > 0 (low is 0"),
     "segmentation parameter it does not use": (_with(objective={"type": "segmentation"}), "parameters:\n  colour: {type: categorical, choices: [lab]}\n", "search_space", "parameter 'colour' is not used by the segmentation objective"),
+    "unknown selection rule": (_with(selection="bestest"), GOOD_SPACE, "selection", "must be one of best, one_se, race, anchored, ensemble (ensemble:N, race:K), got 'bestest'"),
+    "ensemble of a non-classifier": (_with(selection="ensemble:5"), GOOD_SPACE, "selection", "ensemble:5 votes with the out-of-fold predictions of classifiers; the analytic objective records none"),
+    "anchored without defaults": (_with(selection="anchored"), GOOD_SPACE, "selection", "anchored compares the search with the objective's defaults; the analytic objective has none"),
+    "race of one": (_with(selection={"rule": "race", "top": 1}), GOOD_SPACE, "selection", "top must be >= 2, got 1"),
+    "race without folds": (_with(objective={"type": "segmentation"}, selection="race"), "parameters:\n  k: {type: int, low: 2, high: 4}\n", "selection", "race evaluates trials again on new repeats of the folds; the segmentation objective cannot"),
     "unknown key in space file": (yaml.safe_dump(GOOD), "params:\n  x: {type: float, low: 0, high: 1}\n", "params", "is not a known key (valid keys: parameters)"),
 }
 
@@ -158,8 +163,8 @@ def test_a_nested_unknown_key_lists_its_own_section_and_drops_union_tags(workdir
     assert r.stderr.splitlines() == [
         "error: s.yaml: objective.dataset.n_per_clas is not a known key (valid keys: type, kind, classes, n_per_class, "
         "size, difficulty, smears, red_cells_per_field, seed, realism)",
-        "error: s.yaml: objective.split.test_sise is not a known key (valid keys: test_size, folds, val_size, grouped, "
-        "test_fold)"]
+        "error: s.yaml: objective.split.test_sise is not a known key (valid keys: test_size, folds, repeats, val_size, "
+        "grouped, test_fold)"]
 
 
 @pytest.mark.parametrize("args, says", [
@@ -206,7 +211,8 @@ def test_list_and_export(workdir):
     best = study.best_trial
     assert data["value"] == best.value
     assert data["objective"] == {"type": "analytic", "function": "sphere", "shift": 0.0, "sleep": 0.0, "fail_rate": 0.0,
-                                 "work": 0.0, "sleep_sigma": 0.0, "sleep_range": None, "steps": 0}
+                                 "work": 0.0, "sleep_sigma": 0.0, "sleep_range": None, "steps": 0, "noise": 0.0,
+                                 "folds": 5, "repeats": 1, "defaults": {}}
     for k in ("x0", "x1", "lr", "k", "width", "colour", "fill_holes"):
         assert data["params"][k] == best.params[k]
     assert len(data["params"]["features"]) == best.params["features.n_selected"]  # indices of kept bits
@@ -329,7 +335,9 @@ def test_the_dknn_summary_says_what_was_achieved_on_which_split(workdir):
     assert re.search(rf"│ d\s+│ random\s+│ minimize\s+│ 2\s+│ 0\s+│ {best.value:.6g}\s+│ 1 - balanced accuracy", r.stdout), r.stdout
     exported = yaml.safe_load(run_cli("export", "d", cwd=workdir).stdout)
     assert exported["value_is"] == "1 - balanced accuracy"
-    assert exported["metrics"] == {k: a[k] for k in ("balanced_accuracy", "accuracy", "macro_f1", "split", "split_sizes")}
+    assert exported["metrics"] == {k: a[k] for k in ("balanced_accuracy", "accuracy", "macro_f1", "value_se", "n_folds",
+                                                     "split", "split_sizes")}
+    assert rows["standard error"].startswith(f"{a['value_se']:.3g} of the best's value (bootstrap")
 
 
 def test_the_segmentation_summary_names_its_score_and_shows_active_parameters_only(workdir):

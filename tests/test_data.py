@@ -102,9 +102,9 @@ def test_all_idb1_with_centroids(tmp_path):
 def test_cnmc_groups_by_subject(tmp_path):
     names = {"fold_0/all": ["UID_9_11_1_all.bmp", "UID_9_12_2_all.bmp"], "fold_0/hem": ["UID_H21_19_3_hem.bmp"],
              "fold_1/all": ["UID_14_1_1_all.bmp"], "fold_1/hem": ["UID_H3_2_1_hem.bmp"]}
-    for folder, files in names.items():
-        for j, f in enumerate(files):
-            _png(tmp_path / folder / f, _rgb(j))
+    files = [(folder, f) for folder, fs in names.items() for f in fs]
+    for j, (folder, f) in enumerate(files):  # every cell its own image (identical ones would share a group)
+        _png(tmp_path / folder / f, _rgb(j))
     ds = load_dataset(CnmcData(type="cnmc", path=str(tmp_path)))
     assert ds.classes == ["hem", "all"] and sorted(ds.groups) == ["14", "9", "9", "H21", "H3"]
     only0 = load_dataset(CnmcData(type="cnmc", path=str(tmp_path), folds=[0]))

@@ -124,6 +124,10 @@ def print_summary(s: dict[str, Any], out: Console, output: Path | None) -> None:
             fig = (f"balanced accuracy {m['balanced_accuracy']:.3f}{_ci(m.get('balanced_accuracy_ci95'))}"
                    if s["task"] == "classification" else f"Dice {m['dice']:.3f}{_ci(m.get('dice_ci95'))}")
             out.print(f"external {ext['data']} ({ext['images']} items): {label} trained on all the data: {fig}")
+    dup = s["data"].get("duplicates") or {}
+    if dup.get("merged_images"):
+        out.print(f"duplicates: {dup['merged_images']} images merged into shared groups before any split "
+                  f"({dup['exact_sets']} set(s) of identical images, {dup['near_pairs']} near-identical pair(s))")
     flagged = [w for w in (s.get("audit") or {}).get("warnings", [])]
     if flagged:
         out.print(f"[yellow]audit:[/yellow] {flagged[0]}")

@@ -75,11 +75,15 @@ def split_text(sizes: dict) -> str:
     """``images: test 60 held out (30.0%), search 140 (train 98 / validation 42)`` (or k-fold CV, or
     segmentation's ``N scored, nothing trained``)."""
     total = sizes["test"] + sizes["search"]
-    folds = sizes.get("folds", 1)
+    folds, repeats = sizes.get("folds", 1), sizes.get("repeats", 1)
     inner = (f"{sizes['scored']} scored, nothing trained" if folds == 0 else f"{folds}-fold cross-validation"
              if folds > 1 else f"train {sizes['train']} / validation {sizes['validation']}")
+    if repeats > 1:
+        inner += f", {repeats} repeats" if folds > 1 else f", {repeats} such splits"
+    merged = sizes.get("duplicates_merged")
+    dup = f"; {merged} duplicate images kept in shared groups" if merged else ""
     return (f"images: test {sizes['test']} held out ({100 * sizes['test'] / max(total, 1):.1f}%), "
-            f"search {sizes['search']} ({inner})")
+            f"search {sizes['search']} ({inner}){dup}")
 
 
 def trust_rows(extra: dict, chosen: dict) -> list[tuple[str, str]]:

@@ -209,7 +209,7 @@ class DknnObjective(ClassifiesCells, Objective):
         if self._data is not None:
             return
         self._data = self.prepared = prepare_images(self.config, self.seed)
-        self.split_sizes = self._data.splits.sizes()
+        self.split_sizes = self._data.sizes()
         self._views: dict[tuple, tuple] = {}
 
     def view(self, p: Mapping[str, Any], fold=None) -> tuple:

@@ -119,7 +119,7 @@ class FeatureSelectionObjective(ClassifiesCells, Objective):
         c = self.config
         data = prepare_images(c, self.seed)
         self._data = self.prepared = data
-        self.split_sizes = data.splits.sizes()
+        self.split_sizes = data.sizes()
         self._folds = cached("selection-features", self._key(), lambda: self._fold_features(data, data.folds()))
         self.n_classes = len(data.ds.classes)
         self.n_features = self._folds[0][0].shape[1]

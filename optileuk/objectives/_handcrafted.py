@@ -88,7 +88,7 @@ class HandcraftedObjective(ClassifiesCells, Objective):
             c = self.config
             data = self.prepared = prepare_images(c, self.seed)
             ds, splits = data.ds, data.splits
-            self.split_sizes = splits.sizes()
+            self.split_sizes = data.sizes()
             key = {"dataset": c.dataset.model_dump(mode="json"), "paths": ds.paths, "size": c.image_size,
                    "features": FEATURE_NAMES, "resize": c.resize, "stain": c.stain, "reference": c.stain_reference,
                    "search": splits.search.tolist() if c.stain != "none" else None}

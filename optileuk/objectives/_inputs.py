@@ -79,6 +79,14 @@ class Prepared:
     classify: bool = True
     _extra: dict[int, list[Fold]] = field(default_factory=dict, repr=False)
 
+    def sizes(self) -> dict[str, int]:
+        """Images per split (:meth:`Splits.sizes`), and how many duplicates were merged into shared groups."""
+        out = self.splits.sizes()
+        merged = (self.ds.duplicates or {}).get("merged_images", 0)
+        if merged:
+            out["duplicates_merged"] = int(merged)
+        return out
+
     def folds(self, repeat: int | None = None) -> list[Fold]:
         """Every fold of every repeat (``None``), or the folds of one ``repeat``: one of the split's own
         or, from ``split.repeats`` on, a new partition of the search part (what a race evaluates on)."""

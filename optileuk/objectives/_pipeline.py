@@ -10,7 +10,10 @@ A candidate carries every stage (any subset searchable; the rest take ``defaults
    ``fill_holes``); the cell as the pieces of the ``cell_rank + 1`` darkest of ``cell_k`` colour
    clusters that touch the nucleus, opened by ``cell_opening``. With ``segmenter: unet`` a U-Net
    (nucleus and cell channels, MONAI Dice+CE loss, training-only augmentation) is trained once per
-   fold on that fold's training masks, and once on the whole search part for the final model;
+   fold of the first repeat on that fold's training masks, and once on the whole search part for the
+   final model. With two folds or more, every cell is measured on its *cross-fitted* masks (those of
+   the U-Net whose fold held it out) in every fold, repeat and race, so repeats cost no U-Net; with
+   one validation split, its U-Net segments every cell;
 3. **measurements** (:mod:`optileuk.features._cells`): switches ``use_nucleus_shape``,
    ``use_cell_shape``, ``use_nucleus_colour``, ``use_cytoplasm_colour``, ``use_nucleus_texture``,
    ``use_cytoplasm_texture``, ``use_image`` (whole-crop colour/texture features) and ``use_deep``
@@ -27,6 +30,7 @@ a candidate that changes only the measurements, the mask or the classifier never
 from __future__ import annotations
 
 import hashlib
+import json
 import time
 from collections import OrderedDict
 from functools import lru_cache
@@ -48,7 +52,8 @@ from optileuk.objectives._segmentation import DEFAULTS as SEG_DEFAULTS, cluster,
 from optileuk.objectives._torch import resolve_device
 from optileuk.objectives._trunk import load_trunk, trunk_spec
 from optileuk.objectives._pipeline_model import (PipelineModel, cell_clusters, classical_masks, compact, image_features,
-                                                 square_u8, train_segmenter, trunk_features, unet_masks)
+                                                 segmenter_net, square_u8, train_segmenter, trunk_features,
+                                                 unet_masks)
 
 SEGMENT = {**{k: SEG_DEFAULTS[k] for k in ("colour_space", "blur_sigma", "method", "k", "nucleus_rank", "T", "max_iter",
                                            "epsilon", "threshold_offset", "opening", "closing")},
@@ -56,6 +61,7 @@ SEGMENT = {**{k: SEG_DEFAULTS[k] for k in ("colour_space", "blur_sigma", "method
 USE = {f"use_{g}": True for g in GROUPS} | {"use_image": False, "use_deep": True}
 DEFAULTS = {**SEGMENT, **USE, "classifier": "svm", **CLASSIFIER_DEFAULTS}
 INPUTS = ("stain",)
+_SEGMENTERS: OrderedDict[str, dict] = OrderedDict()  # final U-Nets trained in this process, by what they were trained on
 
 
 class UNetSegmenter(BaseModel):
@@ -105,6 +111,7 @@ class PipelineObjective(ClassifiesCells, Objective):
         check_defaults(self.config.defaults, (*DEFAULTS, *INPUTS), "pipeline")
         self.segmentations = 0  # segmentation passes over the images (the stage cache's test counts them)
         self._features: OrderedDict[tuple, np.ndarray] = OrderedDict()
+        self._oof: dict[str, np.ndarray] = {}
         self._fixed: dict[tuple[str, str], np.ndarray] = {}
         self._cluster = lru_cache(maxsize=4096)(self._cluster_uncached)
         self._cells = lru_cache(maxsize=4096)(self._cell_clusters_uncached)
@@ -166,7 +173,7 @@ class PipelineObjective(ClassifiesCells, Objective):
         data = prepare_images(c, self.seed, needs_masks="objective.segmenter unet needs nucleus/cell masks to train "
                               "on (dataset type pairs or synthetic); use segmenter: classical"
                               if c.segmenter == "unet" else None)
-        self.split_sizes = data.splits.sizes()
+        self.split_sizes = data.sizes()
         self._data = self.prepared = data
         self._squares: dict[str, list[np.ndarray]] = {}
 
@@ -202,10 +209,39 @@ class PipelineObjective(ClassifiesCells, Objective):
         return hashlib.sha1(np.asarray(train, dtype=np.int64).tobytes()).hexdigest()[:16]
 
     def _train_segmenter(self, stain: str, train_idx: np.ndarray) -> torch.nn.Module:
+        """The study's U-Net trained on ``train_idx``; a network trained before in this process on the same
+        cells with the same settings and seed is taken instead (an assessment's rules and untuned reference
+        share their final segmenter: training is seeded, so it would be the same network)."""
         c = self.config
+        key = json.dumps({"dataset": c.dataset.model_dump(mode="json"), "unet": c.unet.model_dump(), "seed": self.seed,
+                          "size": c.image_size, "resize": c.resize, "stain": stain, "reference": c.stain_reference,
+                          "train": np.asarray(train_idx).tolist(), "device": str(resolve_device(c.device))},
+                         sort_keys=True)
+        if key in _SEGMENTERS:
+            _SEGMENTERS.move_to_end(key)
+            net = segmenter_net(c.unet.model_dump())
+            net.load_state_dict(_SEGMENTERS[key])
+            return net.to(resolve_device(c.device))
         squares = self.squares(stain)
-        return train_segmenter([squares[i] for i in train_idx], [self._data.ds.masks[i] for i in train_idx],
-                               c.unet.model_dump(), c.image_size, c.resize, resolve_device(c.device), self.seed)
+        net = train_segmenter([squares[i] for i in train_idx], [self._data.ds.masks[i] for i in train_idx],
+                              c.unet.model_dump(), c.image_size, c.resize, resolve_device(c.device), self.seed)
+        _SEGMENTERS[key] = {k: v.detach().cpu().clone() for k, v in net.state_dict().items()}
+        while len(_SEGMENTERS) > 8:
+            _SEGMENTERS.popitem(last=False)
+        return net
+
+    def _oof_masks(self, stain: str) -> np.ndarray:
+        """Cross-fitted masks: each search cell's (nucleus, cell) masks by the U-Net of the first repeat's
+        fold that held it out (one U-Net per fold of that repeat, whatever the repeats and races)."""
+        if stain not in self._oof:
+            splits = self._data.splits
+            out = None
+            for fold in splits.folds[:splits.per_repeat]:
+                every = self._fold_masks(stain, fold.train)
+                out = np.zeros_like(every) if out is None else out
+                out[fold.val] = every[fold.val]
+            self._oof[stain] = out
+        return self._oof[stain]
 
     def _unet_masks(self, stain: str, train_idx: np.ndarray) -> np.ndarray:
         """Train the study's U-Net on ``train_idx`` (dataset indices); (N, 2, S, S) boolean nucleus and
@@ -214,25 +250,33 @@ class PipelineObjective(ClassifiesCells, Objective):
         net = self._train_segmenter(stain, train_idx)
         return unet_masks(net, self.squares(stain), c.unet.model_dump(), c.image_size, resolve_device(c.device))
 
-    def masks(self, p: Mapping[str, Any], train: np.ndarray | None, ids: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
+    def masks(self, p: Mapping[str, Any], train, ids: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
         """(nucleus, cell) masks of images ``ids`` under the candidate's segmentation; with a U-Net, the
-        one trained on the fold's training cells ``train`` (dataset indices; ``None``: the whole search part)."""
+        one trained on the fold's training cells ``train`` (dataset indices; ``None``: the whole search part;
+        ``"oof"``: each cell's cross-fitted masks, :meth:`_oof_masks`)."""
         self.segmentations += 1
         if self.config.segmenter == "classical":
             return [self.classical_masks(int(i), p) for i in ids]
-        ds, splits = self._data.ds, self._data.splits
-        train = splits.search if train is None else np.asarray(train)
-        key = {"dataset": self.config.dataset.model_dump(mode="json"), "paths": ds.paths, "seed": self.seed,
-               "unet": self.config.unet.model_dump(), "size": self.config.image_size, "resize": self.config.resize,
-               "stain": p["stain"], "reference": self.config.stain_reference, "train": train.tolist(), "v": 1}
-        every = cached_arrays("pipeline-unet-masks", key, lambda: self._unet_masks(p["stain"], train))
+        if isinstance(train, str):  # "oof": cross-fitted
+            every = self._oof_masks(p["stain"])
+        else:
+            every = self._fold_masks(p["stain"], self._data.splits.search if train is None else np.asarray(train))
         return [(every[int(i), 0], every[int(i), 1]) for i in ids]
 
+    def _fold_masks(self, stain: str, train: np.ndarray) -> np.ndarray:
+        """(N, 2, S, S) masks of every image by the U-Net trained on ``train`` (cached on disk)."""
+        ds = self._data.ds
+        key = {"dataset": self.config.dataset.model_dump(mode="json"), "paths": ds.paths, "seed": self.seed,
+               "unet": self.config.unet.model_dump(), "size": self.config.image_size, "resize": self.config.resize,
+               "stain": stain, "reference": self.config.stain_reference, "train": np.asarray(train).tolist(), "v": 1}
+        return cached_arrays("pipeline-unet-masks", key, lambda: self._unet_masks(stain, train))
+
     # ---- stage 2: measurements ----------------------------------------------------------------------
-    def features(self, p: Mapping[str, Any], train: np.ndarray | None, ids: np.ndarray) -> np.ndarray:
+    def features(self, p: Mapping[str, Any], train, ids: np.ndarray) -> np.ndarray:
         """(len(ids), features) measurements under the candidate's segmentation (cached per setting); with
-        a U-Net, the one trained on ``train`` (a fold's training cells; classical: ignored)."""
-        fold = self.fold_key(train) if (self.config.segmenter == "unet" and train is not None) else "all"
+        a U-Net, the one trained on ``train`` (a fold's training cells, or ``"oof"``; classical: ignored)."""
+        unet = self.config.segmenter == "unet" and train is not None
+        fold = (train if isinstance(train, str) else self.fold_key(train)) if unet else "all"
         key = (self.segment_key(p, fold), tuple(int(i) for i in ids))
         if key in self._features:
             self._features.move_to_end(key)
@@ -280,10 +324,11 @@ class PipelineObjective(ClassifiesCells, Objective):
         start = time.perf_counter()
         folds = data.folds(opts.get(REPEAT))
         unet = self.config.segmenter == "unet"
+        crossed = unet and splits.per_repeat >= 2  # one U-Net per fold of the first repeat, its masks cross-fitted
         pos = lambda idx: np.searchsorted(splits.search, idx)  # noqa: E731
         preds = []
         for fold in folds:
-            x = self.features(p, fold.train if unet else None, splits.search)
+            x = self.features(p, "oof" if crossed else fold.train if unet else None, splits.search)
             model = build_classifier(p, p["classifier"], self.seed).fit(x[pos(fold.train)][:, cols], ds.labels[fold.train])
             preds.append(model.predict(x[pos(fold.val)][:, cols]))
         return Score(*cv_score(data, folds, preds, self.seed, oof=opts.get(OOF, False),

@@ -207,7 +207,7 @@ class SegmentationObjective(Objective):
         self.prepared = data
         self._stained = data.stained
         idx = splits.search[: self.config.max_images]
-        self.split_sizes = {"test": len(splits.test), "search": len(splits.search), "scored": len(idx), "folds": 0}
+        self.split_sizes = {**data.sizes(), "scored": len(idx), "folds": 0}
         self._set_images(ds, idx)
         self._test = (ds, splits.test)
 

@@ -89,7 +89,7 @@ class UNetObjective(Objective):
             return
         data = prepare_images(self.config, self.seed, classify=False, needs_masks="the unet_plr objective needs "
                               "masks (dataset type pairs or synthetic)")
-        self.split_sizes = data.splits.sizes()
+        self.split_sizes = data.sizes()
         self._data = self.prepared = data
 
     def params(self, config: Mapping[str, Any]) -> dict[str, Any]:

@@ -89,6 +89,22 @@ def audit_html(a: dict[str, Any] | None) -> str:
     return "".join(out)
 
 
+def rules_html(s: dict[str, Any]) -> str:
+    """Selection rules compared on the same searches (``--selection``): pooled figure and optimism per rule."""
+    rows = []
+    for label in s["ranking"]:
+        a = s["approaches"][label]
+        if a.get("rule") and a.get("search") and label != a["search"]:
+            rows.append([html.escape(a["search"]), html.escape(a["rule"]), _ci(a["pooled"], s["metric"]),
+                         "–" if a["optimism"] is None else f"{a['optimism']:+.3f}"])
+    if not rows:
+        return ""
+    return ("<h3>Selection rules on the same searches</h3>"
+            + _table(["search", "rule", f"pooled {s['metric'].replace('_', ' ')} [95% CI]", "optimism"], rows)
+            + '<p class="note">Each rule chose from the same inner search of each outer part; optimism is the '
+              "search's figure of the chosen configuration minus its held-out one.</p>")
+
+
 def assessment_section(s: dict[str, Any], ai: int) -> str:
     key = s["metric"]
     cols = ("balanced_accuracy", "accuracy", "macro_f1") if s["task"] == "classification" else ("dice", "iou", "ssim")
@@ -122,6 +138,12 @@ def assessment_section(s: dict[str, Any], ai: int) -> str:
             chosen.append([html.escape(label), text])
     if chosen:
         out.append("<h3>Configs chosen per part (is the choice stable?)</h3>" + _table(["approach", "chosen"], chosen))
+    out.append(rules_html(s))
+    dup = s["data"].get("duplicates")
+    if dup and dup.get("merged_images"):
+        out.append(f'<p class="note">Duplicates merged into one group before any split: {dup["merged_images"]} '
+                   f'images ({dup["exact_sets"]} set(s) of identical images, {dup["near_pairs"]} near-identical '
+                   "pair(s)).</p>")
     out.append(audit_html(s.get("audit")))
     out.append(f'<p class="note">Value: held-out {html.escape(key.replace("_", " "))}; written by '
                f'<code>optileuk assess</code> into {html.escape(s["storage"])}.</p></section>')

@@ -202,6 +202,7 @@ def collect(storage, url: str, prefix: str | None = None, *, allow_empty: bool =
     """
     from optileuk.assess import PART_ATTR
     from optileuk.compare import REFERENCE_ATTR
+    from optileuk.selection import RACE_PLAN_ATTR
 
     groups: dict[str, Group] = {}
     names, refs = [], []
@@ -210,6 +211,8 @@ def collect(storage, url: str, prefix: str | None = None, *, allow_empty: bool =
         if prefix and not fs.study_name.startswith(prefix):
             continue
         if PART_ATTR in fs.user_attrs:  # an assessment's inner study: shown in its assessment's section
+            continue
+        if RACE_PLAN_ATTR in fs.user_attrs:  # a study's race: its selection, shown with the study
             continue
         r = REF_NAME.match(fs.study_name)
         if r and REFERENCE_ATTR in fs.user_attrs:  # a comparison's reference: a line, not a run

@@ -282,9 +282,34 @@ def group_section(storage, group: Group, gi: int, target: float | None) -> str:
             split = bt.user_attrs.get("split")
             parts.append(f"<h4>What it scored{' (' + html.escape(str(split)) + ')' if split else ''}</h4>")
             parts.append(_table(["metric", "value (bootstrap 95% interval)"], scored))
+        parts.append(trust_html(storage, best_run.name))
         parts.append(f'<p class="note">Export it for training: <code>optileuk export {html.escape(best_run.name)} '
                      f'-o best.yaml</code> then <code>optileuk train best.yaml</code>.</p>')
     return "".join(parts) + "</section>"
+
+
+def trust_html(storage, name: str) -> str:
+    """How far the best can be trusted (its standard error, the defaults beside it, warnings) and what the
+    study's selection rule chose instead of the argmin, and why."""
+    from optileuk.export import selection_facts
+
+    facts = selection_facts(storage, name)
+    if facts is None:
+        return ""
+    t = facts["trust"]
+    rows = []
+    if t.get("value_se") is not None:
+        rows.append(["standard error of the best", f"{t['value_se']:.4g} over {t.get('n_folds') or '?'} fold value(s)"])
+    d = t.get("defaults")
+    if d:
+        pair = d.get("paired")
+        rows.append(["the defaults (trial {})".format(d["trial"]), f"{d['value']:.6g}" + (
+            f"; best − defaults {pair['difference']:+.4g} ± {pair['se']:.3g} ({html.escape(pair['how'])})" if pair else "")])
+    rows.append([f"selection: {html.escape(facts['rule'])}", html.escape(facts["reason"])])
+    out = ["<h4>Can the best be trusted?</h4>", _table(["", ""], rows)]
+    out += [f'<p class="warning"><b>Warning:</b> {html.escape(w)}: prefer <code>selection: anchored</code> or '
+            "<code>one_se</code>, or more data.</p>" for w in t.get("warnings", [])]
+    return "".join(out)
 
 
 def ranking_html(group: Group, r: Ranking) -> str:

@@ -33,7 +33,8 @@ def oof_score(y: np.ndarray, members: Sequence[np.ndarray], weights: Sequence[fl
 def greedy(y: np.ndarray, library: Sequence[np.ndarray], size: int, n_classes: int) -> tuple[list[int], float]:
     """Caruana's forward selection with replacement: ``size`` draws from ``library`` (out-of-fold
     predictions (repeats, n) per trial, best trial first); returns the draw counts per library entry
-    and the ensemble's out-of-fold balanced accuracy. Ties go to the better-ranked trial."""
+    and the ensemble's out-of-fold balanced accuracy. Ties go to a trial not drawn yet (a second equal vote
+    changes no prediction, a third may), then to the better-ranked one."""
     counts = [0] * len(library)
     best_score = -1.0
     for _ in range(size):
@@ -43,8 +44,10 @@ def greedy(y: np.ndarray, library: Sequence[np.ndarray], size: int, n_classes: i
             trial_counts[i] += 1
             chosen = [j for j, c in enumerate(trial_counts) if c]
             order = sorted(chosen, key=lambda j: (-trial_counts[j], j))
-            scored.append((oof_score(y, [library[j] for j in order], [trial_counts[j] for j in order], n_classes), -i))
-        score, neg_i = max(scored)
+            new = counts[i] == 0  # on a tie a member not drawn yet: two equal votes change nothing, three can
+            scored.append((oof_score(y, [library[j] for j in order], [trial_counts[j] for j in order], n_classes),
+                           new, -i))
+        score, _, neg_i = max(scored)
         counts[-neg_i] += 1
         best_score = score
     return counts, best_score

@@ -72,10 +72,10 @@ def parse_rules(value: Any) -> list[Rule]:
     for item in items:
         try:
             rules.append(item if isinstance(item, Rule) else Rule.model_validate(item))
-        except ValidationError as exc:  # one plain sentence, not pydantic's report
-            first = exc.errors()[0]
-            where = ".".join(str(p) for p in first["loc"])
-            raise ValueError(f"{where + ' ' if where else ''}{first['msg'].removeprefix('Value error, ')}") from None
+        except ValidationError as exc:  # one sentence as every config error reads, not pydantic's report
+            from optileuk.validation import problems_from
+
+            raise ValueError(str(problems_from(exc, "")[0])) from None
     names = [r.rule for r in rules]
     if len(set(names)) < len(names):
         raise ValueError(f"names a rule twice: {', '.join(r.label for r in rules)} (one setting per rule)")
