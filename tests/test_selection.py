@@ -307,3 +307,26 @@ def test_assess_compares_selection_rules_on_one_search_and_says_their_optimism(w
     assert "ens/one_se" in r.stdout and "optimism" in r.stdout
     bad = run_cli("assess", "ens.yaml", "--outer", "3", "--selection", "best,bestest", cwd=workdir)
     assert bad.returncode == 2 and "--selection must be one of best" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_the_anchor_and_the_race_run_on_dask_workers_like_any_candidate(workdir):
+    text = NOISY.replace("budget: {trials: 60}", "budget: {trials: 20}\nrunner: {workers: 2}").replace(
+        "selection: [best, one_se, anchored]", "selection: [anchored, {rule: race, top: 3, budget: 0.5}]")
+    write(workdir / "noisy.yaml", text)
+    r = run_cli("run", "noisy.yaml", "-q", cwd=workdir)
+    assert r.returncode == 0, r.stderr
+    storage = f"sqlite:///{workdir}/optileuk.db"
+    trials = optuna.load_study(study_name="noisy", storage=storage).trials
+    raced = optuna.load_study(study_name="noisy.race", storage=storage).trials
+    assert len(trials) == 20 and sum(bool(t.user_attrs.get("anchor")) for t in trials) == 1
+    assert raced and all("worker" in t.user_attrs for t in raced + [t for t in trials if t.user_attrs.get("anchor")])
+
+
+def test_the_report_shows_the_standard_error_the_defaults_and_the_choice(noisy):
+    root, _ = noisy
+    r = run_cli("report", "-o", "report.html", cwd=root)
+    assert r.returncode == 0, r.stderr
+    page = (root / "report.html").read_text()
+    assert "Can the best be trusted?" in page and "standard error of the best" in page
+    assert "the defaults (trial 0)" in page and "not distinguishable from them" in page
+    assert "noisy.race" not in page  # a race is the study's selection, not a run of its own

@@ -23,7 +23,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationEr
 
 from optileuk.errors import ConfigError, Problem
 from optileuk.registry import OBJECTIVES, OPTIMIZERS
-from optileuk.selection import Rule, parse_rules
+from optileuk.selection import Rule, parse_rules, rule_problems
 from optileuk.space import SearchSpace
 from optileuk.storage import DEFAULT_STORAGE, redact
 from optileuk.validation import join, problems_from, read_yaml, validate
@@ -289,7 +289,7 @@ def study_from_dict(data: dict[str, Any], path: Path) -> Study:
     if file is not None and file.objectives and obj_cls is not None:
         problems += _objectives_problems(file, obj_cls, obj_type, opt_entry, opt_name, src)
     if file is not None and obj_cls is not None:
-        problems += _selection_problems(file, obj_cls, obj_type, src)
+        problems += rule_problems(file.selection, obj_cls, obj_type, src, multi=len(file.objectives or []) > 1)
 
     if problems:
         raise ConfigError(problems)
@@ -335,25 +335,6 @@ def _objectives_problems(file: StudyFile, obj_cls, obj_type: str, opt_entry, opt
         if file.pruner is not None:
             out.append(Problem(src, "pruner", "Optuna prunes single-objective studies only; remove it or use one "
                                "objective", file.pruner.name))
-    return out
-
-
-def _selection_problems(file: StudyFile, obj_cls, obj_type: str, src: str) -> list[Problem]:
-    """Rules the objective can serve: a race re-evaluates on new repeats, an ensemble needs out-of-fold
-    predictions of a classifier; a multi-objective study picks from its front (--pick) instead."""
-    labels = [r.label for r in file.selection]
-    if file.objectives and len(file.objectives) > 1 and labels != ["best"]:
-        return [Problem(src, "selection", "is for single-objective studies; a multi-objective study's point is chosen "
-                        "from its Pareto front with optileuk export --pick", labels)]
-    out = []
-    for i, rule in enumerate(file.selection):
-        where = "selection" if len(file.selection) == 1 else f"selection[{i}]"
-        if rule.rule == "race" and not getattr(obj_cls, "resamples", False):
-            out.append(Problem(src, where, f"race evaluates trials again on new repeats of the folds; the {obj_type} "
-                               "objective cannot (it has no folds to draw again)", rule.label))
-        if rule.rule == "ensemble" and not getattr(obj_cls, "predicts_oof", False):
-            out.append(Problem(src, where, f"{rule.label} votes with the out-of-fold predictions of classifiers; the "
-                               f"{obj_type} objective records none", rule.label))
     return out
 
 

@@ -18,7 +18,7 @@ Example:
 from optileuk.selection._choose import RACE_PLAN_ATTR, Choice, Chooser, distance, replay
 from optileuk.selection._ensemble import greedy, oof_score, vote
 from optileuk.selection._race import Race, race_budget
-from optileuk.selection._rules import RULES, SUMMARY, Rule, needs, parse_rules, parse_text
+from optileuk.selection._rules import RULES, SUMMARY, Rule, needs, parse_rules, parse_text, rule_problems
 
 __all__ = ["Choice", "Chooser", "RACE_PLAN_ATTR", "RULES", "Race", "Rule", "SUMMARY", "distance", "greedy", "needs",
-           "oof_score", "parse_rules", "parse_text", "race_budget", "replay", "vote"]
+           "oof_score", "parse_rules", "parse_text", "race_budget", "replay", "rule_problems", "vote"]

@@ -87,3 +87,25 @@ def needs(rules: list[Rule]) -> dict[str, Any]:
     out-of-fold predictions (``oof``), race (``race``: the race rule, or ``None``)."""
     return {"anchor": any(r.rule == "anchored" for r in rules), "oof": any(r.rule == "ensemble" for r in rules),
             "race": next((r for r in rules if r.rule == "race"), None)}
+
+
+def rule_problems(rules: list[Rule], obj_cls, obj_type: str, src: str, *, multi: bool = False) -> list:
+    """Rules the objective can serve (a race evaluates again on new repeats of the folds, an ensemble
+    votes with classifiers' out-of-fold predictions); a multi-objective study picks from its front
+    (``--pick``) instead. One :class:`~optileuk.errors.Problem` each."""
+    from optileuk.errors import Problem
+
+    labels = [r.label for r in rules]
+    if multi and labels != ["best"]:
+        return [Problem(src, "selection", "is for single-objective studies; a multi-objective study's point is chosen "
+                        "from its Pareto front with optileuk export --pick", labels)]
+    out = []
+    for i, rule in enumerate(rules):
+        where = "selection" if len(rules) == 1 else f"selection[{i}]"
+        if rule.rule == "race" and not getattr(obj_cls, "resamples", False):
+            out.append(Problem(src, where, f"race evaluates trials again on new repeats of the folds; the {obj_type} "
+                               "objective cannot (it has no folds to draw again)", rule.label))
+        if rule.rule == "ensemble" and not getattr(obj_cls, "predicts_oof", False):
+            out.append(Problem(src, where, f"{rule.label} votes with the out-of-fold predictions of classifiers; the "
+                               f"{obj_type} objective records none", rule.label))
+    return out
