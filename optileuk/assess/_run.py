@@ -162,21 +162,26 @@ def run_inline(jobs: Sequence[Job], on_done: Callable[[Job, dict], None],
         on_done(job, run_job(job, on_progress=progress))
 
 
-def _job_task(job: Job) -> dict[str, Any]:
+def _jobs_task(jobs: list[Job]) -> list[dict[str, Any]]:
     import warnings
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        return run_job(job)
+        return [run_job(job) for job in jobs]
 
 
 def run_dask(jobs: Sequence[Job], on_done: Callable[[Job, dict], None], *, workers: int | None,
              scheduler: str | None, on_cluster: Callable[[str], None] | None = None) -> None:
     """The jobs side by side on Dask workers (a local cluster of ``workers`` processes, or the cluster at
-    ``scheduler``); each runs its inner search inline in its worker."""
+    ``scheduler``); each runs its inner search inline in its worker. The rules that choose from one
+    search go together, one after another (one driver per study)."""
     from optileuk.runner.cluster import cpu_cluster, results
 
+    together: dict[str, list[Job]] = {}
+    for job in jobs:
+        together.setdefault(job.name if job.approach.tuned else f"{job.name}#{id(job)}", []).append(job)
     with cpu_cluster(workers, scheduler, on_cluster) as client:
-        futures = {client.submit(_job_task, job, pure=False): job for job in jobs}
-        for fut, result in results(client, futures, lambda fut: futures[fut].name):
-            on_done(futures[fut], result)
+        futures = {client.submit(_jobs_task, group, pure=False): group for group in together.values()}
+        for fut, result in results(client, futures, lambda fut: futures[fut][0].name):
+            for job, one in zip(futures[fut], result):
+                on_done(job, one)
