@@ -242,14 +242,14 @@ def test_an_ensemble_trains_as_one_bundle_without_pickles_and_predict_reproduces
     assert r.returncode == 2 and "members/1" in r.stderr and "Traceback" not in r.stderr
 
 
-def test_an_ensemble_study_killed_and_resumed_keeps_every_trial_once_with_its_predictions(workdir):
+def test_an_ensemble_study_stopped_and_resumed_keeps_every_trial_once_with_its_predictions(workdir):
     from optileuk.config import load_study
     from optileuk.export import export_config
     from optileuk.runner import Runner
 
     path = _ensemble_study(workdir, trials=12)
     Runner(load_study(path, storage=f"sqlite:///{workdir}/straight.db")).run()
-    Runner(load_study(path, trials=5)).run()  # stopped early, as by a kill between two generations ...
+    Runner(load_study(path, trials=5)).run()  # stopped early (a kill: tests/test_optimizers.py) ...
     Runner(load_study(path)).run()  # ... and resumed
     a = optuna.load_study(study_name="ens", storage=f"sqlite:///{workdir}/optileuk.db").trials
     b = optuna.load_study(study_name="ens", storage=f"sqlite:///{workdir}/straight.db").trials

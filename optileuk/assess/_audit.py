@@ -17,20 +17,17 @@ balance and per-class image sizes are reported beside them.
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 
-from optileuk.data import Dataset
+from optileuk.data import CORRELATION, NEAR, Dataset
 
 SHORTCUTS = {"size": "only the image size, aspect and file format",
              "border": "only the colour of the image border",
              "centre_masked": "only the image with its centre (the cell) blanked out"}
 MARGIN = 0.2  # a shortcut classifier whose interval's lower bound is above chance + MARGIN is a warning
-NEAR = 3  # a near duplicate: difference hashes at most this many bits apart ...
-CORRELATION = 0.98  # ... and grey thumbnails correlated at least this much
 _FRAME, _THUMB, _MASKED = 0.08, 16, 0.6
 
 
@@ -91,54 +88,24 @@ def cross_validate(X: np.ndarray, labels: np.ndarray, parts: list[np.ndarray], n
     return {"balanced_accuracy": float(balanced_accuracy_score(labels, pred)), "ci95": ci}
 
 
-def dhash(image: np.ndarray) -> int:
-    """64-bit difference hash: a 9x8 grey thumbnail, one bit per horizontal step (brighter or not)."""
-    from PIL import Image
-
-    g = np.asarray(Image.fromarray(image).convert("L").resize((9, 8), Image.BILINEAR), float)
-    bits = (g[:, 1:] > g[:, :-1]).ravel()
-    return int(np.packbits(bits).view(">u8")[0])
-
-
-def _thumb(image: np.ndarray) -> np.ndarray:
-    from PIL import Image
-
-    t = np.asarray(Image.fromarray(image).convert("L").resize((32, 32), Image.BILINEAR), float).ravel()
-    return (t - t.mean()) / (t.std() + 1e-9) / np.sqrt(len(t))
-
-
 def duplicates(images: Sequence[np.ndarray], part_of: np.ndarray, labels: np.ndarray, names: Sequence[str],
                examples: int = 5) -> dict[str, Any]:
-    """Exact duplicates (same pixels) and near duplicates between different outer parts, examples named.
+    """Exact duplicates (same pixels) and near duplicates between different outer parts, examples named
+    (:mod:`optileuk.data`'s index: difference hashes at most :data:`NEAR` bits apart *and* grey 32x32
+    thumbnails correlated at :data:`CORRELATION` or more; a hash alone pairs any two blurry blobs).
+    Data loaded by optileuk have them merged into one group already, so none crosses a part there."""
+    from optileuk.data import exact_sets, near_pairs
 
-    Near: difference hashes at most :data:`NEAR` bits apart *and* grey 32x32 thumbnails correlated
-    at :data:`CORRELATION` or more (a hash alone pairs any two blurry blobs: small platelet crops)."""
-    exact: dict[str, list[int]] = {}
-    for i, im in enumerate(images):
-        key = hashlib.sha1(np.ascontiguousarray(im).tobytes() + str(im.shape).encode()).hexdigest()
-        exact.setdefault(key, []).append(i)
-    exact_pairs = [(a, b) for idx in exact.values() for j, a in enumerate(idx) for b in idx[j + 1:]
+    exact_pairs = [(a, b) for idx in exact_sets(images) for j, a in enumerate(idx) for b in idx[j + 1:]
                    if part_of[a] != part_of[b]]
-    hashes = np.array([dhash(im) for im in images], dtype=np.uint64)
-    thumbs: dict[int, np.ndarray] = {}
-    near_pairs = []
-    for a in range(len(hashes) - 1):
-        dist = np.unpackbits(np.bitwise_xor(hashes[a + 1:], hashes[a]).view(np.uint8).reshape(-1, 8), axis=1).sum(1)
-        for b in (int(x) for x in np.flatnonzero(dist <= NEAR) + a + 1):
-            if part_of[a] == part_of[b]:
-                continue
-            ta = thumbs.setdefault(a, _thumb(images[a]))
-            tb = thumbs.setdefault(b, _thumb(images[b]))
-            if float(ta @ tb) >= CORRELATION:
-                near_pairs.append((a, b))
-    near_pairs = [p for p in near_pairs if p not in set(exact_pairs)]
+    near = [(a, b) for a, b in near_pairs(images) if part_of[a] != part_of[b]]
 
     def show(pairs):
         return [{"a": names[a], "b": names[b], "same_class": bool(labels[a] == labels[b])} for a, b in pairs[:examples]]
 
-    return {"exact_pairs_across_parts": len(exact_pairs), "near_pairs_across_parts": len(near_pairs),
+    return {"exact_pairs_across_parts": len(exact_pairs), "near_pairs_across_parts": len(near),
             "near": f"difference hashes at most {NEAR} bits apart, thumbnails correlated >= {CORRELATION}",
-            "exact_examples": show(exact_pairs), "near_examples": show(near_pairs)}
+            "exact_examples": show(exact_pairs), "near_examples": show(near)}
 
 
 def image_sizes(ds: Dataset) -> dict[str, Any]:
@@ -164,6 +131,7 @@ def audit(ds: Dataset, parts: list[np.ndarray], *, seed: int = 0) -> dict[str, A
     names = [Path(p).name if ds.paths else f"#{i}" for i, p in enumerate(ds.paths or range(len(ds)))]
     out: dict[str, Any] = {"images": len(ds), "outer_parts": len(parts), "classes": ds.counts(),
                            "sizes": image_sizes(ds), "duplicates": duplicates(ds.images, part_of, ds.labels, names),
+                           "merged": ds.duplicates,
                            "shortcuts": {}, "warnings": []}
     if len(present) >= 2:
         chance = 1.0 / len(present)

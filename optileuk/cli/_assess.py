@@ -33,6 +33,11 @@ def audit_table(a: dict[str, Any], title: str) -> Table:
              f"median image size per class (height x width): {sizes}",
              f"duplicates across parts: {dup['exact_pairs_across_parts']} identical, "
              f"{dup['near_pairs_across_parts']} near ({dup['near']})"]
+    merged = a.get("merged") or {}
+    if merged.get("merged_images"):
+        lines.append(f"merged into shared groups when loaded (so no part holds one copy and another part the other): "
+                     f"{merged['merged_images']} images ({merged['exact_sets']} set(s) of identical images, "
+                     f"{merged['near_pairs']} near-identical pair(s))")
     table.caption = "\n".join(lines)
     table.caption_justify = "left"
     return table

@@ -19,7 +19,7 @@ from optileuk.data._config import (
 )
 from optileuk.data._cache import cached, cached_arrays
 from optileuk.data._dataset import Dataset
-from optileuk.data._duplicates import merge_duplicates
+from optileuk.data._duplicates import CORRELATION, NEAR, exact_sets, merge_duplicates, near_pairs
 from optileuk.data._generate import synthetic
 from optileuk.data._splits import Fold, SplitConfig, Splits, inner_folds, make_splits, outer_parts
 from optileuk.data._stain import Stain, StainNormaliser, stain_jitter_od
@@ -85,8 +85,8 @@ def __getattr__(name: str):
     raise AttributeError(f"module 'optileuk.data' has no attribute {name!r}")
 
 
-__all__ = ["AllIdb1Data", "AllIdb2Data", "ChannelsError", "CnmcData", "DataWarning", "Dataset", "DatasetConfig",
+__all__ = ["CORRELATION", "NEAR", "AllIdb1Data", "AllIdb2Data", "ChannelsError", "CnmcData", "DataWarning", "Dataset", "DatasetConfig",
            "Fold", "FoldersData", "IMAGE_EXT", "PairsData", "RealismConfig", "Resize", "SplitConfig", "Splits", "Stain",
-           "StainNormaliser", "SyntheticData", "as_rgb", "cached", "cached_arrays", "drop_small_classes",
-           "from_square", "image_mask_pairs", "inner_folds", "load_dataset", "make_splits", "merge_duplicates", "outer_parts", "read_image",
+           "StainNormaliser", "SyntheticData", "as_rgb", "cached", "cached_arrays", "drop_small_classes", "exact_sets",
+           "from_square", "image_mask_pairs", "inner_folds", "load_dataset", "make_splits", "merge_duplicates", "near_pairs", "outer_parts", "read_image",
            "read_labels", "read_mask", "square_image", "stain_jitter_od", "synthetic", "to_square"]
